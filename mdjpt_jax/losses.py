@@ -1,0 +1,169 @@
+"""Pre-training losses: inter-subject contrastive (NT-Xent) and covariance alignment (CDA).
+
+Both are pure functions of arrays. The CDA loss is split into per-group sufficient
+statistics (sums of per-window covariances and window counts) and the loss computed from
+them, so a sharded step can `psum` the statistics: the psum of shard statistics equals the
+statistics of the full batch, hence every device computes the full-batch loss.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CENTROIDS = ("arithmetic", "log_euclidean")
+# Shrinkage added to each covariance before its matrix log: SHRINK * mean variance + FLOOR.
+SHRINK, FLOOR = 1e-3, 1e-6
+
+
+def contrastive_loss(z: jax.Array, temperature: float = 0.07) -> jax.Array:
+    """NT-Xent of two subjects at the same M windows (CLISA / SimCLR loss).
+
+    Args:
+        z: [2, M, E] L2-normalized embeddings; z[0, i] and z[1, i] are the two subjects'
+            windows at the same stimulus and offset (the positive pair).
+        temperature: softmax temperature.
+
+    Returns:
+        Scalar: cross-entropy averaged over the 2M anchors, each with its positive among
+        the other 2M - 1 embeddings as candidates.
+    """
+    chex.assert_rank(z, 3)
+    chex.assert_axis_dimension(z, 0, 2)
+    m = z.shape[1]
+    flat = z.reshape(2 * m, z.shape[2])
+    logits = (flat @ flat.T) / temperature
+    self_mask = jnp.eye(2 * m, dtype=bool)
+    logits = jnp.where(self_mask, -jnp.inf, logits)
+    positive = (jnp.arange(2 * m) + m) % (2 * m)
+    pos_logit = jnp.take_along_axis(logits, positive[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - pos_logit)
+
+
+def channel_covariance(x: jax.Array) -> jax.Array:
+    """Unbiased covariance between channels over time.
+
+    Args:
+        x: [..., C, N] (channels x time steps).
+
+    Returns:
+        [..., C, C] with entry (a, b) = sum_t (x_a,t - mean_a)(x_b,t - mean_b) / (N - 1).
+    """
+    centered = x - jnp.mean(x, axis=-1, keepdims=True)
+    return jnp.einsum("...an,...bn->...ab", centered, centered) / (x.shape[-1] - 1)
+
+
+def _zero_diagonal(m):
+    return m * (1.0 - jnp.eye(m.shape[-1], dtype=m.dtype))
+
+
+def _symmetric_function(fn, dfn):
+    """f(A) = V f(w) V^T for symmetric A, with a gradient that stays finite when
+    eigenvalues repeat (Daleckii-Krein: divided differences, f' on the diagonal)."""
+
+    @jax.custom_jvp
+    def apply(a):
+        w, v = jnp.linalg.eigh(a)
+        return jnp.einsum("...ij,...j,...kj->...ik", v, fn(w), v)
+
+    @apply.defjvp
+    def apply_jvp(primals, tangents):
+        (a,), (da,) = primals, tangents
+        w, v = jnp.linalg.eigh(a)
+        fw = fn(w)
+        diff = w[..., :, None] - w[..., None, :]
+        scale = jnp.abs(w[..., :, None]) + jnp.abs(w[..., None, :])
+        close = jnp.abs(diff) <= 1e-6 * scale + 1e-30
+        mid = 0.5 * (w[..., :, None] + w[..., None, :])
+        divided = jnp.where(close, dfn(mid),
+                            (fw[..., :, None] - fw[..., None, :]) / jnp.where(close, 1.0, diff))
+        da = 0.5 * (da + jnp.swapaxes(da, -1, -2))
+        inner = jnp.einsum("...ji,...jk,...kl->...il", v, da, v) * divided
+        out = jnp.einsum("...ij,...jk,...lk->...il", v, inner, v)
+        return jnp.einsum("...ij,...j,...kj->...ik", v, fw, v), out
+
+    return apply
+
+
+_logm = _symmetric_function(jnp.log, lambda w: 1.0 / w)
+_expm = _symmetric_function(jnp.exp, jnp.exp)
+
+
+def _window_statistic(x, centroid):
+    cov = channel_covariance(x)                              # [B, F, C, C]
+    if centroid == "arithmetic":
+        return _zero_diagonal(cov)
+    mean_var = jnp.mean(jnp.diagonal(cov, axis1=-2, axis2=-1), axis=-1)
+    ridge = (SHRINK * mean_var + FLOOR)[..., None, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+    return _logm(cov + ridge)
+
+
+def cda_group_statistics(x: jax.Array, group_ids: jax.Array, num_groups: int, *,
+                         centroid: str = "arithmetic"):
+    """Per-group sums of per-window statistics for the CDA loss.
+
+    Args:
+        x: [B, F, C, N] mixer output (B windows, F features, C mixed channels, N steps).
+        group_ids: [B] ints in [0, num_groups).
+        num_groups: G (static).
+        centroid: "arithmetic" sums zero-diagonal covariances; "log_euclidean" sums
+            matrix logs of the full covariances regularized to SPD
+            (cov + (1e-3 * mean variance + 1e-6) I).
+
+    Returns:
+        (sums [G, F, C, C], counts [G] float32). Add them over shards (psum) before
+        `cda_from_statistics`.
+    """
+    if centroid not in CENTROIDS:
+        raise ValueError(f"centroid must be one of {CENTROIDS}, got {centroid!r}")
+    chex.assert_rank([x, group_ids], [4, 1])
+    chex.assert_equal_shape_prefix([x, group_ids], 1)
+    one_hot = jax.nn.one_hot(group_ids, num_groups, dtype=x.dtype)     # [B, G]
+    sums = jnp.einsum("bg,bfij->gfij", one_hot, _window_statistic(x, centroid))
+    return sums, jnp.sum(one_hot, axis=0).astype(jnp.float32)
+
+
+def _safe_frobenius(d):
+    # Double-where: the norm is exactly 0 with gradient 0 (not NaN) where d == 0.
+    sq = jnp.sum(jnp.square(d), axis=(-2, -1))
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def cda_from_statistics(sums: jax.Array, counts: jax.Array, *,
+                        centroid: str = "arithmetic") -> jax.Array:
+    """CDA = log(1 + sum_f sum_{a<b} ||centroid_a,f - centroid_b,f||_F) over non-empty groups.
+
+    Args:
+        sums: [G, F, C, C] from `cda_group_statistics` (psum-ed over shards).
+        counts: [G] windows per group.
+        centroid: must match the one the statistics were made with; "log_euclidean"
+            maps the mean log back with expm and zeroes the diagonal.
+
+    Returns:
+        Scalar loss.
+    """
+    if centroid not in CENTROIDS:
+        raise ValueError(f"centroid must be one of {CENTROIDS}, got {centroid!r}")
+    chex.assert_rank([sums, counts], [4, 1])
+    num_groups = counts.shape[0]
+    centroids = sums / jnp.maximum(counts, 1.0).astype(sums.dtype)[:, None, None, None]
+    if centroid == "log_euclidean":
+        centroids = _zero_diagonal(_expm(centroids))
+
+    # One row of distances at a time, recomputed in the backward pass: memory stays
+    # O(G F C^2) instead of O(G^2 F C^2) for many groups.
+    row = jax.checkpoint(lambda a: _safe_frobenius(centroids[a] - centroids))
+    distances = jax.lax.map(row, jnp.arange(num_groups))              # [G, G, F]
+    present = counts > 0
+    upper = np.triu(np.ones((num_groups, num_groups), bool), k=1)
+    pair_mask = upper & present[:, None] & present[None, :]
+    total = jnp.sum(jnp.where(pair_mask[..., None], distances, 0.0))
+    return jnp.log1p(total)
+
+
+def covariance_alignment_loss(x: jax.Array, group_ids: jax.Array, num_groups: int, *,
+                              centroid: str = "arithmetic") -> jax.Array:
+    """CDA loss of one (unsharded) batch; see `cda_group_statistics` for the arguments."""
+    sums, counts = cda_group_statistics(x, group_ids, num_groups, centroid=centroid)
+    return cda_from_statistics(sums, counts, centroid=centroid)

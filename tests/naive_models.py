@@ -1,0 +1,115 @@
+"""Slow, obvious numpy (float64) oracles for the model and loss tests. Test-only."""
+
+import numpy as np
+from scipy.special import erf, logsumexp
+
+
+def elu_plus_one(x):
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def linear_attention(q, k, v, causal, eps=1e-5):
+    """O(N^2) loop: out_t = sum_s phi(q_t).phi(k_s) v_s / (sum_s phi(q_t).phi(k_s) + eps)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    n, h = q.shape[-3], q.shape[-2]
+    lead = q.shape[:-3]
+    qf = elu_plus_one(q).reshape((-1, n, h, q.shape[-1]))
+    kf = elu_plus_one(k).reshape((-1, n, h, k.shape[-1]))
+    vf = v.reshape((-1, n, h, v.shape[-1]))
+    out = np.zeros(vf.shape)
+    for b in range(qf.shape[0]):
+        for head in range(h):
+            for t in range(n):
+                last = t + 1 if causal else n
+                weights = np.array([qf[b, t, head] @ kf[b, s, head] for s in range(last)])
+                out[b, t, head] = weights @ vf[b, :last, head] / (weights.sum() + eps)
+    return out.reshape(lead + out.shape[1:])
+
+
+def extract_patches(x, patch_size, stride):
+    """[..., T] -> [..., N, P] by slicing each patch."""
+    x = np.asarray(x)
+    n = (x.shape[-1] - patch_size) // stride + 1
+    return np.stack([x[..., i * stride:i * stride + patch_size] for i in range(n)], axis=-2)
+
+
+def stratified_norm(x, time_axis=-1, eps=1e-3):
+    """Per subject block s and feature: (x - mean) / (std_unbiased + eps) over (W, time)."""
+    x = np.asarray(x, np.float64)
+    moved = np.moveaxis(x, time_axis, 2)                    # [S, W, N, ...]
+    out = np.empty_like(moved)
+    for s in range(moved.shape[0]):
+        block = moved[s].reshape((-1,) + moved.shape[3:])   # [W*N, features...]
+        out[s] = ((block - block.mean(0)) / (block.std(0, ddof=1) + eps)).reshape(moved.shape[1:])
+    return np.moveaxis(out, 2, time_axis)
+
+
+def _layer_norm(x, scale, bias, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def _dwconv(x, kernel, bias, causal):
+    """Depthwise conv over axis -2 of [B, N, D]; kernel [3, D]; torch cross-correlation."""
+    n = x.shape[-2]
+    left = 2 if causal else 1
+    padded = np.concatenate([np.zeros_like(x[:, :left]), x, np.zeros_like(x[:, :2 - left])], 1)
+    return sum(padded[:, j:j + n] * kernel[j] for j in range(3)) + bias
+
+
+def mlla_block(x, p, num_heads, causal):
+    """One MLLA block on [B, N, D] with params dict p (numpy), written out step by step."""
+    silu = lambda a: a / (1.0 + np.exp(-a))
+    gelu = lambda a: 0.5 * a * (1.0 + erf(a / np.sqrt(2.0)))
+    lin = lambda a, name: a @ p[name + ".kernel"] + p[name + ".bias"]
+    x = np.asarray(x, np.float64)
+    x = x + _dwconv(x, p["cpe1.kernel"], p["cpe1.bias"], causal)
+    y = _layer_norm(x, p["norm1.scale"], p["norm1.bias"])
+    gate = silu(lin(y, "gate_proj"))
+    z = silu(_dwconv(lin(y, "in_proj"), p["dwc.kernel"], p["dwc.bias"], causal))
+    b, n, d = z.shape
+    q, k, v = np.split(lin(z, "qkv"), 3, axis=-1)
+    heads = lambda a: a.reshape(b, n, num_heads, d // num_heads)
+    attn = linear_attention(heads(q), heads(k), heads(v), causal).reshape(b, n, d)
+    x = x + lin(lin(attn, "attn_out") * gate, "out_proj")
+    x = x + _dwconv(x, p["cpe2.kernel"], p["cpe2.bias"], causal)
+    hidden = gelu(lin(_layer_norm(x, p["norm2.scale"], p["norm2.bias"]), "ffn_in"))
+    return x + lin(hidden, "ffn_out")
+
+
+def nt_xent(z, temperature=0.07):
+    """Loop over the 2M anchors: -log softmax of the positive among the other 2M-1."""
+    z = np.asarray(z, np.float64)
+    m = z.shape[1]
+    flat = z.reshape(2 * m, -1)
+    losses = []
+    for i in range(2 * m):
+        others = [j for j in range(2 * m) if j != i]
+        logits = np.array([flat[i] @ flat[j] for j in others]) / temperature
+        positive = others.index((i + m) % (2 * m))
+        losses.append(logsumexp(logits) - logits[positive])
+    return float(np.mean(losses))
+
+
+def cda(x, group_ids, num_groups):
+    """Arithmetic-centroid CDA with np.cov per window and feature; loops everywhere."""
+    x = np.asarray(x, np.float64)
+    n_windows, n_features = x.shape[:2]
+    centroids = {}
+    for g in range(num_groups):
+        members = [b for b in range(n_windows) if group_ids[b] == g]
+        if not members:
+            continue
+        covs = []
+        for b in members:
+            per_feature = [np.cov(x[b, f]) for f in range(n_features)]   # rows = channels
+            covs.append([c - np.diag(np.diag(c)) for c in per_feature])
+        centroids[g] = np.mean(np.array(covs), axis=0)
+    groups = sorted(centroids)
+    total = 0.0
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            for f in range(n_features):
+                total += np.sqrt(np.sum((centroids[a][f] - centroids[b][f]) ** 2))
+    return float(np.log(1.0 + total))
