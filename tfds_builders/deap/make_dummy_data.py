@@ -1,0 +1,54 @@
+"""Writes a fake DEAP download (`data_preprocessed_python/sNN.dat`) from a seed.
+
+Same container as the official files: a protocol-2 (Python-2 compatible) pickle of a dict
+{'data': float64 [40, 40, n_times], 'labels': float64 [40, 4]} with ratings on 1-9.
+The official trials have 8064 samples; tests use fewer to stay small. No real data.
+
+  python -m tfds_builders.deap.make_dummy_data OUT_DIR [--subjects 2] [--n_times 8064]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+
+import numpy as np
+
+from tfds_builders.deap import deap_dataset_builder as deap
+
+
+def subject_content(rng: np.random.Generator, n_times: int) -> dict:
+  """One subject's fake dict: EEG-like noise (µV), peripheral rows, 1-9 ratings."""
+  data = rng.normal(0.0, 10.0, size=(deap.N_TRIALS, deap.N_FILE_CHANNELS, n_times))
+  labels = np.round(rng.uniform(1.0, 9.0, size=(deap.N_TRIALS, len(deap.RATING_NAMES))), 2)
+  labels[0, 0], labels[1, 0] = 5.0, 4.99  # Pin both sides of the valence threshold.
+  return {"data": data, "labels": labels}
+
+
+def write(root, *, n_subjects: int = 2, n_times: int = deap.N_TIMES, seed: int = 0) -> list[str]:
+  """Writes `root/data_preprocessed_python/s01.dat ...`; returns the written paths."""
+  rng = np.random.default_rng(seed)
+  folder = os.path.join(root, "data_preprocessed_python")
+  os.makedirs(folder, exist_ok=True)
+  paths = []
+  for s in range(n_subjects):
+    path = os.path.join(folder, f"s{s + 1:02d}.dat")
+    with open(path, "wb") as f:
+      pickle.dump(subject_content(rng, n_times), f, protocol=2)
+    paths.append(path)
+  return paths
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("out_dir", nargs="?", default=os.path.join(os.path.dirname(__file__), "dummy_data"))
+  parser.add_argument("--subjects", type=int, default=2)
+  parser.add_argument("--n_times", type=int, default=deap.N_TIMES)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args()
+  print("\n".join(write(args.out_dir, n_subjects=args.subjects, n_times=args.n_times, seed=args.seed)))
+
+
+if __name__ == "__main__":
+  main()

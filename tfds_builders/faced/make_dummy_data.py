@@ -1,0 +1,52 @@
+"""Writes a fake FACED download (`Processed_data/subNNN.pkl`) from a seed.
+
+Same container, dtype and shape as the official files (latin1-compatible pickle of a
+float64 ndarray [28, 32, n_times]; official n_times = 7500, tests use fewer). The values
+are random µV-scale noise, no real data.
+
+  python -m tfds_builders.faced.make_dummy_data OUT_DIR [--subjects 2] [--n_times 7500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+
+import numpy as np
+
+from tfds_builders.faced import faced_dataset_builder as faced
+
+
+def subject_array(rng: np.random.Generator, n_times: int = faced.N_TIMES) -> np.ndarray:
+  """One subject's fake Processed_data array [28, 32, n_times] float64 (µV)."""
+  shape = (faced.N_VIDEOS, len(faced.CHANNEL_NAMES), n_times)
+  return rng.normal(0.0, 20.0, size=shape)
+
+
+def write(root, *, n_subjects: int = 2, n_times: int = faced.N_TIMES, seed: int = 0) -> list[str]:
+  """Writes `root/Processed_data/sub000.pkl ...`; returns the written paths."""
+  rng = np.random.default_rng(seed)
+  folder = os.path.join(root, "Processed_data")
+  os.makedirs(folder, exist_ok=True)
+  paths = []
+  for s in range(n_subjects):
+    path = os.path.join(folder, f"sub{s:03d}.pkl")
+    with open(path, "wb") as f:
+      pickle.dump(subject_array(rng, n_times), f, protocol=2)
+    paths.append(path)
+  return paths
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("out_dir", nargs="?", default=os.path.join(os.path.dirname(__file__), "dummy_data"))
+  parser.add_argument("--subjects", type=int, default=2)
+  parser.add_argument("--n_times", type=int, default=faced.N_TIMES)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args()
+  print("\n".join(write(args.out_dir, n_subjects=args.subjects, n_times=args.n_times, seed=args.seed)))
+
+
+if __name__ == "__main__":
+  main()
