@@ -1,0 +1,399 @@
+"""Grain input pipeline for joint pre-training, and trial-level reading for extraction.
+
+One pre-training step reads, for each of K datasets, P pairs of distinct subjects who
+share a session (the same stimuli in the same order) and, per pair, M windows at
+identical (stimulus, offset) for both subjects. Batches have static shapes:
+
+    eeg      float32 [K, P_host, 2, M, C, T]  µV, projected onto `ch_names`
+    subject  int32   [K, P_host, 2]           dataset-local subject ids
+    stimulus int32   [K, P_host, M]           stimulus id of each window
+    offset   int32   [K, P_host, M]           window start in samples within its trial
+
+Step i's sampling depends only on (seed, i, dataset, pair): the iterator state is the step
+counter, and host h of H computes exactly its slice of the P pairs. Trial EEG is read once
+from the TFDS data source and kept in memory (`cache_trials=False`: re-read per step).
+Nothing is normalized or rescaled here (the model's stratified normalization is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Sequence
+
+import grain
+import numpy as np
+
+from mdjpt_jax import channels
+
+SPLIT = "train"
+INT_FIELDS = ("subject", "session", "trial", "stimulus", "label", "valence")
+
+
+@dataclasses.dataclass
+class DatasetRecords:
+    """Every trial record of one dataset split.
+
+    Attributes:
+        metadata: dataset, ch_names (file order), fs (Hz), label_names, valence_names, ...
+        fields: INT_FIELDS and "n_times" -> int64 arrays [R] (R records, source order).
+        eeg: per record float32 [C_src, T_r] µV, or None (then read from `source`).
+        source: the TFDS data source, random access by record index.
+    """
+
+    metadata: dict
+    fields: dict
+    eeg: list | None
+    source: object
+
+    def trial_eeg(self, record: int) -> np.ndarray:
+        """float32 [C_src, T_r] µV of one record."""
+        if self.eeg is not None:
+            return self.eeg[record]
+        return np.asarray(self.source[int(record)]["eeg"], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionGroup:
+    """Subjects of one session who saw the same stimuli in the same order.
+
+    Attributes:
+        session: session index.
+        stimuli: int [N_pos] stimulus id at each presentation position.
+        subjects: int [S_g] subject ids.
+        records: int [S_g, N_pos] record index of subject s at position j.
+        n_times: int [S_g, N_pos] trial lengths in samples.
+    """
+
+    session: int
+    stimuli: np.ndarray
+    subjects: np.ndarray
+    records: np.ndarray
+    n_times: np.ndarray
+
+
+def _open_source(dataset: str, data_dir, split: str):
+    """(tfds DatasetInfo, data source) of a built dataset, importing its builder module."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import registered
+
+    name = dataset.split("/")[0]
+    try:
+        registered.imported_builder_cls(name)
+    except registered.DatasetNotFoundError:
+        import tfds_builders
+        tfds_builders.import_builder(name)
+    builder = tfds.builder(dataset, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(f"{dataset} is not built in {data_dir}: run `python -m "
+                                f"tfds_builders.build {name} --config CONFIG --data_dir DIR`")
+    if split not in builder.info.splits:
+        raise ValueError(f"{dataset} in {data_dir} has no split {split!r} "
+                         f"(splits: {list(builder.info.splits)})")
+    return builder.info, builder.as_data_source(split=split)
+
+
+def _metadata(dataset: str, info) -> dict:
+    """info.metadata with the project's names (ch_names, fs) and the dataset name."""
+    meta = dict(info.metadata or {})
+    missing = [k for k in ("channel_names", "sampling_rate", "label_names") if k not in meta]
+    if missing:
+        raise ValueError(f"{dataset} ({info.data_dir}): info.metadata lacks {missing}")
+    return dict(dataset=dataset, ch_names=[c.upper() for c in meta["channel_names"]],
+                fs=float(meta["sampling_rate"]), label_names=list(meta["label_names"]),
+                valence_names=list(meta.get("valence_names", [])),
+                label_to_valence=dict(meta.get("label_to_valence", {})))
+
+
+def read_dataset(dataset: str, data_dir, *, split: str = SPLIT,
+                 keep_eeg: bool = True) -> DatasetRecords:
+    """Reads every record of `dataset` once (labels, lengths, and the EEG if `keep_eeg`)."""
+    info, source = _open_source(dataset, data_dir, split)
+    metadata = _metadata(dataset, info)
+    n_chans = len(metadata["ch_names"])
+    fields = {key: [] for key in INT_FIELDS + ("n_times",)}
+    eeg = []
+    for index in range(len(source)):
+        record = source[index]
+        x = np.asarray(record["eeg"], np.float32)
+        if x.ndim != 2 or x.shape[0] != n_chans:
+            raise ValueError(f"{dataset} ({info.data_dir}) record {index} "
+                             f"({record.get('key')!r}): eeg shape {x.shape}, expected "
+                             f"[{n_chans} channels, T]")
+        for key, value in [(key, record[key]) for key in INT_FIELDS] + [("n_times", x.shape[1])]:
+            fields[key].append(int(value))
+        if keep_eeg:
+            eeg.append(x)
+    if not fields["n_times"]:
+        raise ValueError(f"{dataset} ({info.data_dir}): split {split!r} has no records")
+    fields = {key: np.asarray(values, np.int64) for key, values in fields.items()}
+    return DatasetRecords(metadata, fields, eeg if keep_eeg else None, source)
+
+
+def session_groups(fields: dict) -> list[SessionGroup]:
+    """Groups (subject, session) trial sequences by (session, stimulus order), sorted."""
+    by_key: dict = {}
+    keys = np.stack([fields["subject"], fields["session"]], axis=1)
+    for subject, session in np.unique(keys, axis=0):
+        rows = np.flatnonzero((fields["subject"] == subject) & (fields["session"] == session))
+        rows = rows[np.argsort(fields["trial"][rows], kind="stable")]
+        key = (int(session), tuple(fields["stimulus"][rows].tolist()))
+        by_key.setdefault(key, []).append((int(subject), rows))
+    groups = []
+    for (session, stimuli), members in sorted(by_key.items()):
+        records = np.stack([rows for _, rows in members])
+        groups.append(SessionGroup(session, np.asarray(stimuli, np.int64),
+                                   np.asarray([s for s, _ in members], np.int64),
+                                   records, fields["n_times"][records]))
+    return groups
+
+
+def _check_fs(metadata: dict, fs: float) -> None:
+    """Raises if the stored sampling rate is not the pipeline's fs (no resampling here)."""
+    if abs(metadata["fs"] - float(fs)) > 1e-6:
+        raise ValueError(f"{metadata['dataset']}: stored sampling_rate {metadata['fs']:g} Hz != "
+                         f"the pipeline's fs {float(fs):g} Hz (build a config at {float(fs):g} "
+                         f"Hz or change fs)")
+
+
+def dataset_info(dataset: str, data_dir, *, split: str = SPLIT,
+                 require_pairs: bool = True) -> dict:
+    """Metadata plus counts of a built dataset (reads every record once, keeps no EEG).
+
+    Returns:
+        dict: dataset, ch_names, fs (Hz), label_names, valence_names, label_to_valence,
+        n_subjects, n_sessions, n_stimuli, n_trials, n_pair_groups (sessions shared by
+        >= 2 subjects with the same stimulus order), min_n_times / max_n_times (samples).
+
+    Raises:
+        ValueError: if `require_pairs` and no two subjects share a session.
+    """
+    fields = (records := read_dataset(dataset, data_dir, split=split, keep_eeg=False)).fields
+    info = dict(records.metadata,
+                n_subjects=len(np.unique(fields["subject"])),
+                n_sessions=len(np.unique(fields["session"])),
+                n_stimuli=len(np.unique(fields["stimulus"])),
+                n_trials=len(fields["subject"]),
+                n_pair_groups=sum(len(g.subjects) >= 2 for g in session_groups(fields)),
+                min_n_times=int(fields["n_times"].min()),
+                max_n_times=int(fields["n_times"].max()))
+    if require_pairs and not info["n_pair_groups"]:
+        raise ValueError(f"{dataset} ({data_dir}): no session is shared by two subjects with "
+                         f"the same stimulus order, so it cannot form pre-training pairs")
+    return info
+
+
+def load_trials(dataset: str, data_dir, ch_names: Sequence[str], *, fs: float | None = None,
+                split: str = SPLIT) -> tuple[list[dict], dict]:
+    """Every trial of `dataset` projected onto `ch_names`, for extraction and probing.
+
+    Args:
+        dataset, data_dir: TFDS name "<dataset>/<config>" and the dir it was built into.
+        ch_names: unified channel names (C); fs: if given, the expected stored rate (Hz).
+
+    Returns:
+        (trials, metadata): trials in record order, each a dict with "eeg" float32 [C, T_r]
+        µV at the stored rate and int "subject", "session", "trial", "stimulus", "label",
+        "valence"; metadata as in `dataset_info` (without pair validation).
+    """
+    records = read_dataset(dataset, data_dir, split=split, keep_eeg=True)
+    if fs is not None:
+        _check_fs(records.metadata, fs)
+    matrix = channels.projection_matrix(records.metadata["ch_names"], list(ch_names))
+    trials = [dict({key: int(records.fields[key][i]) for key in INT_FIELDS}, eeg=matrix @ eeg)
+              for i, eeg in enumerate(records.eeg)]
+    return trials, dict(records.metadata)
+
+
+def sample_windows(rng: np.random.Generator, lengths: np.ndarray, n_windows: int,
+                   window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spreads `n_windows` windows evenly over trials of `lengths` [N_pos] samples (>= window).
+
+    Returns:
+        (positions [n_windows] indices into lengths, offsets [n_windows] in samples): every
+        position gets n_windows // N_pos windows, a random n_windows % N_pos of them one
+        more, at distinct offsets (where the trial is long enough).
+    """
+    n_pos = len(lengths)
+    counts = np.full(n_pos, n_windows // n_pos)
+    counts[rng.choice(n_pos, n_windows % n_pos, replace=False)] += 1
+    positions, offsets = [], []
+    for pos in np.flatnonzero(counts):
+        span, count = int(lengths[pos]) - window + 1, int(counts[pos])
+        offsets.append(np.sort(rng.choice(span, count, replace=count > span)))
+        positions.append(np.full(count, pos))
+    return np.concatenate(positions), np.concatenate(offsets)
+
+
+class _Projector:
+    """Projects windows with a matrix [C, C_src]: copies identity rows, mixes spline rows.
+
+    Identity rows go as contiguous (dst, src, length) slice runs when there are few (fast).
+    """
+
+    MAX_RUNS = 8
+
+    def __init__(self, matrix: np.ndarray):
+        one_hot = (np.count_nonzero(matrix, axis=1) == 1) & (matrix.max(axis=1) == 1.0)
+        self.copy_rows, self.copy_src = np.flatnonzero(one_hot), matrix[one_hot].argmax(axis=1)
+        self.mix_rows, self.mix = np.flatnonzero(~one_hot), np.ascontiguousarray(matrix[~one_hot])
+        breaks = np.flatnonzero((np.diff(self.copy_rows) != 1) | (np.diff(self.copy_src) != 1))
+        starts = np.concatenate([[0], breaks + 1]).astype(int)
+        stops = np.concatenate([breaks + 1, [len(self.copy_rows)]]).astype(int)
+        self.runs = [(int(self.copy_rows[a]), int(self.copy_src[a]), int(b - a))
+                     for a, b in zip(starts, stops) if b > a]
+
+    def __call__(self, trial: np.ndarray, start: int, out: np.ndarray) -> None:
+        """Writes the window trial[:, start:start + T] ([C_src, T_r]) projected into out [C, T]."""
+        stop = start + out.shape[-1]
+        if len(self.runs) <= self.MAX_RUNS:
+            for dst, src, n in self.runs:
+                out[dst:dst + n] = trial[src:src + n, start:stop]
+        else:
+            out[self.copy_rows] = trial[self.copy_src, start:stop]
+        if len(self.mix_rows):
+            out[self.mix_rows] = self.mix @ trial[:, start:stop]
+
+
+class _DatasetSampler:
+    """Pairs and windows of one dataset; usable = positions long enough for every subject."""
+
+    def __init__(self, records: DatasetRecords, ch_names: Sequence[str], window: int):
+        self.records, self.window = records, window
+        self.project = _Projector(channels.projection_matrix(records.metadata["ch_names"],
+                                                             list(ch_names)))
+        self.groups, self.usable = [], []
+        for group in session_groups(records.fields):
+            usable = np.flatnonzero((group.n_times >= window).all(axis=0))
+            if len(group.subjects) >= 2 and len(usable):
+                self.groups.append(group)
+                self.usable.append(usable)
+        if not self.groups:
+            raise ValueError(f"{records.metadata['dataset']}: no session shared by >= 2 "
+                             f"subjects has a trial of >= {window} samples in each of them, so "
+                             f"it cannot form pre-training pairs")
+        n_subjects = np.array([len(g.subjects) for g in self.groups], np.float64)
+        self.group_p = n_subjects * (n_subjects - 1) / np.sum(n_subjects * (n_subjects - 1))
+
+    def pairs(self, rng: np.random.Generator, n_pairs: int) -> list[tuple[int, int, int]]:
+        """n_pairs (group, a, b) uniform over unordered pairs of distinct subjects."""
+        chosen = rng.choice(len(self.groups), n_pairs, p=self.group_p)
+        return [(int(g), *rng.choice(len(self.groups[g].subjects), 2, replace=False).tolist())
+                for g in chosen]
+
+    def fill(self, seed: int, step: int, k: int, n_pairs: int, pair_slice: range,
+             n_windows: int, batch: dict) -> None:
+        """Writes pairs `pair_slice` of step `step` into batch[...][k] in place."""
+        pairs = self.pairs(np.random.default_rng([seed, step, k, 0]), n_pairs)
+        for row, p in enumerate(pair_slice):
+            g, a, b = pairs[p]
+            group, usable = self.groups[g], self.usable[g]
+            lengths = np.minimum(group.n_times[a, usable], group.n_times[b, usable])
+            rng = np.random.default_rng([seed, step, k, 1 + p])
+            positions, offsets = sample_windows(rng, lengths, n_windows, self.window)
+            positions = usable[positions]
+            for side, subject in enumerate((a, b)):
+                trials = {}
+                for j, (pos, start) in enumerate(zip(positions, offsets)):
+                    record = int(group.records[subject, pos])
+                    if record not in trials:
+                        trials[record] = self.records.trial_eeg(record)
+                    self.project(trials[record], int(start), batch["eeg"][k, row, side, j])
+            batch["subject"][k, row] = group.subjects[[a, b]]
+            batch["stimulus"][k, row] = group.stimuli[positions]
+            batch["offset"][k, row] = offsets
+
+
+class PretrainBatcher:
+    """step -> batch dict (see module docstring); a pure function of (seed, step)."""
+
+    def __init__(self, samplers: list, *, pairs_per_step: int, windows_per_pair: int,
+                 n_chans: int, window: int, seed: int, process_index: int, process_count: int):
+        self.samplers, self.seed = samplers, seed
+        self.pairs_per_step, self.windows_per_pair = pairs_per_step, windows_per_pair
+        pairs_per_host = pairs_per_step // process_count
+        self.pair_slice = range(process_index * pairs_per_host,
+                                (process_index + 1) * pairs_per_host)
+        k, p, m = len(samplers), pairs_per_host, windows_per_pair
+        self.spec = {"eeg": ((k, p, 2, m, n_chans, window), np.float32),
+                     "subject": ((k, p, 2), np.int32), "stimulus": ((k, p, m), np.int32),
+                     "offset": ((k, p, m), np.int32)}
+
+    def __call__(self, step: int) -> dict:
+        batch = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.spec.items()}
+        for k, sampler in enumerate(self.samplers):
+            sampler.fill(self.seed, int(step), k, self.pairs_per_step, self.pair_slice,
+                         self.windows_per_pair, batch)
+        return batch
+
+
+class PretrainLoader:
+    """Checkpointable iterator of pre-training batches (grain MapDataset over step indices).
+
+    `get_state()` -> {"step": next step, "seed": seed} (JSON-serializable);
+    `set_state(state)` resumes the identical stream from that step;
+    `batcher.spec`: name -> (shape, numpy dtype) of every batch.
+    """
+
+    def __init__(self, batcher: PretrainBatcher, *, num_threads: int, prefetch: int):
+        self.batcher = batcher
+        read_options = grain.ReadOptions(num_threads=num_threads,
+                                         prefetch_buffer_size=prefetch if num_threads else 0)
+        self._dataset = (grain.MapDataset.range(0, sys.maxsize).map(batcher)
+                         .to_iter_dataset(read_options))
+        self._iterator = iter(self._dataset)
+
+    def __iter__(self) -> "PretrainLoader":
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._iterator)
+
+    def get_state(self) -> dict:  # Same on every host: elastic across process counts.
+        return {"step": int(self._iterator.get_state()["next_index"]), "seed": self.batcher.seed}
+
+    def set_state(self, state: dict) -> None:
+        if int(state["seed"]) != self.batcher.seed:
+            raise ValueError(f"iterator state was saved with seed {state['seed']}, this loader "
+                             f"has seed {self.batcher.seed}")
+        self._iterator.set_state({"next_index": int(state["step"])})
+
+
+def make_pretrain_loader(datasets: Sequence[str], data_dir, *, pairs_per_step: int,
+                         windows_per_pair: int, window_s: float, fs: float = 125.0,
+                         ch_names: Sequence[str], seed: int, process_index: int = 0,
+                         process_count: int = 1, split: str = SPLIT, cache_trials: bool = True,
+                         num_threads: int = 1, prefetch: int = 2) -> PretrainLoader:
+    """The pre-training loader over K datasets (see module docstring for the batch).
+
+    Args:
+        datasets: TFDS names "<dataset>/<config>", K of them, built into `data_dir`.
+        pairs_per_step: P, pairs per dataset per step over all hosts.
+        windows_per_pair: M windows per pair.
+        window_s: window length in seconds; T = round(window_s * fs) samples.
+        fs: Hz; every dataset's stored sampling_rate must equal it.
+        ch_names: the unified channel set (C names); see channels.UNIFIED_SETS.
+        seed: non-negative int; batches depend only on (seed, step).
+        process_index, process_count: this host's slice of the P pairs.
+        cache_trials: keep all trial EEG in memory (else re-read records per step).
+        num_threads, prefetch: grain worker threads and buffered batches (0 = synchronous).
+    """
+    window = int(round(window_s * fs))
+    if not datasets or min(pairs_per_step, windows_per_pair, window, process_count) < 1 or seed < 0:
+        raise ValueError(f"need datasets ({datasets}), pairs_per_step ({pairs_per_step}), "
+                         f"windows_per_pair ({windows_per_pair}), window samples ({window}), "
+                         f"process_count ({process_count}) >= 1 and seed ({seed}) >= 0")
+    if pairs_per_step % process_count or not 0 <= process_index < process_count:
+        raise ValueError(f"pairs_per_step ({pairs_per_step}) must be divisible by process_count "
+                         f"({process_count}) and 0 <= process_index ({process_index}) < it")
+    channels.projection_matrix(list(ch_names), list(ch_names))  # Validates names early.
+    samplers = []
+    for dataset in datasets:
+        records = read_dataset(dataset, data_dir, split=split, keep_eeg=cache_trials)
+        _check_fs(records.metadata, fs)
+        samplers.append(_DatasetSampler(records, ch_names, window))
+    batcher = PretrainBatcher(samplers, pairs_per_step=pairs_per_step,
+                              windows_per_pair=windows_per_pair, n_chans=len(ch_names),
+                              window=window, seed=seed, process_index=process_index,
+                              process_count=process_count)
+    return PretrainLoader(batcher, num_threads=num_threads, prefetch=prefetch)
