@@ -15,12 +15,8 @@ FS = 125.0
 
 
 @pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    from tfds_builders import build
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    for dataset in SYNTHETIC:
-        build.build_dataset(*dataset.split("/"), data_dir)
-    return data_dir
+def synthetic_dir(synthetic_data_dir):
+    return str(synthetic_data_dir)
 
 
 @pytest.fixture(scope="module")
