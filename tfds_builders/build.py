@@ -37,13 +37,17 @@ def build_dataset(name: str, config: str | None, data_dir, manual_dir=None):
   Raises:
     InvalidDataError: a raw file is missing or invalid (the message names the file).
   """
-  builder_cls = tfds_builders.import_builder(name)
+  return build_with(tfds_builders.import_builder(name), config, data_dir, manual_dir)
+
+
+def build_with(builder_cls, config: str | None, data_dir, manual_dir=None):
+  """`build_dataset` for a builder class (e.g. one whose sizes a test overrides)."""
   data_dir = os.path.abspath(os.fspath(data_dir))
   final = builder_cls(config=config, data_dir=data_dir, file_format="array_record")
   if os.path.isfile(os.path.join(final.data_dir, "dataset_info.json")):
     return final
   os.makedirs(data_dir, exist_ok=True)
-  tmp_root = tempfile.mkdtemp(prefix=f".building-{name}-", dir=data_dir)
+  tmp_root = tempfile.mkdtemp(prefix=f".building-{builder_cls.name}-", dir=data_dir)
   try:
     staged = builder_cls(config=config, data_dir=tmp_root, file_format="array_record")
     download_config = tfds.download.DownloadConfig(

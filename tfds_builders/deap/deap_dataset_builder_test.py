@@ -1,13 +1,12 @@
 """DEAP builder: contract on fake sNN.dat files, values, labels, ratings and bad inputs."""
 
-import os
 import pickle
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders.deap import deap_dataset_builder as deap
 from tfds_builders.deap import make_dummy_data
 from tfds_builders.validation import InvalidDataError
@@ -22,10 +21,7 @@ def short_trials(monkeypatch):
 
 
 def _build(config, manual_dir, data_dir):
-  builder = deap.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(deap.Builder, config, manual_dir, data_dir)
 
 
 def _by_id(builder):

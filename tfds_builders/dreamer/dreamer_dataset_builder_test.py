@@ -1,13 +1,12 @@
 """DREAMER builder: contract on a fake DREAMER.mat, values, labels, ratings and bad inputs."""
 
-import os
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from scipy import io as sio
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders.dreamer import dreamer_dataset_builder as dreamer
 from tfds_builders.dreamer import make_dummy_data
 from tfds_builders.validation import InvalidDataError
@@ -16,10 +15,7 @@ N_SUBJECTS = 2
 
 
 def _build(config, manual_dir, data_dir):
-  builder = dreamer.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(dreamer.Builder, config, manual_dir, data_dir)
 
 
 def _by_id(builder):

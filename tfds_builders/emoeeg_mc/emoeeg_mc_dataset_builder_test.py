@@ -6,9 +6,9 @@ import shutil
 import mne
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders.emoeeg_mc import bids_layout
 from tfds_builders.emoeeg_mc import emoeeg_mc_dataset_builder as emo
 from tfds_builders.emoeeg_mc import make_dummy_data
@@ -16,10 +16,7 @@ from tfds_builders.validation import InvalidDataError
 
 
 def _build(config, manual_dir, data_dir):
-  builder = emo.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(emo.Builder, config, manual_dir, data_dir)
 
 
 def _by_id(builder):

@@ -1,13 +1,12 @@
 """FACED builder: contract on fake Processed_data, values, labels and bad inputs."""
 
-import os
 import pickle
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders.faced import faced_dataset_builder as faced
 from tfds_builders.faced import make_dummy_data
 from tfds_builders.validation import InvalidDataError
@@ -22,15 +21,11 @@ def short_trials(monkeypatch):
 
 
 def _build(config, manual_dir, data_dir):
-  builder = faced.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(faced.Builder, config, manual_dir, data_dir)
 
 
 def _records(builder):
-  source = builder.as_data_source()["train"]
-  return [source[i] for i in range(len(source))]
+  return testing.read_records(builder)
 
 
 @pytest.fixture(scope="module")

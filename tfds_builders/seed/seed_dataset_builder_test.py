@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from scipy import io as sio
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders import seed_family
 from tfds_builders.seed import make_dummy_data
 from tfds_builders.seed import seed_dataset_builder as seed
@@ -18,15 +18,11 @@ SUBJECTS = (1, 2)
 
 
 def _build(config, manual_dir, data_dir):
-  builder = seed.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(seed.Builder, config, manual_dir, data_dir)
 
 
 def _records(builder):
-  source = builder.as_data_source()["train"]
-  return [source[i] for i in range(len(source))]
+  return testing.read_records(builder)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from scipy import io as sio
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders import seed_family
 from tfds_builders.seed_iv import make_dummy_data
 from tfds_builders.seed_iv import seed_iv_dataset_builder as seed_iv
@@ -19,10 +19,7 @@ SUBJECTS = (1, 2)
 
 
 def _build(config, manual_dir, data_dir):
-  builder = seed_iv.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(seed_iv.Builder, config, manual_dir, data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import shutil
 import mne
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders import seed_family
 from tfds_builders.seed_v import make_dummy_data
 from tfds_builders.seed_v import seed_v_dataset_builder as seed_v
@@ -30,10 +30,7 @@ def _patch(mp):
 
 
 def _build(config, manual_dir, data_dir):
-  builder = seed_v.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(seed_v.Builder, config, manual_dir, data_dir)
 
 
 @pytest.fixture(scope="module")

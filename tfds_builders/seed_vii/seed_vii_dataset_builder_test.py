@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 from scipy import io as sio
 
 from tfds_builders import preprocessing
+from tfds_builders import testing
 from tfds_builders import seed_family
 from tfds_builders.seed_vii import make_dummy_data
 from tfds_builders.seed_vii import seed_vii_dataset_builder as seed_vii
@@ -20,10 +20,7 @@ SUBJECTS = (1, 2)
 
 
 def _build(config, manual_dir, data_dir):
-  builder = seed_vii.Builder(config=config, data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return builder
+  return testing.build(seed_vii.Builder, config, manual_dir, data_dir)
 
 
 @pytest.fixture(scope="module")

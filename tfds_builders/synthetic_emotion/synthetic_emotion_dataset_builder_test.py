@@ -5,7 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 from sklearn.linear_model import LogisticRegression
 
-from tfds_builders import eeg_schema, preprocessing
+from tfds_builders import eeg_schema, preprocessing, testing
 from tfds_builders.synthetic_emotion import simulation
 
 CONFIGS = ("d0", "d1", "d2", "d3")
@@ -24,9 +24,9 @@ def test_contract(synthetic_data_dir, config):
   assert meta["channel_names"] == list(spec.channels)
   assert meta["sampling_rate"] == eeg_schema.TARGET_FS
   assert builder.info.features["label"].names == list(spec.labels)
-  records = _records(synthetic_data_dir, config)
-  assert len(records) == spec.n_subjects * spec.n_sessions * spec.stimuli_per_session
-  assert len({r["key"] for r in records}) == len(records)
+  records = testing.read_records(builder)
+  testing.assert_contract(
+      builder, records, n_records=spec.n_subjects * spec.n_sessions * spec.stimuli_per_session)
   for r in records:
     assert r["eeg"].dtype == np.float32
     assert r["eeg"].shape == (len(spec.channels), int(spec.trial_s * eeg_schema.TARGET_FS))
