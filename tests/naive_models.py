@@ -113,3 +113,27 @@ def cda(x, group_ids, num_groups):
             for f in range(n_features):
                 total += np.sqrt(np.sum((centroids[a][f] - centroids[b][f]) ** 2))
     return float(np.log(1.0 + total))
+
+
+def multiscale_conv(x, kernel, bias, dilations, causal):
+    """torch Conv2d(F, F*M, (C, 3), dilation=(1, d), groups=F) per dilation, by loops.
+
+    x [B, F, C, N]; kernel [G, F*M, 1, C, K]; bias [G, F*M] -> [B, G*F*M, N] (zero padded
+    along N: centered, or all on the left when causal).
+    """
+    x, kernel, bias = (np.asarray(a, np.float64) for a in (x, kernel, bias))
+    n_batch, n_feat, _, n = x.shape
+    n_out, size = kernel.shape[1], kernel.shape[-1]
+    per_feature = n_out // n_feat
+    out = np.zeros((n_batch, len(dilations) * n_out, n))
+    for g, dil in enumerate(dilations):
+        pad = (size - 1) * dil
+        left = pad if causal else pad // 2
+        xp = np.pad(x, [(0, 0)] * 3 + [(left, pad - left)])
+        for o in range(n_out):
+            f = o // per_feature
+            for t in range(n):
+                window = xp[:, f, :, t:t + pad + 1:dil]                 # [B, C, K]
+                out[:, g * n_out + o, t] = bias[g, o] + np.einsum(
+                    "bck,ck->b", window, kernel[g, o, 0])
+    return out

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mdjpt_jax.models.mlla import ChannelEncoder
+from mdjpt_jax.models.mlla import REMAT_CHUNK, ChannelEncoder
 from mdjpt_jax.models.normalization import stratified_norm
 
 VARIANTS = {
@@ -80,20 +80,26 @@ class DynamicsModel(nnx.Module):
         self.att_point = nnx.Linear(self.n_maps, self.n_maps, rngs=rngs)
 
     def _multiscale(self, x):
-        # Shifted copies + einsum instead of a grouped conv: XLA:CPU's grouped-conv
-        # backward is ~100x slower than these small matmuls.
-        n_groups, n_out, _, _, size = self.ms_kernel.shape
-        f, n = x.shape[2], x.shape[-1]
-        kernel = self.ms_kernel[...].reshape(n_groups, f, n_out // f, -1, size)  # [G,F,M,C,K]
+        """x [S, W, F, C, N] -> [S, W, D, N]: the grouped (C x 3) convs of all dilations.
+
+        One batched matmul (batch F) contracts the channels for every (dilation, filter,
+        tap) at once; the taps are then shifted along N and summed. (XLA:CPU's grouped-conv
+        backward is ~100x slower, and contracting stacked taps [.., C, K, N] needs
+        transposes with a stride-3 minor axis that cost more than the matmul.)
+        """
+        n_groups, n_out, _, n_chans, size = self.ms_kernel.shape
+        s, w, f, _, n = x.shape
+        per_feature = n_out // f
+        kernel = self.ms_kernel[...].reshape(n_groups, f, per_feature, n_chans, size)
+        kernel = jnp.transpose(kernel, (1, 0, 2, 4, 3))                  # [F, G, M, K, C]
+        taps = jnp.einsum("fgmkc,swfcn->swgfmkn", kernel, x)             # [S,W,G,F,M,K,N]
         outs = []
         for g, dilation in enumerate(self.dilations):
             pad = (size - 1) * dilation
             pad = (pad, 0) if self.causal else (pad // 2, pad - pad // 2)
-            padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [pad])
-            taps = jnp.stack([padded[..., j * dilation:j * dilation + n]
-                              for j in range(size)], axis=-2)            # [S,W,F,C,K,N]
-            y = jnp.einsum("swfckn,fmck->swfmn", taps, kernel[g])
-            outs.append(y.reshape(y.shape[:2] + (n_out, n)) + self.ms_bias[g][:, None])
+            padded = jnp.pad(taps[:, :, g], [(0, 0)] * 5 + [pad])          # [S,W,F,M,K,N']
+            y = sum(padded[..., j, j * dilation:j * dilation + n] for j in range(size))
+            outs.append(y.reshape(s, w, n_out, n) + self.ms_bias[g][:, None])
         return jnp.concatenate(outs, axis=2)                                # [S,W,D,N]
 
     def __call__(self, mixed: jax.Array) -> jax.Array:
@@ -158,10 +164,13 @@ class Encoder(nnx.Module):
         attention: "global" (the paper) or "causal" (online-capable; same parameters).
         rngs: nnx.Rngs with a `params` stream.
         chunk_size: tokens per scan step of the causal attention.
+        remat_chunk: channel sequences per rematerialized chunk of the channel encoder
+            (bounds training memory; None = all at once). Same results either way.
     """
 
     def __init__(self, n_chans: int, n_times: int, variant: str = "paper",
-                 attention: str = "global", *, rngs: nnx.Rngs, chunk_size: int = 64):
+                 attention: str = "global", *, rngs: nnx.Rngs, chunk_size: int = 64,
+                 remat_chunk: int | None = REMAT_CHUNK):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
         if attention not in ATTENTION_MODES:
@@ -173,7 +182,7 @@ class Encoder(nnx.Module):
             patch_size=v["patch_size"], patch_stride=v["patch_stride"],
             d_model=v["d_model"], depth=v["depth"], num_heads=v["num_heads"],
             mlp_ratio=v["mlp_ratio"], readout_dim=v["readout_dim"], causal=causal,
-            chunk_size=chunk_size, rngs=rngs)
+            chunk_size=chunk_size, remat_chunk=remat_chunk, rngs=rngs)
         self.n_tokens = self.channel_encoder.n_tokens(n_times)
         if self.n_tokens < v["pool_len"]:
             min_times = v["patch_size"] + (v["pool_len"] - 1) * v["patch_stride"]

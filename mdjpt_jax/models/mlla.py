@@ -7,9 +7,10 @@ The block follows DESIGN.md and the `MLLAEncoderLayer` of the original mdJPT cod
     x += W_out(W_o(LinAttn(W_q z, W_k z, W_v z)) * gate); x += DWConv3(x); x += FFN(LN(x))
 
 As in the original: separate query/key/value projections with bias (fused here into one
-Linear(dim, 3 dim)), an output projection W_o inside the attention, FFN hidden size
-2 x dim with exact GELU, and no positional encoding besides the three depthwise convs
-(no RoPE / LePE in the encoder layer the paper trains).
+Linear(dim, 3 dim); W_g and W_in stay separate parameters but run as one matmul), an
+output projection W_o inside the attention, FFN hidden size 2 x dim with exact GELU, and
+no positional encoding besides the three depthwise convs (no RoPE / LePE in the encoder
+layer the paper trains).
 
 `causal=True` left-pads every depthwise conv (kernel 3 -> 2 samples of left context) and
 uses the causal linear attention, so the encoder can run online: `ChannelEncoder.stream`
@@ -29,6 +30,9 @@ from mdjpt_jax.models.linear_attention import init_state as attention_init_state
 from mdjpt_jax.models.linear_attention import scan as attention_scan
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm default, as in the original
+# Channel sequences per rematerialized chunk of the channel encoder (bench/model_bench.py
+# --compare remat: on a 2-core CPU, 8-32 run fastest; None = the whole batch at once).
+REMAT_CHUNK = 16
 
 
 class DepthwiseConv1d(nnx.Module):
@@ -62,6 +66,22 @@ class DepthwiseConv1d(nnx.Module):
             padded = jnp.concatenate([left_context.astype(x.dtype), x], axis=-2)
         y = sum(padded[..., j:j + n_tokens, :] * kernel[j] for j in range(size))
         return y + self.bias[...], padded[..., padded.shape[-2] - (size - 1):, :]
+
+
+def _dense(x: jax.Array, layers) -> jax.Array:
+    """Applies nnx.Linear layers that share the input as one 2-D matmul.
+
+    Args:
+        x: [..., D_in].
+        layers: nnx.Linear layers with in_features D_in (and biases).
+
+    Returns:
+        [..., sum of out_features], the layers' outputs side by side.
+    """
+    kernel = jnp.concatenate([layer.kernel[...] for layer in layers], axis=1)
+    bias = jnp.concatenate([layer.bias[...] for layer in layers])
+    y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel) + bias
+    return y.reshape(x.shape[:-1] + (kernel.shape[1],))
 
 
 class BlockState(NamedTuple):
@@ -104,14 +124,14 @@ class MLLABlock(nnx.Module):
         return BlockState(tail, tail, tail, attn)
 
     def _attend(self, z, state):
-        q, k, v = jnp.split(self.qkv(z), 3, axis=-1)
+        q, k, v = jnp.split(_dense(z, (self.qkv,)), 3, axis=-1)
         heads = z.shape[:-1] + (self.num_heads, self.dim // self.num_heads)
         q, k, v = (t.reshape(heads) for t in (q, k, v))
         if state is None:
             out = linear_attention(q, k, v, causal=False)
         else:
             state, out = attention_scan(state, q, k, v, chunk_size=self.chunk_size)
-        return state, self.attn_out(out.reshape(z.shape))
+        return state, _dense(out.reshape(z.shape), (self.attn_out,))
 
     def apply(self, x: jax.Array, state: BlockState | None):
         """Runs the block; state None = global form, else causal continuation.
@@ -127,14 +147,16 @@ class MLLABlock(nnx.Module):
         ctx = (lambda name: None) if state is None else (lambda name: getattr(state, name))
         h, tail1 = self.cpe1(x, ctx("cpe1"))
         x = x + h
-        y = self.norm1(x)
-        gate = nnx.silu(self.gate_proj(y))
-        z, tail2 = self.dwc(self.in_proj(y), ctx("dwc"))
+        # W_g and W_in read the same input: one matmul with the kernels side by side.
+        gate_in = _dense(self.norm1(x), (self.gate_proj, self.in_proj))
+        gate, z = jnp.split(gate_in, 2, axis=-1)
+        z, tail2 = self.dwc(z, ctx("dwc"))
         attn_state, a = self._attend(nnx.silu(z), ctx("attn"))
-        x = x + self.out_proj(a * gate)
+        x = x + _dense(a * nnx.silu(gate), (self.out_proj,))
         h, tail3 = self.cpe2(x, ctx("cpe2"))
         x = x + h
-        x = x + self.ffn_out(nnx.gelu(self.ffn_in(self.norm2(x)), approximate=False))
+        hidden = _dense(self.norm2(x), (self.ffn_in,))
+        x = x + _dense(nnx.gelu(hidden, approximate=False), (self.ffn_out,))
         new_state = None if state is None else BlockState(tail1, tail2, tail3, attn_state)
         return new_state, x
 
@@ -188,9 +210,10 @@ class ChannelEncoder(nnx.Module):
 
     def __init__(self, *, patch_size: int, patch_stride: int, d_model: int, depth: int,
                  num_heads: int, mlp_ratio: float, readout_dim: int, causal: bool,
-                 chunk_size: int = 64, rngs: nnx.Rngs):
+                 chunk_size: int = 64, remat_chunk: int | None = REMAT_CHUNK,
+                 rngs: nnx.Rngs):
         self.patch_size, self.patch_stride = patch_size, patch_stride
-        self.causal = causal
+        self.causal, self.remat_chunk = causal, remat_chunk
         self.read_in = nnx.Linear(patch_size, d_model, rngs=rngs)
         self.blocks = nnx.List([
             MLLABlock(d_model, num_heads, mlp_ratio, causal=causal,
@@ -205,6 +228,11 @@ class ChannelEncoder(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Encodes whole windows.
 
+        With `remat_chunk` set, the channel sequences run `remat_chunk` at a time in a
+        `jax.lax.map` whose body is rematerialized in the backward pass: memory holds one
+        chunk's activations instead of the whole batch's, and the small working set stays
+        in cache (faster on CPU despite the recomputed forward).
+
         Args:
             x: [..., T] EEG samples of single channels (µV, any leading dims).
 
@@ -213,10 +241,27 @@ class ChannelEncoder(nnx.Module):
         """
         if x.shape[-1] < self.patch_size:
             raise ValueError(f"need at least {self.patch_size} samples, got {x.shape[-1]}")
-        h = self.read_in(extract_patches(x, self.patch_size, self.patch_stride))
+        flat = x.reshape((-1, x.shape[-1]))
+        n_seqs, chunk = flat.shape[0], self.remat_chunk
+        if not chunk or n_seqs <= chunk:
+            out = self._encode(flat)
+        else:
+            n_chunks = -(-n_seqs // chunk)
+            # Zero sequences fill the last chunk; they are independent and cut below.
+            flat = jnp.pad(flat, ((0, n_chunks * chunk - n_seqs), (0, 0)))
+            graphdef, state = nnx.split(self)
+            encode = jax.checkpoint(lambda state, xs: nnx.merge(graphdef, state)._encode(xs))
+            out = jax.lax.map(lambda xs: encode(state, xs),
+                              flat.reshape((n_chunks, chunk, flat.shape[-1])))
+            out = out.reshape((n_chunks * chunk,) + out.shape[2:])[:n_seqs]
+        return out.reshape(x.shape[:-1] + out.shape[1:])
+
+    def _encode(self, x: jax.Array) -> jax.Array:
+        """x [B, T] -> [B, N, readout_dim], all sequences at once."""
+        h = _dense(extract_patches(x, self.patch_size, self.patch_stride), (self.read_in,))
         for block in self.blocks:
             h = block(h)
-        return self.read_out(h)
+        return _dense(h, (self.read_out,))
 
     def init_stream_state(self, batch_shape, dtype=jnp.float32) -> StreamState:
         """State of a fresh stream; batch_shape = leading dims of the chunks (e.g. (C,))."""
