@@ -31,6 +31,11 @@ def _reader_error(exc: BaseException) -> InvalidDataError | None:
   return None
 
 
+def _is_complete(dataset_dir) -> bool:
+  """Whether `<name>/<config>/<version>` holds a finished build (TFDS writes this file last)."""
+  return os.path.isfile(os.path.join(dataset_dir, "dataset_info.json"))
+
+
 def build_dataset(name: str, config: str | None, data_dir, manual_dir=None):
   """Builds `name/config` into data_dir (no-op if already built); returns the builder.
 
@@ -44,7 +49,7 @@ def build_with(builder_cls, config: str | None, data_dir, manual_dir=None):
   """`build_dataset` for a builder class (e.g. one whose sizes a test overrides)."""
   data_dir = os.path.abspath(os.fspath(data_dir))
   final = builder_cls(config=config, data_dir=data_dir, file_format="array_record")
-  if os.path.isfile(os.path.join(final.data_dir, "dataset_info.json")):
+  if _is_complete(final.data_dir):
     return final
   os.makedirs(data_dir, exist_ok=True)
   tmp_root = tempfile.mkdtemp(prefix=f".building-{builder_cls.name}-", dir=data_dir)
@@ -60,7 +65,12 @@ def build_with(builder_cls, config: str | None, data_dir, manual_dir=None):
         raise InvalidDataError(str(reader_error)) from exc
       raise
     os.makedirs(os.path.dirname(final.data_dir), exist_ok=True)
-    os.replace(staged.data_dir, final.data_dir)
+    try:
+      os.replace(staged.data_dir, final.data_dir)
+    except OSError:
+      # Another process (a second host, a parallel test worker) finished the same build.
+      if not _is_complete(final.data_dir):
+        raise
   finally:
     shutil.rmtree(tmp_root, ignore_errors=True)
   return builder_cls(config=config, data_dir=data_dir, file_format="array_record")

@@ -1,11 +1,34 @@
 """TF-free builder test helpers (TFDS's DatasetBuilderTestCase needs TensorFlow).
 
-Usage in a builder test:
+Functions, for a builder test written by hand:
 
     from tfds_builders import testing
     builder = testing.build(seed.Builder, "raw", manual_dir, tmp_path / "data")
     records = testing.read_records(builder)
     testing.assert_contract(builder, records, n_records=90)
+
+Or the `BuilderContract` mixin, named after DatasetBuilderTestCase's attributes; it builds
+each config once per test class and runs the contract checks as test methods:
+
+    class TestSeed(testing.BuilderContract):
+      DATASET_CLASS = seed_dataset_builder.Builder
+      SPLITS = {"train": 90}
+      BUILDER_CONFIG_NAMES_TO_TEST = ["preprocessed", "raw"]   # None: every config
+
+      @classmethod
+      def make_manual_dir(cls, tmp_path):
+        make_dummy_data.write(tmp_path)                        # fake official files
+        return tmp_path
+
+      def test_first_trial_values(self, contract_builds):
+        builder, records = contract_builds["raw"]               # (builder, list[dict])
+        ...
+
+      def test_nan_names_the_file(self, tmp_path):
+        bad = testing.corrupt_copy(self.make_manual_dir(tmp_path / "good"), tmp_path)
+        ...                                                     # damage a file in `bad`
+        with pytest.raises(validation.InvalidDataError, match="sub01.mat"):
+          self.build("raw", bad, tmp_path / "data")
 
 `build` goes through the same atomic path as `python -m tfds_builders.build`, so a
 bad-input test also checks that a failed build leaves nothing behind.
@@ -14,14 +37,18 @@ bad-input test also checks that a failed build leaves nothing behind.
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
 
 import numpy as np
+import pytest
 
 from tfds_builders import build as build_lib
 from tfds_builders import eeg_schema
 
 METADATA_KEYS = ("channel_names", "sampling_rate", "label_names", "valence_names",
                  "label_to_valence")
+_SCALARS = ("subject", "session", "trial", "stimulus", "valence")
 
 
 def build(builder_cls, config: str | None, manual_dir, data_dir):
@@ -43,6 +70,31 @@ def read_records(builder, split: str = "train") -> list[dict]:
   return [source[i] for i in range(len(source))]
 
 
+def corrupt_copy(manual_dir, tmp_path) -> pathlib.Path:
+  """A writable copy of manual_dir under tmp_path, to damage for a bad-input case."""
+  target = pathlib.Path(tmp_path) / f"corrupt_{pathlib.Path(manual_dir).name}"
+  shutil.copytree(manual_dir, target)
+  return target
+
+
+def assert_records(builder, records: list[dict]) -> None:
+  """Per-record checks: eeg [n_chans, T>0] float32 finite, integer ids, label/valence range."""
+  meta = builder.info.metadata
+  n_labels = builder.info.features["label"].num_classes
+  for r in records:
+    eeg = r["eeg"]
+    where = f"record {r['source_file']}:{r['key']}"
+    assert eeg.dtype == np.float32 and eeg.ndim == 2 and eeg.shape[1] > 0, (where, eeg.shape)
+    assert eeg.shape[0] == len(meta["channel_names"]), (where, eeg.shape)
+    assert np.isfinite(eeg).all(), where
+    for name in _SCALARS:
+      value = np.asarray(r[name])
+      assert value.dtype.kind == "i" and value.shape == (), (where, name, value)
+      assert name == "valence" or value >= 0, (where, name, value)
+    assert 0 <= r["label"] < n_labels, where
+    assert r["valence"] in (eeg_schema.NO_VALENCE, 0, 1, 2), where
+
+
 def assert_contract(builder, records: list[dict], *, n_records: int) -> None:
   """Record count, unique keys, eeg dtype/shape/finiteness, labels and metadata."""
   meta = builder.info.metadata
@@ -53,12 +105,77 @@ def assert_contract(builder, records: list[dict], *, n_records: int) -> None:
   config = builder.builder_config
   if getattr(config, "preprocess", False):
     assert meta["sampling_rate"] == config.target_fs
-  n_labels = builder.info.features["label"].num_classes
   assert meta["label_names"] == builder.info.features["label"].names
-  for r in records:
-    eeg = r["eeg"]
-    assert eeg.dtype == np.float32 and eeg.ndim == 2 and eeg.shape[1] > 0
-    assert eeg.shape[0] == len(meta["channel_names"])
-    assert np.isfinite(eeg).all()
-    assert 0 <= r["label"] < n_labels
-    assert r["valence"] in (eeg_schema.NO_VALENCE, 0, 1, 2)
+  assert set(meta["label_to_valence"]) == set(meta["label_names"])
+  assert_records(builder, records)
+
+
+class BuilderContract:
+  """Mixin for pytest classes: DatasetBuilderTestCase's contract without TensorFlow.
+
+  Subclasses set DATASET_CLASS, SPLITS (split -> record count, the same for every config
+  tested, or override `expected_splits(config)`) and optionally
+  BUILDER_CONFIG_NAMES_TO_TEST, and implement `make_manual_dir`. A subclass whose data is
+  already built elsewhere (a session fixture) may override the `contract_builds` fixture.
+  """
+
+  DATASET_CLASS = None
+  SPLITS: dict[str, int] = {}
+  BUILDER_CONFIG_NAMES_TO_TEST: list[str] | None = None
+
+  @classmethod
+  def make_manual_dir(cls, tmp_path) -> pathlib.Path | None:
+    """Writes fake raw files under tmp_path; returns the manual_dir (None: no download)."""
+    raise NotImplementedError(f"{cls.__name__} must implement make_manual_dir(tmp_path)")
+
+  @classmethod
+  def expected_splits(cls, config: str | None) -> dict[str, int]:
+    """split -> record count of `config`; override when configs differ in size."""
+    del config
+    return cls.SPLITS
+
+  @classmethod
+  def config_names(cls) -> list[str | None]:
+    if cls.BUILDER_CONFIG_NAMES_TO_TEST is not None:
+      return list(cls.BUILDER_CONFIG_NAMES_TO_TEST)
+    return [c.name for c in cls.DATASET_CLASS.BUILDER_CONFIGS] or [None]
+
+  def build(self, config, manual_dir, data_dir):
+    return build(self.DATASET_CLASS, config, manual_dir, data_dir)
+
+  @staticmethod
+  def read_all(builder) -> list[dict]:
+    """Every record of every split (split order, then storage order)."""
+    return [r for split in builder.info.splits for r in read_records(builder, split)]
+
+  @pytest.fixture(scope="class")
+  def contract_builds(self, tmp_path_factory) -> dict:
+    """config -> (builder, records of all splits); each config built once per class."""
+    root = tmp_path_factory.mktemp(type(self).__name__)
+    manual_dir = type(self).make_manual_dir(root / "manual")
+    return {config: (builder, self.read_all(builder))
+            for config in self.config_names()
+            for builder in [self.build(config, manual_dir, root / "data")]}
+
+  def test_contract_split_counts(self, contract_builds):
+    for config, (builder, _) in contract_builds.items():
+      counts = {k: v.num_examples for k, v in builder.info.splits.items()}
+      assert counts == self.expected_splits(config), (config, counts)
+
+  def test_contract_metadata(self, contract_builds):
+    for config, (builder, _) in contract_builds.items():
+      meta = builder.info.metadata
+      assert set(METADATA_KEYS) <= set(meta), (config, set(METADATA_KEYS) - set(meta))
+      assert meta["label_names"] == builder.info.features["label"].names, config
+      assert set(meta["label_to_valence"]) == set(meta["label_names"]), config
+      if getattr(builder.builder_config, "preprocess", False):
+        assert meta["sampling_rate"] == builder.builder_config.target_fs, config
+
+  def test_contract_records(self, contract_builds):
+    for builder, records in contract_builds.values():
+      assert_records(builder, records)
+
+  def test_contract_keys_unique_across_splits(self, contract_builds):
+    for config, (_, records) in contract_builds.items():
+      keys = [(r["source_file"], r["key"]) for r in records]
+      assert len(set(keys)) == len(keys), (config, "duplicate (source_file, key)")

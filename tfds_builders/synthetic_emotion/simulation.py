@@ -4,11 +4,12 @@ Generative model of one trial (subject i of dataset d watching stimulus j with e
 
   * 8 cortical sources at fixed scalp directions, each oscillating in 4 bands
     (theta 6, alpha 10, beta 20, gamma 38 Hz; narrow-band noise carriers, fresh per trial).
-  * Band amplitude of source s, band b: base_b * exp(W_v[s,b] v_e + W_a[s,b] a_e
+  * Band amplitude of source s, band b: base_b * exp(W_v[s,b] v_e + W_a[s,b] a_e + u_ij[s,b]
     + c_j[s,b] + 0.5 E_j[s,b](t) + o_i[s,b]), where (v_e, a_e) is the emotion's valence and
     arousal and W is one map shared by ALL datasets (so emotions transfer across datasets),
     c_j and the slow envelope E_j(t) belong to the stimulus (shared by every subject who saw
-    it: what inter-subject contrastive learning can find), and o_i is the subject's offset.
+    it: what inter-subject contrastive learning can find), o_i is the subject's offset and
+    u_ij a per-trial jitter (SUBJECT_OFFSET_STD, TRIAL_JITTER_STD).
   * Scalp projection through a Gaussian lead field from the sources to the dataset's
     electrodes (colin27_1005 positions), with per-subject jitter of the source directions,
     per-dataset electrode gains and amplitude scale (what covariance alignment can remove).
@@ -31,6 +32,10 @@ BAND_AMPLITUDE_UV = np.array([5.0, 8.0, 3.0, 1.5])
 SOURCE_SITES = ("F3", "F4", "T7", "T8", "P3", "P4", "O1", "O2")
 LEAD_FIELD_WIDTH = 0.45  # on the unit sphere
 SHARED_SEED = 20251022  # seeds the emotion -> source-spectrum map shared by all datasets
+# Log-amplitude standard deviations. The subject and trial terms are what keeps a
+# cross-subject linear probe on band power well below 100% (as on real data).
+SUBJECT_OFFSET_STD = 0.5
+TRIAL_JITTER_STD = 0.5
 
 # Emotion -> (valence, arousal) in [-1, 1]; the valence class follows the sign of valence.
 EMOTIONS = {
@@ -63,12 +68,14 @@ class DatasetSpec:
   trial_s: float
   labels: tuple[str, ...]
   scale: float  # amplifier/cap amplitude scale
+  emotion_gain: float = 1.0  # how strongly the stimuli elicit their emotion
 
 
 DATASETS = {
     "d0": DatasetSpec(tuple(CAP_30), 200.0, 8, 2, 6, 16.0, ("negative", "neutral", "positive"), 1.0),
     "d1": DatasetSpec(tuple(CAP_1020), 128.0, 8, 1, 8, 16.0, ("neutral", "sad", "fear", "happy"), 0.7),
-    "d2": DatasetSpec(tuple(CAP_EMOTIV), 256.0, 6, 1, 8, 16.0, ("negative", "positive"), 1.5),
+    "d2": DatasetSpec(tuple(CAP_EMOTIV), 256.0, 6, 1, 8, 16.0, ("negative", "positive"), 1.5,
+                      emotion_gain=0.4),
     "d3": DatasetSpec(tuple(CAP_24), 250.0, 8, 1, 8, 20.0, ("anger", "sadness", "neutral", "joy"), 1.2),
     "d4": DatasetSpec(tuple(CAP_GENEVA), 128.0, 6, 1, 10, 16.0,
                       ("disgust", "fear", "neutral", "amusement", "tenderness"), 0.8),
@@ -132,7 +139,8 @@ def _stimulus_drive(spec, seed, name, stimulus, n_times):
   content = rng.normal(0, 0.2, w_val.shape)
   envelope = _spectral_noise(rng, w_val.shape + (n_times,), spec.fs,
                              lambda f: (f < 0.25).astype(float))
-  return (w_val * valence + w_aro * arousal + content)[..., None] + 0.5 * envelope
+  emotion = spec.emotion_gain * (w_val * valence + w_aro * arousal)
+  return (emotion + content)[..., None] + 0.5 * envelope
 
 
 def _lead_field(spec, seed, name, subject) -> np.ndarray:
@@ -152,19 +160,21 @@ def simulate_trial(spec: DatasetSpec, seed: int, name: str, subject: int, sessio
   """EEG [channels, trial_s * fs] in µV at the native rate."""
   n_times = int(round(spec.trial_s * spec.fs))
   rng = _rng(seed, name, "trial", subject, session, trial)
-  offsets = _rng(seed, name, "subject-offset", subject).normal(0, 0.25, (len(SOURCE_SITES),
-                                                                         len(BANDS_HZ)))
-  log_amp = _stimulus_drive(spec, seed, name, stimulus, n_times) + offsets[..., None]
+  shape = (len(SOURCE_SITES), len(BANDS_HZ))
+  offsets = _rng(seed, name, "subject-offset", subject).normal(0, SUBJECT_OFFSET_STD, shape)
+  jitter = rng.normal(0, TRIAL_JITTER_STD, shape)
+  log_amp = _stimulus_drive(spec, seed, name, stimulus, n_times) + (offsets + jitter)[..., None]
   sources = np.zeros((len(SOURCE_SITES), n_times))
   for b, (centre, width) in enumerate(BANDS_HZ):
     carrier = _spectral_noise(rng, (len(SOURCE_SITES), n_times), spec.fs,
                               lambda f: np.exp(-0.5 * ((f - centre) / width) ** 2))
     sources += BAND_AMPLITUDE_UV[b] * np.exp(log_amp[:, b]) * carrier
-  eeg = _lead_field(spec, seed, name, subject) @ sources
+  # einsum, not `@`: BLAS threads on these small products only spin on a busy machine.
+  eeg = np.einsum("cs,st->ct", _lead_field(spec, seed, name, subject), sources)
   n_chans = len(spec.channels)
   pink = _spectral_noise(rng, (n_chans, n_times), spec.fs,
                          lambda f: 1.0 / np.sqrt(np.maximum(f, 0.5)))
   spatial = np.eye(n_chans) + 0.3 * _rng(seed, name, "cap-mix").standard_normal((n_chans, n_chans))
-  eeg += 6.0 * spec.scale * (spatial @ pink) / np.sqrt(1 + 0.09 * n_chans)
+  eeg += 6.0 * spec.scale * np.einsum("cd,dt->ct", spatial, pink) / np.sqrt(1 + 0.09 * n_chans)
   eeg += 1.5 * rng.standard_normal((n_chans, n_times))
   return eeg

@@ -4,43 +4,71 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from tfds_builders import eeg_schema, preprocessing, testing
 from tfds_builders.synthetic_emotion import simulation
+from tfds_builders.synthetic_emotion import synthetic_emotion_dataset_builder
 
-CONFIGS = ("d0", "d1", "d2", "d3")
+CONFIGS = ("d0", "d1", "d2", "d3")  # the ones the session fixture `synthetic_data_dir` built
 
 
 def _records(data_dir, config):
-  source = tfds.data_source(f"synthetic_emotion/{config}", data_dir=data_dir)["train"]
-  return [source[i] for i in range(len(source))]
+  return testing.read_records(tfds.builder(f"synthetic_emotion/{config}", data_dir=data_dir))
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_contract(synthetic_data_dir, config):
-  spec = simulation.DATASETS[config]
-  builder = tfds.builder(f"synthetic_emotion/{config}", data_dir=synthetic_data_dir)
-  meta = builder.info.metadata
-  assert meta["channel_names"] == list(spec.channels)
-  assert meta["sampling_rate"] == eeg_schema.TARGET_FS
-  assert builder.info.features["label"].names == list(spec.labels)
-  records = testing.read_records(builder)
-  testing.assert_contract(
-      builder, records, n_records=spec.n_subjects * spec.n_sessions * spec.stimuli_per_session)
-  for r in records:
-    assert r["eeg"].dtype == np.float32
-    assert r["eeg"].shape == (len(spec.channels), int(spec.trial_s * eeg_schema.TARGET_FS))
-    assert np.isfinite(r["eeg"]).all()
-    assert r["label"] == simulation.stimulus_label(spec, r["stimulus"])
-    assert r["valence"] == meta["label_to_valence"][spec.labels[r["label"]]]
-  # Every subject of a session saw the same stimuli in the same order.
-  for session in range(spec.n_sessions):
-    orders = {tuple(r["stimulus"] for r in sorted(
-        (r for r in records if r["subject"] == s and r["session"] == session),
-        key=lambda r: r["trial"])) for s in range(spec.n_subjects)}
-    assert len(orders) == 1
-  # Both negative and positive valence exist (zero-shot valence transfer needs them).
-  assert {0, 2} <= {r["valence"] for r in records}
+class TestContract(testing.BuilderContract):
+  """The builder contract, read from the session-wide build (no extra build cost)."""
+
+  DATASET_CLASS = synthetic_emotion_dataset_builder.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = CONFIGS
+
+  @classmethod
+  def make_manual_dir(cls, tmp_path):
+    return None  # Simulated: no download.
+
+  @classmethod
+  def expected_splits(cls, config):
+    spec = simulation.DATASETS[config]
+    return {"train": spec.n_subjects * spec.n_sessions * spec.stimuli_per_session}
+
+  @pytest.fixture(scope="class")
+  def contract_builds(self, synthetic_data_dir):
+    builders = {c: tfds.builder(f"synthetic_emotion/{c}", data_dir=synthetic_data_dir)
+                for c in self.config_names()}
+    return {c: (b, self.read_all(b)) for c, b in builders.items()}
+
+  def test_records_follow_the_dataset_table(self, contract_builds):
+    for config, (builder, records) in contract_builds.items():
+      spec = simulation.DATASETS[config]
+      meta = builder.info.metadata
+      assert meta["channel_names"] == list(spec.channels)
+      assert meta["sampling_rate"] == eeg_schema.TARGET_FS
+      assert builder.info.features["label"].names == list(spec.labels)
+      for r in records:
+        assert r["eeg"].shape == (len(spec.channels), int(spec.trial_s * eeg_schema.TARGET_FS))
+        assert r["label"] == simulation.stimulus_label(spec, r["stimulus"])
+        assert r["valence"] == meta["label_to_valence"][spec.labels[r["label"]]]
+      # Zero-shot valence transfer needs both negative and positive trials.
+      assert {0, 2} <= {r["valence"] for r in records}, config
+
+  def test_subjects_of_a_session_see_the_same_stimulus_order(self, contract_builds):
+    for config, (_, records) in contract_builds.items():
+      spec = simulation.DATASETS[config]
+      for session in range(spec.n_sessions):
+        orders = {tuple(r["stimulus"] for r in sorted(
+            (r for r in records if r["subject"] == s and r["session"] == session),
+            key=lambda r: r["trial"])) for s in range(spec.n_subjects)}
+        assert len(orders) == 1, (config, session, orders)
+
+
+def test_every_dataset_has_negative_and_positive_labels_and_distinct_design():
+  designs = set()
+  for name, spec in simulation.DATASETS.items():
+    assert {0, 2} <= {simulation.valence_class(label) for label in spec.labels}, name
+    designs.add((spec.channels, spec.fs, spec.labels))
+  assert len(designs) == len(simulation.DATASETS) == 6
 
 
 def test_records_equal_documented_simulation_and_preprocessing(synthetic_data_dir):
@@ -80,7 +108,7 @@ def test_dynamics_are_stimulus_locked_across_subjects(synthetic_data_dir):
     for (s2, sess2, stim2), e2 in env.items():
       if s2 == 1 and sess2 == sess:
         (same if stim2 == stim else different).append(np.corrcoef(e, e2)[0, 1])
-  assert np.mean(same) > np.mean(different) + 0.2
+  assert np.mean(same) > np.mean(different) + 0.2  # 0.38 vs -0.03 at seed 0
 
 
 def test_emotions_are_decodable_across_subjects_but_not_trivially(synthetic_data_dir):
@@ -90,6 +118,7 @@ def test_emotions_are_decodable_across_subjects_but_not_trivially(synthetic_data
   labels = np.array([r["label"] for r in records])
   subjects = np.array([r["subject"] for r in records])
   train = subjects < 5
-  clf = LogisticRegression(max_iter=2000).fit(feats[train], labels[train])
+  clf = make_pipeline(StandardScaler(), LogisticRegression()).fit(feats[train], labels[train])
   accuracy = clf.score(feats[~train], labels[~train])
-  assert 0.45 < accuracy <= 1.0  # chance is 1/3
+  # Chance is 1/3; subject offsets and trial jitter keep it off 100% (0.81 at seed 0).
+  assert 0.55 < accuracy < 0.95
