@@ -1,0 +1,116 @@
+"""Full train-step benchmark: mdjpt_jax.train_step (fwd + bwd + psum + AdamW) on N devices.
+
+Times the real jitted, sharded step (`train_step.make_train_step`) warm, after its
+compilation, and prints one JSON object: median seconds per step and windows per second
+for each case. Cases:
+
+    issue  the issue's measurement: 2 datasets x 1 pair x 2 subjects x 15 windows of
+           60 channels x 5 s at 125 Hz, "paper" encoder (the original PyTorch code takes
+           ~20 s per step on the 2-core CPU this was written on);
+    demo   the synthetic demo's shape: 3 datasets x 8 pairs x 2 x 4 windows of
+           19 channels x 2 s at 125 Hz, "tiny" encoder.
+
+    python bench/train_bench.py --devices 1                     # both cases, 1 device
+    python bench/train_bench.py --devices 8 --pairs 8           # 8 simulated CPU devices
+    python bench/train_bench.py --cases issue --reps 5
+
+--devices N > 1 on CPU simulates N devices (XLA_FLAGS, set before jax is imported); on a
+GPU/TPU host the first N real devices are used. The pairs P must be divisible by N
+(--pairs overrides every case's P).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+CASES = {
+    "issue": dict(variant="paper", datasets=2, pairs=1, windows=15, n_chans=60, window_s=5.0),
+    "demo": dict(variant="tiny", datasets=3, pairs=8, windows=4, n_chans=19, window_s=2.0),
+}
+FS = 125.0
+
+
+def _parse():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=None, help="override P of every case")
+    parser.add_argument("--attention", default="global", choices=("global", "causal"))
+    parser.add_argument("--reps", type=int, default=3, help="timed warm steps per case")
+    parser.add_argument("--platform", default="cpu", help="JAX_PLATFORMS unless already set")
+    return parser.parse_args()
+
+
+ARGS = _parse()
+os.environ.setdefault("JAX_PLATFORMS", ARGS.platform)
+if ARGS.devices > 1 and os.environ["JAX_PLATFORMS"] == "cpu":
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={ARGS.devices}")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from mdjpt_jax import distributed, optimizer, train_step  # noqa: E402
+from mdjpt_jax.models import Encoder  # noqa: E402
+
+
+def bench_case(name: str, mesh, pairs: int) -> dict:
+    """Compile once, then time `ARGS.reps` warm steps of one case."""
+    case = dict(CASES[name], pairs=pairs)
+    n_times = int(case["window_s"] * FS)
+    shape = (case["datasets"], pairs, 2, case["windows"], case["n_chans"], n_times)
+    info = dict(case=name, **case, n_times=n_times, batch_shape=list(shape),
+                windows_per_step=int(np.prod(shape[:4])))
+    try:
+        distributed.check_pairs_divisible(pairs, mesh.devices.size)
+    except ValueError as error:
+        return dict(info, skipped=str(error))
+    model = Encoder(case["n_chans"], n_times, case["variant"], ARGS.attention,
+                    rngs=nnx.Rngs(params=0))
+    opt = optimizer.make_optimizer(learning_rate=5e-4, weight_decay=1e-4, warmup_steps=10,
+                                   total_steps=1000)
+    graphdef, state = train_step.init_train_state(model, opt, mesh=mesh)
+    step = train_step.make_train_step(graphdef, opt, mesh)
+    eeg = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    batch = distributed.host_batch_to_global({"eeg": eeg}, mesh)
+    key = jax.random.key(0)
+    start = time.perf_counter()
+    state, metrics = step(state, batch, key)
+    jax.block_until_ready(metrics)
+    first_s = time.perf_counter() - start  # compile + one step
+    times = []
+    for _ in range(ARGS.reps):
+        start = time.perf_counter()
+        state, metrics = step(state, batch, key)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return dict(info, params=int(sum(x.size for x in jax.tree.leaves(state.params))),
+                compile_and_first_step_s=round(first_s, 2), step_s_median=round(median, 3),
+                step_s_all=[round(t, 3) for t in times],
+                windows_per_s=round(info["windows_per_step"] / median, 1),
+                loss=float(metrics["loss"]), finite=bool(metrics["finite"]))
+
+
+def main():
+    devices = jax.devices()[:ARGS.devices]
+    if len(devices) < ARGS.devices:
+        raise SystemExit(f"--devices {ARGS.devices}: only {len(devices)} available")
+    mesh = distributed.make_mesh(devices)
+    results = [bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"])
+               for name in ARGS.cases]
+    print(json.dumps(dict(
+        bench="train_step", devices=ARGS.devices, device_kind=devices[0].device_kind,
+        platform=devices[0].platform, attention=ARGS.attention, reps=ARGS.reps,
+        cpu_count=os.cpu_count(), machine=platform.machine(), jax=jax.__version__,
+        results=results), indent=1))
+
+
+if __name__ == "__main__":
+    main()

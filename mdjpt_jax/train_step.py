@@ -1,0 +1,237 @@
+"""The pre-training step: one SPMD program per device under `jax.shard_map` over "data".
+
+Each device holds P_dev = P / D of the P pairs of every dataset (batch eeg
+[K, P, 2, M, C, T] sharded on axis 1) and a full copy of the train state.
+
+Gradient convention (pmap semantics, made exact): every device computes its *share* of the
+global loss, such that the shares summed over the D devices equal the loss of the whole
+batch on one device:
+
+    share_d = sum_{k, p in device d} contrastive[k, p] / (K P)  +  cda_weight * CDA / D
+
+where CDA is computed by every device from the psum of the per-group covariance sums and
+counts (so every device sees the global centroids). The gradient of the global loss is then
+the psum (not the mean) of the per-device gradients of the shares; the psum's transpose
+routes each device's CDA cotangent back to its own windows. The parameters enter the
+per-device loss as explicitly device-varying copies (`pcast`), so the per-device gradient
+is purely local and the single `psum` below is the only cross-device gradient reduction.
+"""
+
+import functools
+from typing import Any, Callable
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, PartitionSpec
+
+from mdjpt_jax import distributed, losses
+
+CDA_GROUPINGS = ("subject", "dataset")
+AXIS = distributed.DATA_AXIS
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step updates; a pytree (replicated over the mesh).
+
+    Attributes:
+        step: int32 scalar, number of updates applied so far.
+        params: nnx.State of the encoder's nnx.Param variables.
+        opt_state: optax state of the optimizer.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, *,
+                     mesh: Mesh | None = None) -> tuple[nnx.GraphDef, TrainState]:
+    """Splits the model into (graphdef, params) and builds the step-0 state.
+
+    Args:
+        model: the encoder (only nnx.Param variables; it has no batch statistics).
+        optimizer: e.g. `optimizer.make_optimizer(...)`.
+        mesh: if given, the state is copied onto every device of the mesh (replicated).
+
+    Returns:
+        (graphdef, state): `nnx.merge(graphdef, state.params)` rebuilds the model.
+    """
+    graphdef, params = nnx.split(model, nnx.Param)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       opt_state=optimizer.init(params))
+    if mesh is not None:
+        state = distributed.replicate(state, mesh)
+    return graphdef, state
+
+
+def _group_ids(num_datasets, pairs_per_device, pairs_total, windows, pair_offset, grouping):
+    """Global CDA group id of every window of this device: [K * P_dev * 2 * M] int32.
+
+    subject: id = k * 2P + p_global * 2 + s (one group per subject of each pair);
+    dataset: id = k.
+    """
+    k = jnp.arange(num_datasets)[:, None, None]
+    p_global = pair_offset + jnp.arange(pairs_per_device)[None, :, None]
+    s = jnp.arange(2)[None, None, :]
+    if grouping == "subject":
+        block_ids = k * (2 * pairs_total) + p_global * 2 + s
+    else:
+        block_ids = jnp.broadcast_to(k, (num_datasets, pairs_per_device, 2))
+    return jnp.repeat(block_ids.reshape(-1), windows).astype(jnp.int32)
+
+
+def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devices: int,
+                temperature: float = 0.07, cda_weight: float = 0.01,
+                cda_groups: str = "subject", cda_centroid: str = "arithmetic",
+                use_cda: bool = True) -> tuple[jax.Array, dict]:
+    """This device's share of the global loss; call inside shard_map over axis "data".
+
+    Args:
+        params: encoder parameters (nnx.State).
+        eeg: [K, P_dev, 2, M, C, T] µV, this device's pairs (pair p of device d is global
+            pair d * P_dev + p).
+        graphdef: the encoder's graph definition.
+        num_devices: D, size of the "data" axis.
+        temperature, cda_weight, cda_groups, cda_centroid, use_cda: see `make_train_step`.
+
+    Returns:
+        (share, aux): share is a scalar whose sum over devices is the global loss; aux
+        holds global (psum-ed, device-invariant) values: loss, contrastive,
+        contrastive_per_dataset [K], cda.
+    """
+    chex.assert_rank(eeg, 6)
+    chex.assert_axis_dimension(eeg, 2, 2)
+    num_datasets, pairs_per_device, _, windows = eeg.shape[:4]
+    pairs_total = pairs_per_device * num_devices
+    # One block per subject of each pair: stratified normalization never mixes subjects.
+    out = nnx.merge(graphdef, params)(eeg.reshape((-1,) + eeg.shape[3:]))
+    projection = out["projection"].reshape(eeg.shape[:4] + (-1,))      # [K, P_dev, 2, M, E]
+    contrastive = functools.partial(losses.contrastive_loss, temperature=temperature)
+    pair_losses = jax.vmap(jax.vmap(contrastive))(projection)          # [K, P_dev]
+    per_dataset = jax.lax.psum(jnp.sum(pair_losses, axis=1), AXIS) / pairs_total
+    share = jnp.sum(pair_losses) / (num_datasets * pairs_total)
+    cda = jnp.zeros((), jnp.float32)
+    if use_cda:
+        mixed = out["mixed"]                                            # [S, M, F, C2, N]
+        num_groups = num_datasets * 2 * pairs_total if cda_groups == "subject" else num_datasets
+        group_ids = _group_ids(num_datasets, pairs_per_device, pairs_total, windows,
+                               jax.lax.axis_index(AXIS) * pairs_per_device, cda_groups)
+        sums, counts = losses.cda_group_statistics(
+            mixed.reshape((-1,) + mixed.shape[2:]), group_ids, num_groups,
+            centroid=cda_centroid)
+        cda = losses.cda_from_statistics(jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS),
+                                         centroid=cda_centroid)
+        share = share + cda_weight * cda / num_devices
+    contrastive_mean = jnp.mean(per_dataset)
+    aux = dict(loss=contrastive_mean + cda_weight * cda, contrastive=contrastive_mean,
+               contrastive_per_dataset=per_dataset, cda=cda)
+    return share, aux
+
+
+def _device_grads(loss_fn: Callable, params: Any, eeg: jax.Array) -> tuple[Any, dict]:
+    """Gradient of the global loss on this device: psum of the per-device share gradients."""
+    local_params = jax.lax.pcast(params, AXIS, to="varying")
+    grads, aux = jax.grad(loss_fn, has_aux=True)(local_params, eeg)
+    return jax.lax.psum(grads, AXIS), aux
+
+
+def _check_options(cda_groups: str, cda_centroid: str) -> None:
+    if cda_groups not in CDA_GROUPINGS:
+        raise ValueError(f"cda_groups must be one of {CDA_GROUPINGS}, got {cda_groups!r}")
+    if cda_centroid not in losses.CENTROIDS:
+        raise ValueError(f"cda_centroid must be one of {losses.CENTROIDS}, "
+                         f"got {cda_centroid!r}")
+
+
+def _sharded_eeg(batch: dict, num_devices: int) -> jax.Array:
+    eeg = batch["eeg"]
+    chex.assert_rank(eeg, 6)
+    distributed.check_pairs_divisible(eeg.shape[1], num_devices)
+    return eeg
+
+
+def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                  mesh: Mesh, *, temperature: float = 0.07, cda_weight: float = 0.01,
+                  cda_groups: str = "subject", cda_centroid: str = "arithmetic",
+                  use_cda: bool = True,
+                  learning_rate_fn: optax.Schedule | None = None) -> Callable:
+    """The pure, un-jitted `train_step(state, batch, key) -> (state, metrics)`.
+
+    Args:
+        graphdef: from `init_train_state`.
+        optimizer: the optax transformation the state was initialized with.
+        mesh: 1-D mesh with axis "data" (`distributed.make_mesh`).
+        temperature: NT-Xent temperature.
+        cda_weight: total loss = mean contrastive + cda_weight * CDA.
+        cda_groups: "subject" (one CDA group per subject of each pair) or "dataset".
+        cda_centroid: "arithmetic" or "log_euclidean" group mean.
+        use_cda: False drops the CDA term (ablation); metrics report cda = 0.
+        learning_rate_fn: the optimizer's schedule, only to report the rate of each step
+            (NaN when not given).
+
+    Returns:
+        train_step(state, batch, key): state replicated on the mesh; batch a dict of
+        global arrays with the pairs on axis 1 sharded over "data"
+        (`distributed.host_batch_to_global`), of which only batch["eeg"]
+        [K, P, 2, M, C, T] is read; key is reserved for stochastic layers
+        (`fold_in(key, state.step)`) and unused, the model being deterministic. Metrics
+        are replicated: loss, contrastive, cda, grad_norm, learning_rate, finite (bool:
+        loss and gradient finite; the caller stops the run on False) scalars and
+        contrastive_per_dataset [K].
+    """
+    _check_options(cda_groups, cda_centroid)
+    num_devices = mesh.devices.size
+    loss_fn = functools.partial(
+        device_loss, graphdef=graphdef, num_devices=num_devices, temperature=temperature,
+        cda_weight=cda_weight, cda_groups=cda_groups, cda_centroid=cda_centroid,
+        use_cda=use_cda)
+
+    def device_step(state: TrainState, eeg: jax.Array):
+        grads, aux = _device_grads(loss_fn, state.params, eeg)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        rate = jnp.nan if learning_rate_fn is None else learning_rate_fn(state.step)
+        metrics = dict(aux, grad_norm=grad_norm,
+                       learning_rate=jnp.asarray(rate, jnp.float32),
+                       finite=jnp.isfinite(aux["loss"]) & jnp.isfinite(grad_norm))
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    sharded_step = jax.shard_map(device_step, mesh=mesh,
+                                 in_specs=(PartitionSpec(), PartitionSpec(None, AXIS)),
+                                 out_specs=(PartitionSpec(), PartitionSpec()))
+
+    def train_step(state: TrainState, batch: dict, key: jax.Array):
+        del key  # Reserved: stochastic layers would use jax.random.fold_in(key, state.step).
+        return sharded_step(state, _sharded_eeg(batch, num_devices))
+
+    return train_step
+
+
+def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
+    """jit with the mesh's shardings (state and metrics replicated, batch split on the
+    pairs) and the state's buffers donated: a misplaced input is an error, not a copy."""
+    replicated = distributed.replicated_sharding(mesh)
+    return jax.jit(step_fn, donate_argnums=0,
+                   in_shardings=(replicated, distributed.batch_sharding(mesh), replicated),
+                   out_shardings=(replicated, replicated))
+
+
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                    mesh: Mesh, **options) -> Callable:
+    """The jitted train step: `jit_train_step(train_step_fn(...), mesh)`.
+
+    Args:
+        graphdef, optimizer, mesh: see `train_step_fn`.
+        **options: temperature, cda_weight, cda_groups, cda_centroid, use_cda,
+            learning_rate_fn (keywords of `train_step_fn`).
+
+    Returns:
+        train_step(state, batch, key) -> (state, metrics); see `train_step_fn`.
+    """
+    return jit_train_step(train_step_fn(graphdef, optimizer, mesh, **options), mesh)

@@ -1,0 +1,234 @@
+"""train_step.py, optimizer.py, distributed.py: 8 devices == 1 device == numpy oracle.
+
+The sharded-equals-unsharded checks run in float64 (`jax.enable_x64`). Why: measured on
+this tiny model against a float64 truth, the float32 gradient of ONE device is already
+~1e-5 off per leaf (up to 1.7e-5), and 8 vs 1 devices differ by up to 2.9e-5 on the
+projector bias, whose gradient is a sum of nearly cancelling terms; the biases just before
+a normalization (ffn_out, read_out) have a mathematically zero gradient, so their float32
+gradient is pure rounding noise that Adam rescales into +-lr steps. None of that is a
+sharding effect, and in float64 the two meshes agree to ~1e-12, which the fixed 1e-5
+tolerance then checks with a wide margin.
+"""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mdjpt_jax import distributed, optimizer, train_step
+from mdjpt_jax.models import Encoder
+from tests import naive_models as naive
+
+TOL = 1e-5
+ATOL = 1e-10  # float64: absolute floor for mathematically-zero gradients (~1e-16 noise)
+K, P, M, C, T = 2, 8, 3, 4, 125  # datasets, pairs, windows per pair, channels, samples
+LR, WD = 1e-3, 1e-2
+B1 = 0.9  # optax.adamw default: after one step mu = (1 - B1) * grad
+
+
+def _schedule():
+    return optimizer.learning_rate_schedule(learning_rate=LR, warmup_steps=0, total_steps=10)
+
+
+def _optimizer():
+    return optimizer.make_optimizer(learning_rate=LR, weight_decay=WD, warmup_steps=0,
+                                    total_steps=10)
+
+
+def _to_numpy(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def _run(step_fn, mesh, host_state, eeg):
+    """One step from fresh device copies (the state's buffers are donated), with every
+    host <-> device copy explicit: the step itself runs under transfer_guard("disallow")."""
+    state = distributed.replicate(host_state, mesh)
+    batch = distributed.host_batch_to_global({"eeg": eeg}, mesh)
+    key = distributed.replicate(jax.random.key(0), mesh)
+    with jax.transfer_guard("disallow"):
+        new_state, metrics = step_fn(state, batch, key)
+    return jax.device_get((new_state, metrics))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """Float64 model, batch, the traced-once 8-device step and both meshes' results."""
+    with jax.enable_x64(True):
+        model = Encoder(C, T, "tiny", rngs=nnx.Rngs(params=0))
+        graphdef, params = nnx.split(model, nnx.Param)
+        params = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+        opt = _optimizer()
+        host_state = _to_numpy(train_step.TrainState(
+            step=jnp.zeros((), jnp.int32), params=params, opt_state=opt.init(params)))
+        eeg = np.random.default_rng(0).standard_normal((K, P, 2, M, C, T))
+        meshes = {n: distributed.make_mesh(jax.devices()[:n]) for n in (8, 1)}
+        make = functools.partial(train_step.train_step_fn, graphdef, opt,
+                                 learning_rate_fn=_schedule())
+        steps = {8: train_step.jit_train_step(chex.assert_max_traces(make(meshes[8]), n=1),
+                                              meshes[8]),
+                 1: train_step.make_train_step(graphdef, opt, meshes[1],
+                                               learning_rate_fn=_schedule())}
+        results = {n: _run(steps[n], meshes[n], host_state, eeg) for n in (8, 1)}
+        _run(steps[8], meshes[8], host_state, eeg)  # a second call: must not retrace
+    return dict(graphdef=graphdef, host_state=host_state, eeg=eeg, meshes=meshes,
+                steps=steps, results=results)
+
+
+def _assert_trees_close(actual, expected):
+    flat_expected = jax.tree_util.tree_leaves_with_path(expected)
+    flat_actual = jax.tree.leaves(actual)
+    assert len(flat_actual) == len(flat_expected)
+    for (path, want), got in zip(flat_expected, flat_actual):
+        np.testing.assert_allclose(got, want, rtol=TOL, atol=ATOL,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_step_on_8_devices_equals_step_on_1_device(setup):
+    (state8, metrics8), (state1, metrics1) = setup["results"][8], setup["results"][1]
+    assert metrics8.keys() == metrics1.keys()
+    _assert_trees_close(metrics8, metrics1)
+    _assert_trees_close(state8.params, state1.params)
+    _assert_trees_close(state8.opt_state, state1.opt_state)  # mu, nu: the gradients
+    # Not a vacuous comparison: Adam's first step moves a parameter by ~LR wherever its
+    # gradient is non-zero, i.e. in every leaf but the two biases placed before a norm.
+    moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(state1.params),
+                                                   jax.tree.leaves(setup["host_state"].params))]
+    assert sum(step > 0.5 * LR for step in moved) >= len(moved) - 2
+
+
+def _naive_loss_terms(graphdef, params, eeg):
+    """Numpy oracle on the whole batch: NT-Xent per pair, CDA over (k, p, s) groups."""
+    forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
+    out = _to_numpy(forward(params, eeg.reshape((K * P * 2, M, C, T))))
+    projection = out["projection"].reshape(K, P, 2, M, -1)
+    per_dataset = np.array([np.mean([naive.nt_xent(projection[k, p]) for p in range(P)])
+                            for k in range(K)])
+    mixed = out["mixed"]                                       # [K*P*2, M, F, C2, N]
+    windows = mixed.reshape((-1,) + mixed.shape[2:])
+    labels = [(k, p, s) for k in range(K) for p in range(P) for s in range(2)]
+    group_ids = np.repeat(np.arange(len(labels)), M)          # block order = labels order
+    return per_dataset, naive.cda(windows, group_ids, len(labels))
+
+
+def test_metrics_match_numpy_oracle(setup):
+    with jax.enable_x64(True):
+        per_dataset, cda = _naive_loss_terms(setup["graphdef"], setup["host_state"].params,
+                                             setup["eeg"])
+    metrics = setup["results"][8][1]
+    np.testing.assert_allclose(metrics["contrastive_per_dataset"], per_dataset, rtol=TOL)
+    np.testing.assert_allclose(metrics["contrastive"], per_dataset.mean(), rtol=TOL)
+    np.testing.assert_allclose(metrics["cda"], cda, rtol=TOL)
+    np.testing.assert_allclose(metrics["loss"], per_dataset.mean() + 0.01 * cda, rtol=TOL)
+    assert metrics["cda"] > 0.1 and metrics["finite"]
+
+
+def test_gradient_matches_central_difference(setup):
+    """d/dh loss(params + h v) at 0 == <grad, v>, grad read from Adam's first moment."""
+    host_state, eeg, mesh = setup["host_state"], setup["eeg"], setup["meshes"][1]
+    grads = jax.tree.map(lambda mu: mu / (1 - B1),
+                         optax.tree_utils.tree_get(setup["results"][1][0].opt_state, "mu"))
+    rng = np.random.default_rng(1)
+    direction = jax.tree.map(lambda a: rng.standard_normal(a.shape), host_state.params)
+    # The encoder is only piecewise smooth (ReLUs): a larger step crosses kinks (at
+    # h = 1e-5 the difference is 3% off); float64 keeps h = 1e-7 free of rounding.
+    h = 1e-7
+    losses = []
+    with jax.enable_x64(True):
+        for sign in (1.0, -1.0):
+            params = jax.tree.map(lambda p, v: p + sign * h * v, host_state.params, direction)
+            state = host_state.replace(params=params)
+            losses.append(_run(setup["steps"][1], mesh, state, eeg)[1]["loss"])
+    slope = (losses[0] - losses[1]) / (2 * h)
+    inner = sum(np.sum(g * v) for g, v in zip(jax.tree.leaves(grads),
+                                               jax.tree.leaves(direction)))
+    np.testing.assert_allclose(slope, inner, rtol=TOL)
+
+
+def test_metrics_shapes_and_values(setup):
+    state, metrics = setup["results"][8]
+    assert metrics["contrastive_per_dataset"].shape == (K,)
+    for name in ("loss", "contrastive", "cda", "grad_norm", "learning_rate", "finite"):
+        assert metrics[name].shape == (), name
+    assert metrics["finite"].dtype == bool and bool(metrics["finite"])
+    np.testing.assert_allclose(metrics["learning_rate"], LR, rtol=TOL)
+    assert int(state.step) == 1
+
+
+def test_nan_in_batch_gives_finite_false_without_retracing(setup):
+    eeg = setup["eeg"].copy()
+    eeg[1, 5, 0, 2, 3, 17] = np.nan
+    with jax.enable_x64(True):
+        _, metrics = _run(setup["steps"][8], setup["meshes"][8], setup["host_state"], eeg)
+    assert not bool(metrics["finite"])
+    assert np.isnan(metrics["loss"])
+
+
+def test_pairs_not_divisible_by_devices_is_an_error(setup):
+    mesh = setup["meshes"][8]
+    with pytest.raises(ValueError, match=r"pairs_per_step \(6\) must be divisible by the "
+                                         r"number of devices \(8\)"):
+        distributed.host_batch_to_global({"eeg": np.zeros((K, 6, 2, M, C, T), np.float32)},
+                                         mesh)
+    step = train_step.train_step_fn(setup["graphdef"], _optimizer(), mesh)
+    batch = {"eeg": jax.ShapeDtypeStruct((K, 12, 2, M, C, T), jnp.float32)}
+    with pytest.raises(ValueError, match=r"pairs_per_step \(12\) must be divisible"):
+        jax.eval_shape(step, setup["host_state"], batch, jax.random.key(0))
+    with pytest.raises(ValueError, match="disagree on the pairs axis"):
+        distributed.host_batch_to_global({"eeg": np.zeros((K, 8, 2, M, C, T)),
+                                          "subject": np.zeros((K, 4, 2), np.int32)}, mesh)
+
+
+def test_unknown_loss_option_is_an_error(setup):
+    with pytest.raises(ValueError, match="cda_groups"):
+        train_step.train_step_fn(setup["graphdef"], _optimizer(), setup["meshes"][1],
+                                 cda_groups="session")
+
+
+def test_schedule_warmup_then_cosine():
+    schedule = optimizer.learning_rate_schedule(learning_rate=2.0, warmup_steps=4,
+                                                total_steps=12)
+    expected = {0: 0.0, 2: 1.0, 4: 2.0, 8: 1.0, 12: 0.0, 20: 0.0}  # cos midpoint = peak/2
+    for step, rate in expected.items():
+        np.testing.assert_allclose(schedule(step), rate, atol=TOL, err_msg=str(step))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        optimizer.learning_rate_schedule(learning_rate=1.0, warmup_steps=5, total_steps=4)
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_adamw_first_step_by_hand(clip):
+    opt = optimizer.make_optimizer(learning_rate=0.1, weight_decay=0.2, warmup_steps=0,
+                                   total_steps=100, grad_clip_norm=clip)
+    params = {"w": np.array([1.0, -2.0, 3.0], np.float32)}
+    grads = {"w": np.array([0.3, -0.4, 0.0], np.float32)}  # global norm 0.5
+    updates, _ = opt.update(grads, opt.init(params), params)
+    g = grads["w"] * (1.0 if clip is None else min(1.0, clip / 0.5))
+    # Bias-corrected first Adam step: m_hat = g, v_hat = g^2 -> g / (|g| + eps).
+    expected = -0.1 * (g / (np.abs(g) + 1e-8) + 0.2 * params["w"])
+    np.testing.assert_allclose(updates["w"], expected, rtol=TOL, atol=1e-7)
+
+
+def test_initialize_is_a_noop_for_one_process(monkeypatch):
+    for name in distributed._CLUSTER_VARS + distributed._SLURM_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.initialize() is False
+    with pytest.raises(ValueError, match="all of coordinator_address"):
+        distributed.initialize("127.0.0.1:1234")
+
+
+def test_cluster_detection_from_environment():
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0"}
+    assert distributed._cluster_launch_detected(dict(slurm, SLURM_NTASKS="4"))
+    assert not distributed._cluster_launch_detected(dict(slurm, SLURM_NTASKS="1"))
+    assert distributed._cluster_launch_detected({"JAX_COORDINATOR_ADDRESS": "h:1"})
+    assert not distributed._cluster_launch_detected({})
+
+
+def test_make_mesh_has_one_data_axis():
+    mesh = distributed.make_mesh()
+    assert mesh.axis_names == ("data",) and mesh.devices.size == jax.device_count() == 8
