@@ -1,0 +1,107 @@
+"""Joint pre-training (mdJPT): contrastive + CDA on several emotion-EEG datasets at once.
+
+Commands:
+
+    # demo default (builds synthetic_emotion d0 d1 d2 into runs/tfds when missing):
+    python -m mdjpt_jax.main --config=configs/pretrain.py:synthetic --workdir=runs/pretrain
+    # the paper's setting (build the real datasets first, see tfds_builders/*/README.md):
+    python -m mdjpt_jax.main --config=configs/pretrain.py:paper --workdir=runs/paper
+    # ablations are comma-separated switches, any field is a flag:
+    python -m mdjpt_jax.main --config=configs/pretrain.py:synthetic,no_cda,attention=causal \
+        --config.train.steps=50 --workdir=runs/ablation
+
+Re-running a command on an existing workdir resumes from its last checkpoint.
+
+Presets and switches (parsed by configs/common.py::parse_arg):
+    synthetic           (default) synthetic_emotion d0, d1, d2; tiny encoder; the 19
+                        standard 10-20 channels; 2 s windows at 125 Hz; P=8 pairs x M=4
+                        windows per dataset per step; 200 steps.
+    paper               seed, seed_iv, seed_vii, faced, deap (seed_v held out for the
+                        zero-shot target); the paper encoder on the 60 SEED channels; 5 s
+                        windows at 125 Hz (extraction then slides them every 2 s, see
+                        configs/downstream.py); AdamW lr 5e-4, weight decay 1e-4; NT-Xent
+                        temperature 0.07; CDA weight 0.01. The reference trains 20 epochs
+                        of 1024 steps ("pair-steps": one step draws, for every dataset, a
+                        batch of subject pairs); we count steps only, so
+                        train.steps = 20 * 1024 = 20480. Our choices (not from the paper):
+                        P=16 pairs x M=32 windows per dataset per step, 1024 warm-up steps
+                        (one epoch) then cosine decay.
+    no_cda              contrastive loss only.
+    single_dataset=NAME pre-train on one dataset: a full TFDS name ("seed/preprocessed") or
+                        the builder / config part of one of the preset's datasets ("seed",
+                        "d0").
+    attention=global|causal        linear attention over the whole window or causal.
+    cda_groups=subject|dataset     one CDA group per subject of each pair, or per dataset.
+    cda_centroid=arithmetic|log_euclidean  CDA group mean.
+
+Expected runtime and numbers (synthetic, 2 shared CPU cores, ~200 windows per step):
+see the results table of the README; on 1 CPU device about 1-2 s per step after a ~40 s
+compile, i.e. ~5 min for 200 steps; the total loss falls from ~2.0 (NT-Xent at chance for
+2M = 8 candidates is log(7) = 1.95) to well below it (~1.0-1.5) by step 200.
+Paper: one step is 5 x 16 x 2 x 32 = 5120 windows of [60, 625].
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from configs import common
+
+SYNTHETIC_DATASETS = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
+PAPER_DATASETS = ("seed/preprocessed", "seed_iv/preprocessed", "seed_vii/preprocessed",
+                  "faced/preprocessed", "deap/preprocessed")
+PAPER_EPOCHS, PAPER_STEPS_PER_EPOCH = 20, 1024
+
+
+def _single_dataset(name: str, candidates: tuple) -> tuple:
+    """(dataset,) for single_dataset=NAME: a full TFDS name or a part of one candidate."""
+    if "/" in name:
+        return (name,)
+    matches = [c for c in candidates if name in c.split("/")]
+    if len(matches) != 1:
+        raise ValueError(f"single_dataset={name!r} matches {matches} of the preset's datasets "
+                         f"{candidates}; give one of them or a full 'name/config'")
+    return tuple(matches)
+
+
+def _data(arg) -> ml_collections.ConfigDict:
+    datasets = PAPER_DATASETS if arg.paper else SYNTHETIC_DATASETS
+    if arg.single_dataset:
+        datasets = _single_dataset(arg.single_dataset, datasets)
+    return ml_collections.ConfigDict(dict(
+        datasets=datasets,
+        data_dir="~/tensorflow_datasets" if arg.paper else "runs/tfds",  # relative to the cwd
+        window_s=5.0 if arg.paper else 2.0,        # seconds
+        fs=125.0,                                   # Hz; every dataset is stored at this rate
+        ch_set="seed60" if arg.paper else "standard_1020",  # key of channels.UNIFIED_SETS
+        pairs_per_step=16 if arg.paper else 8,      # P per dataset, global over all devices
+        windows_per_pair=32 if arg.paper else 4,    # M
+        num_threads=4 if arg.paper else 1,          # grain threads building batches
+        prefetch=4 if arg.paper else 2))            # batches buffered ahead
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+    """Returns the locked pre-training ConfigDict for the preset(s) in `arg`."""
+    arg = common.parse_arg(arg, synthetic=False, paper=False, no_cda=False, single_dataset="",
+                           attention="global", cda_groups="subject", cda_centroid="arithmetic")
+    if arg.paper and arg.synthetic:
+        raise ValueError("choose one of the presets 'synthetic' and 'paper', not both")
+    config = ml_collections.ConfigDict()
+    config.data = _data(arg)
+    config.model = ml_collections.ConfigDict(dict(
+        variant="paper" if arg.paper else "tiny",   # key of models.VARIANTS
+        attention=arg.attention))                   # "global" | "causal"
+    config.loss = ml_collections.ConfigDict(dict(
+        temperature=0.07, use_cda=not arg.no_cda, cda_weight=0.01,
+        cda_groups=arg.cda_groups, cda_centroid=arg.cda_centroid))
+    config.optim = ml_collections.ConfigDict(dict(
+        learning_rate=5e-4 if arg.paper else 1e-3, weight_decay=1e-4,
+        warmup_steps=PAPER_STEPS_PER_EPOCH if arg.paper else 20,
+        grad_clip_norm=config_dict.placeholder(float)))  # None = no clipping
+    config.train = ml_collections.ConfigDict(dict(
+        steps=PAPER_EPOCHS * PAPER_STEPS_PER_EPOCH if arg.paper else 200,
+        log_every=50 if arg.paper else 10,
+        checkpoint_every=1000 if arg.paper else 50,
+        max_to_keep=3,
+        seed=0))  # split into the init, data and step keys
+    config.lock()
+    return config

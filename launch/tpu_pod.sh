@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Multi-host TPU pod slice: runs the same mdjpt_jax.main command on every TPU-VM worker.
+#
+# Usage (from your workstation, with gcloud authenticated):
+#   TPU_NAME=my-v4-32 ZONE=us-central2-b PROJECT=my-project \
+#     bash launch/tpu_pod.sh --config=configs/pretrain.py:paper --workdir=gs://bucket/runs/paper
+#
+# Required environment variables:
+#   TPU_NAME   name of the TPU VM (pod slice)          ZONE     its zone
+#   PROJECT    the GCP project
+# Optional:
+#   REPO_DIR   where the repository lives on every worker (default: ~/mdjpt-jax; it must
+#              already be cloned there and its .venv set up: `bash scripts/ensure_venv.sh`)
+#   LOG_DIR    per-host log files, on each worker (default: ~/mdjpt-logs); worker i writes
+#              $LOG_DIR/host_<i>.log (i = TPU_WORKER_ID).
+#
+# jax.distributed.initialize() (mdjpt_jax/distributed.py) discovers the pod from the TPU VM
+# metadata, so every worker gets the same command. The workdir must be shared by all hosts
+# (a gs:// bucket or a shared file system) and data.data_dir readable by all of them.
+# data.pairs_per_step must be divisible by the total number of TPU chips.
+# Re-running the same command resumes from the workdir's last checkpoint; on preemption
+# (SIGTERM) the run saves its current step first.
+set -euo pipefail
+: "${TPU_NAME:?set TPU_NAME}" "${ZONE:?set ZONE}" "${PROJECT:?set PROJECT}"
+repo_dir="${REPO_DIR:-~/mdjpt-jax}"
+log_dir="${LOG_DIR:-~/mdjpt-logs}"
+quoted_args="$(printf '%q ' "$@")"
+remote="mkdir -p ${log_dir} && cd ${repo_dir} && \
+.venv/bin/python -m mdjpt_jax.main ${quoted_args} \
+> ${log_dir}/host_\${TPU_WORKER_ID:-\$(hostname)}.log 2>&1"
+exec gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --project="$PROJECT" \
+  --worker=all --command="$remote"

@@ -1,0 +1,148 @@
+"""Orbax checkpoints of a pre-training run, and the exported encoder read by extraction.
+
+A run's checkpoint (WORKDIR/checkpoints/<step>/) holds three items:
+    state  the TrainState pytree (step, params, opt_state), arrays via StandardSave;
+    data   the input iterator's state (JSON), so a resumed run reads the same batches;
+    config the run's settings (JSON), for provenance.
+Orbax writes each step into a temporary directory and renames it when complete, so a
+killed run leaves either a whole checkpoint or none. Saving is collective: every process
+calls `save` with the same step; Orbax writes the JSON items from the primary host only.
+
+Restoring goes onto an abstract target (`abstract_like`) whose leaves carry the shardings
+of *this* run's mesh, so a checkpoint written on 8 devices restores on 1 and vice versa.
+
+The exported encoder (WORKDIR/encoder/) is `params/` (an Orbax StandardCheckpointer tree)
+plus `encoder.json` = {"model_kwargs": ..., "extra": ...}; encoder.json is written last,
+so its presence means the export is complete.
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from mdjpt_jax.models import Encoder
+
+ITEMS = ("state", "data", "config")
+ENCODER_JSON = "encoder.json"
+ENCODER_PARAMS = "params"
+
+
+def make_manager(directory: str, *, max_to_keep: int,
+                 async_save: bool = True) -> ocp.CheckpointManager:
+    """A CheckpointManager over `directory` keeping the newest `max_to_keep` steps.
+
+    Saves happen only when `save` is called (the caller decides when); with `async_save`
+    the arrays are copied to host synchronously and written in a background thread.
+    """
+    if max_to_keep < 1:
+        raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep),
+        enable_async_checkpointing=async_save, create=True)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                 item_names=ITEMS)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, *, data_state: dict,
+         settings: dict) -> None:
+    """Starts saving checkpoint `step` (collective: call on every process).
+
+    Args:
+        manager: from `make_manager`.
+        step: the number of updates in `state`.
+        state: TrainState pytree of global jax.Arrays.
+        data_state: JSON-serializable iterator state (`loader.get_state()`).
+        settings: JSON-serializable run settings (the config as a dict).
+    """
+    manager.save(int(step), force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+        config=ocp.args.JsonSave(settings)))
+
+
+def abstract_like(tree: Any) -> Any:
+    """ShapeDtypeStructs with the shape, dtype and sharding of every array of `tree`."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> tuple[Any, dict, dict]:
+    """Reads checkpoint `step` onto `target`'s structure and shardings.
+
+    Args:
+        manager: from `make_manager`.
+        step: a step in `manager.all_steps()`.
+        target: a TrainState of arrays or of ShapeDtypeStructs with `sharding` set (the
+            layout wanted now; it may differ from the one saved).
+
+    Returns:
+        (state, data_state, settings).
+    """
+    restored = manager.restore(int(step), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_like(target)), data=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore()))
+    return restored["state"], dict(restored["data"]), dict(restored["config"])
+
+
+def _write_json_atomically(path: str, value: dict) -> None:
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: dict) -> None:
+    """Writes the encoder's parameters and how to rebuild it (collective call).
+
+    Args:
+        path: output directory (created; an existing export there is replaced).
+        model: the Encoder; its nnx.Param arrays may be sharded or replicated.
+        model_kwargs: keyword arguments of `Encoder(...)` without `rngs`
+            (n_chans, n_times, variant, attention).
+        extra: JSON-serializable provenance: ch_names, fs (Hz), window_s (s), step, ...
+    """
+    path = os.path.abspath(path)
+    clash = set(model_kwargs) & set(extra)
+    if clash:
+        raise ValueError(f"export_encoder: keys {sorted(clash)} are in both model_kwargs and extra")
+    if jax.process_index() == 0 and os.path.exists(os.path.join(path, ENCODER_JSON)):
+        os.remove(os.path.join(path, ENCODER_JSON))
+    params = nnx.state(model, nnx.Param)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(path, ENCODER_PARAMS), params, force=True)
+        checkpointer.wait_until_finished()
+    if jax.process_index() == 0:
+        _write_json_atomically(os.path.join(path, ENCODER_JSON),
+                               dict(model_kwargs=dict(model_kwargs), extra=dict(extra)))
+
+
+def load_encoder(path: str) -> tuple[Encoder, dict]:
+    """Rebuilds an exported encoder on the default device.
+
+    Returns:
+        (encoder, info): info = model_kwargs merged with extra (n_chans, n_times, variant,
+        attention, ch_names, fs, step, ...).
+
+    Raises:
+        FileNotFoundError: `path` holds no complete export.
+    """
+    path = os.path.abspath(path)
+    json_path = os.path.join(path, ENCODER_JSON)
+    if not os.path.exists(json_path):
+        raise FileNotFoundError(f"{json_path} not found: {path} holds no complete exported "
+                                "encoder (pre-training writes WORKDIR/encoder at its end)")
+    with open(json_path) as f:
+        exported = json.load(f)
+    model_kwargs = exported["model_kwargs"]
+    abstract_model = nnx.eval_shape(lambda: Encoder(**model_kwargs, rngs=nnx.Rngs(params=0)))
+    graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          abstract_params)
+    with ocp.StandardCheckpointer() as checkpointer:
+        params = checkpointer.restore(os.path.join(path, ENCODER_PARAMS), target)
+    encoder = nnx.merge(graphdef, params, rest)
+    return encoder, dict(model_kwargs, **exported["extra"])

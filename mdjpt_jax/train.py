@@ -1,0 +1,337 @@
+"""The pre-training loop: config -> data, model, optimizer, mesh -> resumable steps.
+
+`run(config, workdir)` is the entry point (main.py --mode=pretrain). It reads every config
+field once (`read_config`), validates the combination with the numbers in the messages,
+restores the newest checkpoint of WORKDIR/checkpoints if there is one (train state and
+data-iterator state: a resumed run reproduces an uninterrupted one exactly), runs the
+jitted SPMD step of train_step.py, logs every `log_every` steps (process 0), saves every
+`checkpoint_every` steps and at the end, and finally exports the encoder to
+WORKDIR/encoder and plots WORKDIR/loss_curve.png. The loop does no math.
+
+Failure policy: a non-finite loss or gradient stops the run with an error naming the step
+and the term; finiteness of every step is checked before any later checkpoint is written,
+so no checkpoint holds a step at or after the failure. SIGTERM (preemption): the run saves
+its current step, waits for the write, and exits with status 143.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from mdjpt_jax import (channels, checkpointing, distributed, input_pipeline, metrics_writer,
+                       optimizer, train_step)
+from mdjpt_jax.models import Encoder
+
+SYNTHETIC = "synthetic_emotion"
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
+# Fields whose change makes a checkpoint unusable (shapes or meaning of the parameters).
+FIXED_ON_RESUME = ("model", "data.datasets", "data.window_s", "data.fs", "data.ch_set")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the run reads from the config, as plain values (the config stops here)."""
+
+    loader: dict      # keyword arguments of input_pipeline.make_pretrain_loader (no seed)
+    model: dict       # Encoder keyword arguments: n_chans, n_times, variant, attention
+    loss: dict        # train_step.make_train_step loss keywords
+    optim: dict       # optimizer.make_optimizer keywords
+    steps: int
+    log_every: int
+    checkpoint_every: int
+    max_to_keep: int
+    seed: int
+    ch_set: str
+
+
+def read_config(config) -> Settings:
+    """Reads every field of a configs/pretrain.py config exactly once."""
+    data, train = config.data, config.train
+    ch_names = channels.UNIFIED_SETS.get(data.ch_set)
+    if ch_names is None:
+        raise ValueError(f"data.ch_set={data.ch_set!r}; choose from {sorted(channels.UNIFIED_SETS)}")
+    window_s, fs = float(data.window_s), float(data.fs)
+    loader = dict(datasets=list(data.datasets), data_dir=os.path.expanduser(data.data_dir),
+                  pairs_per_step=data.pairs_per_step, windows_per_pair=data.windows_per_pair,
+                  window_s=window_s, fs=fs, ch_names=list(ch_names),
+                  num_threads=data.num_threads, prefetch=data.prefetch)
+    model = dict(n_chans=len(ch_names), n_times=int(round(window_s * fs)), **config.model)
+    return Settings(loader=loader, model=model, loss=dict(config.loss),
+                    optim=dict(config.optim, total_steps=train.steps), steps=train.steps,
+                    log_every=train.log_every, checkpoint_every=train.checkpoint_every,
+                    max_to_keep=train.max_to_keep, seed=train.seed, ch_set=data.ch_set)
+
+
+def validate(settings: Settings, *, num_devices: int, process_count: int) -> None:
+    """Raises ValueError naming the numbers of an impossible combination."""
+    loader = settings.loader
+    samples = loader["window_s"] * loader["fs"]
+    problems = []
+    if abs(samples - round(samples)) > 1e-6:
+        problems.append(f"data.window_s ({loader['window_s']} s) x data.fs ({loader['fs']} Hz) "
+                        f"= {samples} is not a whole number of samples")
+    if loader["pairs_per_step"] % num_devices:
+        problems.append(f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
+                        f"by the number of devices ({num_devices})")
+    if loader["pairs_per_step"] % process_count:
+        problems.append(f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
+                        f"by the number of processes ({process_count})")
+    for name in ("steps", "log_every", "checkpoint_every", "max_to_keep"):
+        if getattr(settings, name) < 1:
+            problems.append(f"train.{name} ({getattr(settings, name)}) must be >= 1")
+    if not 0 <= settings.optim["warmup_steps"] <= settings.steps:
+        problems.append(f"optim.warmup_steps ({settings.optim['warmup_steps']}) must be in "
+                        f"[0, train.steps ({settings.steps})]")
+    if not loader["datasets"]:
+        problems.append("data.datasets is empty")
+    if problems:
+        raise ValueError("invalid pre-training config:\n  " + "\n  ".join(problems))
+
+
+def ensure_datasets(datasets: list, data_dir: str) -> None:
+    """Builds missing synthetic datasets (process 0); a missing real one is an error."""
+    missing = [d for d in datasets
+               if not glob.glob(os.path.join(data_dir, d, "*", "dataset_info.json"))]
+    real = [d for d in missing if d.split("/")[0] != SYNTHETIC]
+    if real:
+        commands = "\n  ".join(
+            f"python -m tfds_builders.build {d.split('/')[0]} --config {d.split('/')[-1]} "
+            f"--manual_dir RAW_DIR --data_dir {data_dir}" for d in real)
+        raise FileNotFoundError(f"datasets {real} are not built in {data_dir}; build them "
+                                f"from the official downloads with:\n  {commands}")
+    if missing and jax.process_index() == 0:
+        from tfds_builders import build  # The builders are not part of the library.
+        for dataset in missing:
+            print(f"[pretrain] building {dataset} into {data_dir}", flush=True)
+            build.build_dataset(SYNTHETIC, dataset.split("/")[1], data_dir)
+    if missing and jax.process_count() > 1:
+        multihost_utils.sync_global_devices("synthetic datasets built")
+
+
+def _changed_fields(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    names = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += _changed_fields(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return names
+
+
+def check_resumable(saved: dict, current: dict, step: int) -> None:
+    """Raises if a field the parameters depend on changed since checkpoint `step`."""
+    changes = _changed_fields(saved, current)
+    fixed = [c for c in changes if c.startswith(FIXED_ON_RESUME)]
+    if fixed:
+        raise ValueError(f"the checkpoint at step {step} was made with a different "
+                         f"config: {fixed}; use a new workdir")
+    if changes and jax.process_index() == 0:
+        print(f"[pretrain] resuming step {step} with changed fields: {changes}", flush=True)
+
+
+def non_finite_message(step: int, metrics: dict, datasets: list) -> str:
+    """Names the non-finite terms of one step's host metrics."""
+    terms = [f"contrastive of {name} = {value}"
+             for name, value in zip(datasets, metrics["contrastive_per_dataset"])
+             if not np.isfinite(value)]
+    terms += [f"{name} = {metrics[name]}" for name in ("cda", "grad_norm")
+              if not np.isfinite(metrics[name])]
+    return (f"non-finite loss or gradient at step {step}: {'; '.join(terms) or 'unknown'}. "
+            f"No checkpoint was written from step {step} on.")
+
+
+def host_rows(pending: list, datasets: list) -> list:
+    """Fetches pending (step, device metrics); raises FloatingPointError at a bad step."""
+    rows = []
+    for step, metrics in jax.device_get(pending):
+        if not metrics["finite"]:
+            raise FloatingPointError(non_finite_message(step, metrics, datasets))
+        row = {k: float(metrics[k]) for k in ("loss", "contrastive", "cda", "grad_norm",
+                                                "learning_rate")}
+        row.update({f"contrastive/{name}": float(value)
+                    for name, value in zip(datasets, metrics["contrastive_per_dataset"])})
+        rows.append((step, row))
+    return rows
+
+
+class PreemptionFlag:
+    """Set by SIGTERM; `agreed()` is True on every process once any process got one."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.raised = True
+
+    def agreed(self) -> bool:
+        if jax.process_count() == 1:
+            return self.raised
+        flags = multihost_utils.process_allgather(np.int32(self.raised))
+        return bool(np.max(flags))
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def named_keys(seed: int) -> dict:
+    """One seed split once into the named keys of the run: init, data, step."""
+    init, data, step = jax.random.split(jax.random.key(seed), 3)
+    return dict(init=init, data=data, step=step)
+
+
+def make_loader(settings: Settings, data_key: jax.Array) -> input_pipeline.PretrainLoader:
+    data_seed = int(jax.random.randint(data_key, (), 0, np.iinfo(np.int32).max))
+    return input_pipeline.make_pretrain_loader(
+        **settings.loader, seed=data_seed, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+
+@dataclasses.dataclass
+class Run:
+    """The live objects of a run, handed from `run` to `train_loop`."""
+
+    settings: Settings
+    workdir: str
+    mesh: jax.sharding.Mesh
+    loader: input_pipeline.PretrainLoader
+    manager: object
+    step_fn: object
+    state: train_step.TrainState
+    step_key: jax.Array
+    config_json: dict
+
+    @property
+    def windows_per_step(self) -> int:
+        loader = self.settings.loader
+        return len(loader["datasets"]) * loader["pairs_per_step"] * 2 * loader["windows_per_pair"]
+
+    def save(self, step: int) -> None:
+        checkpointing.save(self.manager, step, self.state, data_state=self.loader.get_state(),
+                           settings=self.config_json)
+
+
+def train_loop(run_: Run) -> int:
+    """Steps from the restored state to `settings.steps`; returns the final step."""
+    settings, datasets = run_.settings, run_.settings.loader["datasets"]
+    step = int(jax.device_get(run_.state.step))
+    start_step = step
+    writer = metrics_writer.MetricsWriter(run_.workdir, total_steps=settings.steps,
+                                          is_main=jax.process_index() == 0, start_step=step)
+    preemption = PreemptionFlag()
+    pending, last_log = [], (step, time.perf_counter())
+    first_done_at = None
+    try:
+        while step < settings.steps:
+            with jax.transfer_guard("disallow"):
+                batch = distributed.host_batch_to_global(next(run_.loader), run_.mesh)
+                run_.state, metrics = run_.step_fn(run_.state, batch, run_.step_key)
+            step += 1
+            pending.append((step, metrics))
+            if first_done_at is None:
+                jax.block_until_ready(metrics)
+                first_done_at = (step, time.perf_counter())
+            preempted = preemption.agreed()
+            to_save = (step % settings.checkpoint_every == 0 or step == settings.steps
+                       or preempted)
+            if to_save or step % settings.log_every == 0:
+                rows = host_rows(pending, datasets)  # Raises before any save on non-finite.
+                pending = []
+                now = time.perf_counter()
+                rate = run_.windows_per_step * (step - last_log[0]) / (now - last_log[1])
+                last_log = (step, now)
+                for row_step, row in rows:
+                    if row_step % settings.log_every == 0 or row_step == settings.steps:
+                        writer.write(row_step, dict(row, windows_per_s=rate))
+            if to_save:
+                run_.save(step)
+            if preempted:
+                run_.manager.wait_until_finished()
+                print(f"[pretrain] SIGTERM: saved step {step} in {run_.workdir}; re-run the "
+                      "same command to resume", file=sys.stderr, flush=True)
+                raise SystemExit(PREEMPTED_EXIT_CODE)
+    finally:
+        preemption.restore()
+        writer.close()
+        run_.manager.wait_until_finished()
+    _print_speed(run_, first_done_at, step, start_step)
+    return step
+
+
+def _print_speed(run_: Run, first_done_at, step: int, start_step: int) -> None:
+    if first_done_at is None or step <= first_done_at[0] or jax.process_index() != 0:
+        return
+    seconds = (time.perf_counter() - first_done_at[1]) / (step - first_done_at[0])
+    print(f"[pretrain] steps {start_step}->{step} on {run_.mesh.devices.size} device(s): "
+          f"{seconds * 1e3:.1f} ms/step, {run_.windows_per_step / seconds:.1f} windows/s "
+          f"(first step with compilation excluded)", flush=True)
+
+
+def _write_config_json(workdir: str, config_json: dict) -> None:
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config_json, f, indent=2, sort_keys=True)
+
+
+def setup(config, workdir: str) -> tuple[Run, nnx.GraphDef]:
+    """Builds everything and restores the newest checkpoint of the workdir if any."""
+    settings = read_config(config)
+    mesh = distributed.make_mesh()
+    validate(settings, num_devices=mesh.devices.size, process_count=jax.process_count())
+    ensure_datasets(settings.loader["datasets"], settings.loader["data_dir"])
+    config_json = json.loads(config.to_json())
+    _write_config_json(workdir, config_json)
+    keys = named_keys(settings.seed)
+    loader = make_loader(settings, keys["data"])
+    model = Encoder(**settings.model, rngs=nnx.Rngs(params=keys["init"]))
+    tx = optimizer.make_optimizer(**settings.optim)
+    schedule = optimizer.learning_rate_schedule(**{k: settings.optim[k] for k in (
+        "learning_rate", "warmup_steps", "total_steps")})
+    graphdef, state = train_step.init_train_state(model, tx, mesh=mesh)
+    step_fn = train_step.make_train_step(graphdef, tx, mesh, **settings.loss,
+                                         learning_rate_fn=schedule)
+    manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
+                                         max_to_keep=settings.max_to_keep)
+    latest = manager.latest_step()
+    if latest is not None:
+        state, data_state, saved = checkpointing.restore(manager, latest, state)
+        check_resumable(saved, config_json, latest)
+        loader.set_state(data_state)
+        if jax.process_index() == 0:
+            print(f"[pretrain] resumed from step {latest} of {workdir}", flush=True)
+    step_key = distributed.replicate(keys["step"], mesh)
+    return Run(settings, workdir, mesh, loader, manager, step_fn, state, step_key,
+               config_json), graphdef
+
+
+def run(config, workdir: str) -> str:
+    """Pre-trains (or resumes) in `workdir`; returns the exported encoder directory."""
+    run_, graphdef = setup(config, workdir)
+    try:
+        step = train_loop(run_)
+    finally:
+        run_.manager.close()
+    settings = run_.settings
+    encoder_dir = os.path.join(workdir, "encoder")
+    extra = dict(ch_names=settings.loader["ch_names"], ch_set=settings.ch_set,
+                 fs=settings.loader["fs"], window_s=settings.loader["window_s"],
+                 datasets=settings.loader["datasets"], step=step)
+    checkpointing.export_encoder(encoder_dir, nnx.merge(graphdef, run_.state.params),
+                                 model_kwargs=settings.model, extra=extra)
+    if jax.process_index() == 0:
+        metrics_path = os.path.join(workdir, metrics_writer.METRICS_FILE)
+        metrics_writer.plot_loss_curve(metrics_path, os.path.join(workdir, "loss_curve.png"))
+        print(f"[pretrain] done at step {step}: encoder in {encoder_dir}", flush=True)
+    return encoder_dir
