@@ -3,7 +3,7 @@
 #
 # Usage (from your workstation, with gcloud authenticated):
 #   TPU_NAME=my-v4-32 ZONE=us-central2-b PROJECT=my-project \
-#     bash launch/tpu_pod.sh --config=configs/pretrain.py:paper --workdir=gs://bucket/runs/paper
+#     bash launch/tpu_pod.sh --config=configs/pretrain.py:paper --workdir=/mnt/shared/runs/paper
 #
 # Required environment variables:
 #   TPU_NAME   name of the TPU VM (pod slice)          ZONE     its zone
@@ -15,8 +15,10 @@
 #              $LOG_DIR/host_<i>.log (i = TPU_WORKER_ID).
 #
 # jax.distributed.initialize() (mdjpt_jax/distributed.py) discovers the pod from the TPU VM
-# metadata, so every worker gets the same command. The workdir must be shared by all hosts
-# (a gs:// bucket or a shared file system) and data.data_dir readable by all of them.
+# metadata, so every worker gets the same command. The workdir must be a POSIX path shared by
+# all hosts (Filestore/NFS, or a bucket mounted with gcsfuse: metrics and the exported encoder
+# are written with plain file I/O, so a bare gs:// URL is not supported) and data.data_dir
+# readable by all of them.
 # data.pairs_per_step must be divisible by the total number of TPU chips.
 # Re-running the same command resumes from the workdir's last checkpoint; on preemption
 # (SIGTERM) the run saves its current step first.
