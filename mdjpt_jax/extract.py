@@ -1,0 +1,333 @@
+"""Feature extraction: sliding windows over every trial -> per-window features on disk.
+
+Two kinds of features per window:
+- learned: `Encoder.embed` of an exported encoder (`checkpointing.load_encoder`) or of a
+  randomly initialised one of the same architecture (the report's baseline);
+- de: `features.differential_entropy` per channel and band, flattened to [C * 5].
+
+Stratified normalization inside the encoder standardizes over the windows of one block,
+so a block must hold ONE subject's windows, and enough of them to be representative.
+Decision: each subject's windows are put in a seeded random order and cut into blocks of
+exactly W windows (W = `windows_per_block`, or all of the subject's windows if fewer);
+the last block is the subject's last W windows in that order (it overlaps the previous
+block; only its new windows are kept). So every block is a random sample of W windows of
+one subject (not one stimulus, whose emotion-specific mean a block of consecutive windows
+would normalize away), and shapes stay static. A call carries `blocks_per_call` blocks of
+the SAME subject (padded by repeating a block whose outputs are dropped).
+
+Output: one npz per (method, dataset) with `features` [N, D] and per-window `subject`,
+`session`, `trial`, `stimulus`, `label`, `valence`, `start` (sample offset in the trial),
+`label_names`, and `provenance` (JSON: inputs, checkpoint step and encoder info). A file
+whose provenance equals the requested one is re-used.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from mdjpt_jax import channels, checkpointing, features, input_pipeline, losses
+from mdjpt_jax.models import Encoder
+
+WINDOW_FIELDS = ("subject", "session", "trial", "stimulus", "label", "valence")
+MODEL_KWARGS = ("n_chans", "n_times", "variant", "attention", "chunk_size")  # Encoder args
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def window_starts(n_times: int, window: int, step: int) -> np.ndarray:
+    """Start samples of the windows [start, start + window) fully inside n_times."""
+    if n_times < window:
+        return np.zeros(0, np.int64)
+    return np.arange(0, n_times - window + 1, step, dtype=np.int64)
+
+
+def window_table(trials: list, window: int, step: int) -> dict:
+    """Per-window index table over trials: `trial_index`, `start` and WINDOW_FIELDS, [N] each."""
+    rows = {key: [] for key in ("trial_index", "start") + WINDOW_FIELDS}
+    for i, trial in enumerate(trials):
+        starts = window_starts(trial["eeg"].shape[-1], window, step)
+        rows["trial_index"].append(np.full(len(starts), i))
+        rows["start"].append(starts)
+        for key in WINDOW_FIELDS:
+            rows[key].append(np.full(len(starts), int(trial[key])))
+    table = {key: np.concatenate(v).astype(np.int64) for key, v in rows.items()}
+    if len(table["start"]) == 0:
+        raise ValueError(f"no trial is at least {window} samples long; nothing to extract")
+    return table
+
+
+def gather_windows(trials: list, table: dict, rows: np.ndarray, window: int) -> np.ndarray:
+    """[len(rows), C, window] float32 EEG of the given window-table rows."""
+    return np.stack([trials[table["trial_index"][r]]["eeg"][:, s:s + window]
+                     for r, s in zip(rows, table["start"][rows])]).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- DE
+
+
+@jax.jit
+def _de_flat(eeg, fs):
+    de = features.differential_entropy(eeg, fs)                         # [B, C, 5]
+    return de.reshape(de.shape[0], -1)
+
+
+def de_features(trials: list, table: dict, *, fs: float, window: int,
+                batch_windows: int) -> np.ndarray:
+    """[N, C * 5] differential entropy of every window (channel-major, then band)."""
+    n = len(table["start"])
+    out = []
+    for begin in tqdm(range(0, n, batch_windows), desc="DE", unit="batch"):
+        rows = np.arange(begin, begin + batch_windows) % n             # static shape: wrap
+        feats = np.asarray(_de_flat(gather_windows(trials, table, rows, window), fs))
+        out.append(feats[: min(batch_windows, n - begin)])
+    return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------- learned
+
+
+def subject_blocks(n_windows: int, block_size: int, seed: int) -> list:
+    """One subject's windows as blocks of exactly min(block_size, n_windows) positions.
+
+    Returns:
+        list of (positions [W] into the subject's windows, keep [W] bool): every position
+        is kept exactly once over all blocks.
+    """
+    size = min(block_size, n_windows)
+    order = np.random.default_rng(seed).permutation(n_windows)
+    blocks = []
+    for begin in range(0, n_windows, size):
+        if begin + size <= n_windows:
+            blocks.append((order[begin:begin + size], np.ones(size, bool)))
+        else:  # overlap the previous block; keep only the new windows
+            tail = np.arange(n_windows - size, n_windows)
+            blocks.append((order[tail], tail >= begin))
+    return blocks
+
+
+@nnx.jit
+def _embed(encoder: Encoder, x: jax.Array) -> jax.Array:
+    return encoder.embed(x)
+
+
+def learned_features(encoder: Encoder, trials: list, table: dict, *, window: int,
+                     windows_per_block: int, blocks_per_call: int, seed: int) -> np.ndarray:
+    """[N, D] encoder features; each call holds [S, W] windows of one subject only.
+
+    Args:
+        encoder: model with `.embed(x [S, W, C, T]) -> [S, W, D]`.
+        trials, table: from `input_pipeline.load_trials` and `window_table`.
+        window: T samples (must equal encoder.n_times).
+        windows_per_block, blocks_per_call: W and S of a call.
+        seed: the per-subject window order (seed + subject).
+    """
+    n = len(table["start"])
+    out = np.full((n, encoder.feature_dim), np.nan, np.float32)
+    calls = []
+    for subject in np.unique(table["subject"]):
+        rows = np.flatnonzero(table["subject"] == subject)
+        blocks = subject_blocks(len(rows), windows_per_block, seed + int(subject))
+        for begin in range(0, len(blocks), blocks_per_call):
+            chunk = blocks[begin:begin + blocks_per_call]
+            padding = (chunk[0][0], np.zeros_like(chunk[0][1]))   # computed, never kept
+            chunk = chunk + [padding] * (blocks_per_call - len(chunk))
+            calls.append([(rows[pos], keep) for pos, keep in chunk])
+    for call in tqdm(calls, desc="embed", unit="call"):
+        x = np.stack([gather_windows(trials, table, r, window) for r, _ in call])
+        feats = np.asarray(_embed(encoder, jnp.asarray(x)))           # [S, W, D]
+        for (r, keep), f in zip(call, feats):
+            out[r[keep]] = f[keep]
+    assert not np.isnan(out).any(), "some windows were not embedded"
+    return out
+
+
+def random_encoder(model_kwargs: dict, seed: int) -> Encoder:
+    """Same architecture as an exported encoder, parameters from `seed`."""
+    return Encoder(**model_kwargs, rngs=nnx.Rngs(params=seed))
+
+
+@nnx.jit
+def _mixed(encoder: Encoder, x: jax.Array) -> jax.Array:
+    return encoder(x)["mixed"]
+
+
+def subject_centroids(encoder: Encoder, trials: list, table: dict, *, window: int,
+                      windows_per_block: int, seed: int) -> tuple:
+    """Per-subject CDA centroids of the mixer output (the quantity the CDA loss aligns).
+
+    For each subject, one block of W of its windows (the first block of `subject_blocks`)
+    goes through the encoder; the centroid is the mean zero-diagonal channel covariance
+    of `mixed` over the block (`losses.cda_group_statistics` with one group).
+
+    Returns:
+        (centroids [G, F, C2, C2] float32, subjects [G]).
+    """
+    centroids, subjects = [], np.unique(table["subject"])
+    for subject in subjects:
+        rows = np.flatnonzero(table["subject"] == subject)
+        positions, _ = subject_blocks(len(rows), windows_per_block, seed + int(subject))[0]
+        x = gather_windows(trials, table, rows[positions], window)[None]
+        mixed = _mixed(encoder, jnp.asarray(x))[0]                       # [W, F, C2, N]
+        sums, counts = losses.cda_group_statistics(mixed, jnp.zeros(len(positions), jnp.int32), 1)
+        centroids.append(np.asarray(sums[0] / counts[0]))
+    return np.stack(centroids), subjects
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def feature_path(workdir: str, method: str, dataset: str) -> str:
+    """WORKDIR/features/<method>/<dataset with '/' -> '_'>.npz"""
+    return os.path.join(workdir, "features", method, dataset.replace("/", "_") + ".npz")
+
+
+def save_features(path: str, table: dict, feats: np.ndarray, label_names, provenance: dict):
+    """Writes the npz atomically (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, features=feats.astype(np.float32), start=table["start"],
+             label_names=np.asarray(list(label_names), dtype=str),
+             provenance=np.asarray(json.dumps(provenance, sort_keys=True)),
+             **{key: table[key] for key in WINDOW_FIELDS})
+    os.replace(tmp, path)
+
+
+def load_features(path: str) -> dict:
+    """Window table of one npz, rows sorted by (subject, session, trial, start).
+
+    Returns:
+        dict: features [N, D] float32, WINDOW_FIELDS + start [N] int64, label_names (list),
+        provenance (dict).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no feature file (run --mode=extract first)")
+    with np.load(path) as f:
+        data = {key: f[key] for key in f.files}
+    order = np.lexsort((data["start"], data["trial"], data["session"], data["subject"]))
+    for key in WINDOW_FIELDS + ("start", "features"):
+        data[key] = data[key][order]
+    data["label_names"] = data["label_names"].tolist()
+    data["provenance"] = json.loads(str(data["provenance"]))
+    return data
+
+
+def _cached_provenance(path: str):
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        return json.loads(str(f["provenance"]))
+
+
+class TrialReader:
+    """`input_pipeline.load_trials` that keeps the last (dataset, ch_names, fs) read in memory,
+    so consecutive extractions of one dataset read it once."""
+
+    def __init__(self, data_dir: str):
+        self.data_dir = os.path.abspath(os.path.expanduser(data_dir))
+        self._key, self._value = None, None
+
+    def __call__(self, dataset: str, ch_names, fs: float) -> tuple:
+        """-> (trials: list of dicts with eeg [C, T] on ch_names at fs Hz, metadata dict);
+        raises if the dataset is stored at another rate."""
+        key = (dataset, tuple(ch_names), float(fs))
+        if key != self._key:
+            self._key, self._value = None, None  # free the previous dataset first
+            self._value = input_pipeline.load_trials(dataset, self.data_dir, list(ch_names),
+                                                     fs=fs)
+            self._key = key
+        return self._value
+
+
+def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encoder, info: dict,
+                    ch_names, fs: float, window_s: float, step_s: float,
+                    windows_per_block: int, blocks_per_call: int, batch_windows: int,
+                    seed: int) -> str:
+    """Extracts one dataset's features to `path` unless an identical extraction is there.
+
+    Args:
+        read_trials: a TrialReader of the data directory.
+        encoder: an Encoder (learned features) or None (DE features).
+        info: JSON-serializable description of the encoder (checkpoint step, kwargs...).
+        ch_names: the unified channels trials are projected to; fs: Hz of the trials.
+        window_s, step_s: window length and hop in seconds.
+        windows_per_block, blocks_per_call, seed: see `learned_features`.
+        batch_windows: windows per DE call.
+    """
+    window, step = int(round(window_s * fs)), int(round(step_s * fs))
+    provenance = dict(dataset=dataset, data_dir=read_trials.data_dir, encoder=info,
+                      ch_names=list(ch_names), fs=fs, window=window, step=step,
+                      windows_per_block=windows_per_block, seed=seed)
+    if _cached_provenance(path) == json.loads(json.dumps(provenance, sort_keys=True)):
+        print(f"[extract] cached {path}")
+        return path
+    trials, metadata = read_trials(dataset, ch_names, fs)
+    table = window_table(trials, window, step)
+    if encoder is None:
+        feats = de_features(trials, table, fs=fs, window=window, batch_windows=batch_windows)
+    else:
+        feats = learned_features(encoder, trials, table, window=window,
+                                 windows_per_block=windows_per_block,
+                                 blocks_per_call=blocks_per_call, seed=seed)
+    save_features(path, table, feats, metadata["label_names"], provenance)
+    print(f"[extract] wrote {path}: {feats.shape[0]} windows x {feats.shape[1]} features")
+    return path
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def encoder_dir(workdir: str, path: str) -> str:
+    """An encoder path from the config: absolute, or relative to the workdir."""
+    return path if os.path.isabs(path) else os.path.join(workdir, path)
+
+
+def load_method_encoder(method: str, *, encoders: dict, random_like: str, random_seed: int,
+                        workdir: str) -> tuple:
+    """(Encoder, info) of a learned method; "random" = architecture of `random_like`, new init."""
+    if method == "random":
+        _, info = checkpointing.load_encoder(encoder_dir(workdir, encoders[random_like]))
+        kwargs = {k: info[k] for k in MODEL_KWARGS if k in info}
+        info = dict(kwargs, ch_names=list(info["ch_names"]), fs=float(info["fs"]),
+                    kind="random", seed=random_seed)
+        return random_encoder(kwargs, random_seed), info
+    if method not in encoders:
+        raise ValueError(f"method {method!r} has no encoder in config.encoders {dict(encoders)}")
+    encoder, info = checkpointing.load_encoder(encoder_dir(workdir, encoders[method]))
+    return encoder, dict(info, kind="pretrained")
+
+
+def _method_inputs(method: str, config, workdir: str) -> dict:
+    """Encoder (None for DE), its provenance info, channels, rate and windowing of a method."""
+    ex = config.extract
+    if method == "de":
+        return dict(encoder=None, info=dict(kind="de"),
+                    ch_names=channels.UNIFIED_SETS[ex.de_ch_set], fs=ex.de_fs,
+                    window_s=ex.de_window_s, step_s=ex.de_step_s)
+    encoder, info = load_method_encoder(method, encoders=config.encoders,
+                                        random_like=ex.random_like,
+                                        random_seed=ex.random_seed, workdir=workdir)
+    fs = float(info["fs"])
+    if int(round(ex.window_s * fs)) != encoder.n_times:
+        raise ValueError(f"{method}: extract.window_s={ex.window_s} s at {fs} Hz != the "
+                         f"encoder's n_times={encoder.n_times}")
+    return dict(encoder=encoder, info=info, ch_names=info["ch_names"], fs=fs,
+                window_s=ex.window_s, step_s=ex.step_s)
+
+
+def run(config, workdir: str):
+    """Extracts every (method, dataset) of the downstream config into WORKDIR/features/."""
+    ex = config.extract
+    inputs = {method: _method_inputs(method, config, workdir) for method in config.methods}
+    read_trials = TrialReader(config.data_dir)
+    for dataset in [config.target] + list(config.sources):
+        for method in config.methods:
+            extract_to_file(feature_path(workdir, method, dataset), dataset, read_trials,
+                            windows_per_block=ex.windows_per_block,
+                            blocks_per_call=ex.blocks_per_call,
+                            batch_windows=ex.de_batch_windows, seed=ex.seed, **inputs[method])

@@ -1,0 +1,140 @@
+"""Stable pure signal functions for downstream features (DESIGN.md "Stable public functions").
+
+- `differential_entropy`: the classic DE baseline in 5 bands per channel.
+- `running_normalize`: causal per-session standardization with a prior (decay 0.99).
+- `lds_smooth`: Kalman filter + Rauch-Tung-Striebel smoother (linear dynamical system).
+
+All are pure JAX functions (jit/vmap-able); the sequential ones use `jax.lax.scan`.
+"""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+
+# (low, high) Hz of the delta, theta, alpha, beta and gamma bands; low <= f < high.
+DE_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 30.0), (30.0, 47.0))
+# LDS constants of the original SEED/CLISA post-processing.
+LDS_Q, LDS_R, LDS_V0 = 1e-4, 1.0, 0.01
+
+
+def band_masks(n_times: int, fs: float, bands=DE_BANDS) -> jax.Array:
+    """Boolean rFFT masks [len(bands), n_times // 2 + 1]: bin frequency f in [low, high)."""
+    freqs = jnp.fft.rfftfreq(n_times, d=1.0 / fs)
+    return jnp.stack([(freqs >= low) & (freqs < high) for low, high in bands])
+
+
+def differential_entropy(eeg: jax.Array, fs: float, *, bands=DE_BANDS,
+                         eps: float = 1e-12) -> jax.Array:
+    """Differential entropy of each channel in each frequency band.
+
+    The band-pass is ideal FFT-domain masking: the window's rFFT is zeroed outside
+    [low, high) Hz and transformed back (zero phase; the window is treated as periodic).
+    DE assumes a Gaussian band signal: 0.5 * log(2 pi e var), var = population variance
+    (ddof=0) over the window. A sinusoid of amplitude A on an FFT bin inside a band has
+    var = A^2 / 2 in that band and 0 (-> log(eps)) elsewhere.
+
+    Args:
+        eeg: [..., C, T] µV.
+        fs: sampling rate in Hz.
+        bands: sequence of (low, high) Hz.
+        eps: µV^2 floor added to the variance (keeps empty bands finite).
+
+    Returns:
+        [..., C, len(bands)] DE in nats (of µV-valued signals).
+    """
+    chex.assert_rank(eeg, {2, 3, 4, 5})
+    n_times = eeg.shape[-1]
+    spectrum = jnp.fft.rfft(eeg.astype(jnp.float32), axis=-1)          # [..., C, K]
+    masks = band_masks(n_times, fs, bands)                              # [B, K]
+    banded = jnp.fft.irfft(spectrum[..., None, :] * masks, n=n_times, axis=-1)  # [..., C, B, T]
+    var = jnp.var(banded, axis=-1)
+    return 0.5 * jnp.log(2.0 * math.pi * math.e * (var + eps))
+
+
+def running_normalize(x: jax.Array, mean: jax.Array, var: jax.Array, decay: float = 0.99,
+                      *, eps: float = 1e-6) -> jax.Array:
+    """Causal standardization blending prior statistics with the running ones.
+
+    With w_t = decay^t (t = 0, 1, ... is the time index), m_t and v_t the mean and the
+    population variance (ddof=0) of x[:t+1] per feature:
+
+        mu_t  = w_t * mean + (1 - w_t) * m_t
+        var_t = w_t * var  + (1 - w_t) * v_t
+        out_t = (x_t - mu_t) / sqrt(var_t + eps)
+
+    so at t = 0 only the prior is used and it fades out geometrically. Running moments
+    are Welford updates inside `jax.lax.scan` (stable in float32).
+
+    Args:
+        x: [T, F] features in time order (one subject-session).
+        mean: [F] prior mean (e.g. of the training subjects' features).
+        var: [F] prior variance.
+        decay: prior weight factor per step.
+        eps: added to the variance.
+
+    Returns:
+        [T, F] normalized features.
+    """
+    chex.assert_rank(x, 2)
+    chex.assert_shape([mean, var], (x.shape[1],))
+    x = x.astype(jnp.float32)
+
+    def step(carry, inputs):
+        count, run_mean, run_m2 = carry
+        x_t, t = inputs
+        count = count + 1.0
+        delta = x_t - run_mean
+        run_mean = run_mean + delta / count
+        run_m2 = run_m2 + delta * (x_t - run_mean)
+        weight = decay ** t
+        mu = weight * mean + (1.0 - weight) * run_mean
+        sigma2 = weight * var + (1.0 - weight) * run_m2 / count
+        return (count, run_mean, run_m2), (x_t - mu) / jnp.sqrt(sigma2 + eps)
+
+    zeros = jnp.zeros(x.shape[1], jnp.float32)
+    times = jnp.arange(x.shape[0], dtype=jnp.float32)
+    _, out = jax.lax.scan(step, (jnp.float32(0.0), zeros, zeros), (x, times))
+    return out
+
+
+def lds_smooth(x: jax.Array, *, q: float = LDS_Q, r: float = LDS_R,
+               v0: float = LDS_V0) -> jax.Array:
+    """Kalman filter + RTS smoother of each feature as a 1-D linear dynamical system.
+
+    Model (per feature, A = C = 1): z_0 ~ N(mu0, v0) with mu0 = mean over T of x,
+    z_t = z_{t-1} + N(0, q), x_t = z_t + N(0, r). Filter: predicted (m^-_t, P^-_t) with
+    m^-_0 = mu0, P^-_0 = v0, m^-_t = m_{t-1}, P^-_t = P_{t-1} + q; gain K_t = P^-_t /
+    (P^-_t + r); m_t = m^-_t + K_t (x_t - m^-_t); P_t = (1 - K_t) P^-_t. RTS smoother
+    backwards: J_t = P_t / P^-_{t+1}; s_t = m_t + J_t (s_{t+1} - m^-_{t+1}), s_{T-1} = m_{T-1}.
+
+    Args:
+        x: [T, F] observations in time order (one trial).
+        q, r, v0: process noise, observation noise, initial state variance.
+
+    Returns:
+        [T, F] smoothed means s_t.
+    """
+    chex.assert_rank(x, 2)
+    x = x.astype(jnp.float32)
+    mu0 = jnp.mean(x, axis=0)
+    p0 = jnp.full_like(mu0, v0)
+
+    def forward(carry, x_t):
+        m_pred, p_pred = carry
+        gain = p_pred / (p_pred + r)
+        m = m_pred + gain * (x_t - m_pred)
+        p = (1.0 - gain) * p_pred
+        return (m, p + q), (m, p, m_pred, p_pred)
+
+    _, (m, p, m_pred, p_pred) = jax.lax.scan(forward, (mu0, p0), x)
+
+    def backward(s_next, inputs):
+        m_t, p_t, m_pred_next, p_pred_next = inputs
+        s_t = m_t + p_t / p_pred_next * (s_next - m_pred_next)
+        return s_t, s_t
+
+    _, smoothed = jax.lax.scan(backward, m[-1], (m[:-1], p[:-1], m_pred[1:], p_pred[1:]),
+                               reverse=True)
+    return jnp.concatenate([smoothed, m[-1:]], axis=0)

@@ -1,0 +1,44 @@
+"""End-to-end `--mode=all` on the tiny demo preset: build data, three pre-trainings,
+extraction, probes and report in a temporary workdir; a second run resumes (no stage redone).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_all(workdir, data_dir):
+    command = [sys.executable, "-m", "mdjpt_jax.main", "--mode=all",
+               "--config=configs/demo.py:tiny", f"--workdir={workdir}",
+               f"--config.data_dir={data_dir}"]
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_demo_all_end_to_end_and_resume(tmp_path):
+    workdir, data_dir = tmp_path / "work", tmp_path / "tfds"
+    out = run_all(workdir, data_dir)
+    report_dir = workdir / "report"
+    for name in ("results.md", "results.json", "loss_curves.png", "tsne.png",
+                 "cda_distances.png", "confusion.png"):
+        assert (report_dir / name).stat().st_size > 0, name
+    summary = json.loads((report_dir / "results.json").read_text())
+    methods = summary["methods"]
+    assert set(methods) == {"de", "random", "single", "joint", "joint_no_cda"}
+    for entry in methods.values():
+        for protocol in ("few_shot", "zero_shot"):
+            assert 0.0 <= entry[protocol]["accuracy"]["mean"] <= 1.0
+    assert "| Joint (mdJPT) |" in out                                  # the table is printed
+    again = run_all(workdir, data_dir)
+    assert "already exported" in again and "[extract] cached" in again
+    assert "[probe] cached" in again
+    assert json.loads((report_dir / "results.json").read_text())["methods"] == methods
