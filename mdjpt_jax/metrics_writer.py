@@ -21,11 +21,26 @@ TENSORBOARD_DIR = "tb"
 
 
 def read_metrics(path: str) -> list[dict]:
-    """The JSON objects of a metrics.jsonl file, in file order ([] if it does not exist)."""
+    """The JSON objects of a metrics.jsonl file, in file order ([] if it does not exist).
+
+    A last line without its newline is the write a killed run did not finish: it is
+    skipped. Any other malformed line is an error naming the file and the line.
+    """
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.readlines()
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not a JSON metrics line ({error})") from None
+    return rows
 
 
 def truncate_after(path: str, step: int) -> None:
