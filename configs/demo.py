@@ -31,6 +31,7 @@ def _pretrain_config(arg: str, *, steps: int, pairs: int, data_dir: str):
         config.train.steps = steps
         config.train.log_every = min(config.train.log_every, steps)
         config.train.checkpoint_every = steps
+        config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 2)
         config.data.pairs_per_step = pairs
         config.data.data_dir = data_dir
     return config

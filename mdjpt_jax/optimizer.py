@@ -24,9 +24,9 @@ def learning_rate_schedule(*, learning_rate: float, warmup_steps: int,
     """
     if total_steps <= 0:
         raise ValueError(f"total_steps must be > 0, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps:
+    if not 0 <= warmup_steps < total_steps:
         raise ValueError(f"warmup_steps ({warmup_steps}) must be in [0, total_steps "
-                         f"({total_steps})]")
+                         f"({total_steps}))")
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     return optax.warmup_cosine_decay_schedule(

@@ -88,9 +88,9 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
     for name in ("steps", "log_every", "checkpoint_every", "max_to_keep"):
         if getattr(settings, name) < 1:
             problems.append(f"train.{name} ({getattr(settings, name)}) must be >= 1")
-    if not 0 <= settings.optim["warmup_steps"] <= settings.steps:
+    if not 0 <= settings.optim["warmup_steps"] < settings.steps:
         problems.append(f"optim.warmup_steps ({settings.optim['warmup_steps']}) must be in "
-                        f"[0, train.steps ({settings.steps})]")
+                        f"[0, train.steps ({settings.steps}))")
     if not loader["datasets"]:
         problems.append("data.datasets is empty")
     if problems:

@@ -36,6 +36,7 @@ bad-input test also checks that a failed build leaves nothing behind.
 
 from __future__ import annotations
 
+import argparse
 import os
 import pathlib
 import shutil
@@ -50,6 +51,25 @@ METADATA_KEYS = ("channel_names", "sampling_rate", "label_names", "valence_names
                  "label_to_valence")
 _SCALARS = ("subject", "session", "trial", "stimulus", "valence")
 
+
+
+def dummy_data_args(doc: str, script: str, **options) -> argparse.Namespace:
+  """Parses the command line of a `make_dummy_data.py`.
+
+  Args:
+    doc: the script's docstring (the --help text).
+    script: the script's `__file__`; `out_dir` defaults to `dummy_data/` beside it.
+    **options: `--NAME` flags with their defaults (the flag takes the default's type).
+
+  Returns:
+    The parsed arguments: `out_dir` and one attribute per option.
+  """
+  parser = argparse.ArgumentParser(description=doc)
+  parser.add_argument("out_dir", nargs="?",
+                      default=os.path.join(os.path.dirname(os.path.abspath(script)), "dummy_data"))
+  for name, default in options.items():
+    parser.add_argument(f"--{name}", type=type(default), default=default)
+  return parser.parse_args()
 
 def build(builder_cls, config: str | None, manual_dir, data_dir):
   """Builds config of builder_cls from manual_dir into data_dir; returns the builder.

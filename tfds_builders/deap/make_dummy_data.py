@@ -9,13 +9,13 @@ The official trials have 8064 samples; tests use fewer to stay small. No real da
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 
 import numpy as np
 
 from tfds_builders.deap import deap_dataset_builder as deap
+from tfds_builders import testing
 
 
 def subject_content(rng: np.random.Generator, n_times: int) -> dict:
@@ -41,12 +41,7 @@ def write(root, *, n_subjects: int = 2, n_times: int = deap.N_TIMES, seed: int =
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir", nargs="?", default=os.path.join(os.path.dirname(__file__), "dummy_data"))
-  parser.add_argument("--subjects", type=int, default=2)
-  parser.add_argument("--n_times", type=int, default=deap.N_TIMES)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, subjects=2, n_times=deap.N_TIMES, seed=0)
   print("\n".join(write(args.out_dir, n_subjects=args.subjects, n_times=args.n_times, seed=args.seed)))
 
 

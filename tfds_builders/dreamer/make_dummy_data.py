@@ -10,13 +10,13 @@ few seconds long (the official ones are ~1-6 min). No real data.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 from scipy import io as sio
 
 from tfds_builders.dreamer import dreamer_dataset_builder as dreamer
+from tfds_builders import testing
 
 
 def _cell(arrays) -> np.ndarray:
@@ -67,11 +67,7 @@ def write(root, *, n_subjects: int = 2, seed: int = 0, top: dict | None = None) 
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir", nargs="?", default=os.path.join(os.path.dirname(__file__), "dummy_data"))
-  parser.add_argument("--subjects", type=int, default=2)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print(write(args.out_dir, n_subjects=args.subjects, seed=args.seed))
 
 

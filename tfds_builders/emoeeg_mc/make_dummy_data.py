@@ -12,12 +12,12 @@ documented order + one trigger channel, EDF+ annotations) and, for sub-01 only,
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
 from tfds_builders.emoeeg_mc import emoeeg_mc_dataset_builder as emo
+from tfds_builders import testing
 
 FS = 1200.0
 SEQUENCES = {1: {"vid": ["joy5", "sad4", "neu8"], "ima": ["joy5", "sad4", "neu8"]},
@@ -91,10 +91,7 @@ def write(root, *, seed: int = 0) -> dict:
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir", nargs="?", default=os.path.join(os.path.dirname(__file__), "dummy_data"))
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, seed=0)
   print("\n".join(write(args.out_dir, seed=args.seed).values()))
 
 

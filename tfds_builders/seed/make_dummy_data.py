@@ -11,13 +11,13 @@ last 1-2 s instead of ~4 min.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed import seed_dataset_builder as seed_builder
+from tfds_builders import testing
 
 OFFICIAL_LABELS = (1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1)  # label.mat, all sessions.
 # Three recording dates per subject; session order = date order.
@@ -50,11 +50,7 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir")
-  parser.add_argument("--subjects", type=int, default=2)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 

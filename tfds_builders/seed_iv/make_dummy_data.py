@@ -10,13 +10,13 @@ Same containers, names, keys, dtype and orientation as the official files: MAT v
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed_iv import seed_iv_dataset_builder as seed_iv
+from tfds_builders import testing
 
 
 def trial_samples(session: int, trial: int) -> int:
@@ -42,11 +42,7 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir")
-  parser.add_argument("--subjects", type=int, default=2)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 

@@ -12,7 +12,6 @@ cut with SHORT_TRIAL_SECONDS (about 1 s each) instead of the official minutes-lo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed_v import seed_v_dataset_builder as seed_v
+from tfds_builders import testing
 
 FS = 1000.0
 # The CNT's 66 channels: SEED order with the mastoids and EOG channels interleaved.
@@ -81,11 +81,7 @@ def read_raw_cnt(input_fname, **kwargs):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir")
-  parser.add_argument("--subjects", type=int, default=2)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 

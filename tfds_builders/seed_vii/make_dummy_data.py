@@ -11,13 +11,13 @@ random µV-scale noise; trials last just over 1 s instead of minutes.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed_vii import seed_vii_dataset_builder as seed_vii
+from tfds_builders import testing
 
 
 def trial_samples(index: int) -> int:
@@ -38,12 +38,7 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("out_dir")
-  parser.add_argument("--subjects", type=int, default=2)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--version", choices=("5", "7.3"), default="5")
-  args = parser.parse_args()
+  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0, version="5")
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed,
                         version=args.version)))
 
