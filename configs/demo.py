@@ -25,14 +25,14 @@ RUNS = {"joint": "synthetic", "single": "synthetic,single_dataset=d0",
         "joint_no_cda": "synthetic,no_cda"}
 
 
-def _pretrain_config(arg: str, *, steps: int, pairs: int, data_dir: str):
+def _pretrain_config(arg: str, *, steps: int, data_dir: str):
     config = pretrain.get_config(arg)
     with config.unlocked():
         config.train.steps = steps
         config.train.log_every = min(config.train.log_every, steps)
+        config.train.eval_every = min(config.train.eval_every, steps)
         config.train.checkpoint_every = steps
         config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 2)
-        config.data.pairs_per_step = pairs
         config.data.data_dir = data_dir
     return config
 
@@ -41,19 +41,23 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     """The demo ConfigDict: downstream fields + `pretrain_runs` + `synthetic_configs`."""
     arg = common.parse_arg(arg, tiny=False)
     config = downstream.get_config("synthetic")
-    steps, pairs = (4, 2) if arg.tiny else (150, 4)
+    steps = 4 if arg.tiny else 150
     with config.unlocked():
         config.synthetic_configs = ("d0", "d1", "d2", "d3")
         # Learned features use the encoders' own window (2 s); slide it every second.
         config.extract.window_s, config.extract.step_s = 2.0, 1.0
         config.extract.de_ch_set = "standard_1020"
         config.pretrain_runs = ml_collections.ConfigDict(
-            {name: _pretrain_config(a, steps=steps, pairs=pairs, data_dir=config.data_dir)
+            {name: _pretrain_config(a, steps=steps, data_dir=config.data_dir)
              for name, a in RUNS.items()})
         if arg.tiny:
+            config.seeds = (0, 1)
             config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
             config.mlp.epochs = 3
             config.report.tsne_windows_per_dataset = 60
             config.report.cda_windows_per_subject = 8
+            for run in config.pretrain_runs.values():
+                run.data.pairs_per_step, run.data.windows_per_pair = 2, 4
+                run.train.eval_windows_per_subject = 8
     config.lock()
     return config

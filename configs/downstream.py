@@ -45,18 +45,19 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.data_dir = "runs/tfds"  # relative to the current directory
         config.sources = tuple(s for s in SYNTHETIC_SOURCES if s != target)
     config.target = target
-    # Table order; "de" and "random" are baselines, the others name exported encoders.
+    # Table order; "de" and "random" are baselines, the others are pre-training runs whose
+    # encoders are WORKDIR/runs/<method>/seed<k>/encoder (workdir.run_dir).
     config.methods = ("de", "random", "single", "joint", "joint_no_cda")
-    config.encoders = ml_collections.ConfigDict(dict(   # relative to the workdir
-        single="runs/single/encoder", joint="runs/joint/encoder",
-        joint_no_cda="runs/joint_no_cda/encoder"))
+    config.pretrain_methods = ("single", "joint", "joint_no_cda")
+    config.seeds = (0, 1, 2)  # pre-training seeds (and the random encoder's init seeds)
 
     config.extract = ml_collections.ConfigDict(dict(
         window_s=5.0, step_s=2.0,            # learned features: 5 s windows every 2 s
         windows_per_block=64,                # W windows of ONE subject per block (see extract.py)
         blocks_per_call=1,                   # S blocks per encoder call (same subject)
         seed=0,                              # per-subject window order of the blocks
-        random_like="joint", random_seed=0,  # the random-encoder baseline's architecture, init
+        random_like="joint",                 # the random-encoder baseline's architecture
+        random_seed_offset=0,                # its init seed = pre-training seed + offset
         de_window_s=1.0, de_step_s=1.0, de_fs=125.0, de_ch_set="seed60", de_batch_windows=512))
     config.postprocess = ml_collections.ConfigDict(dict(decay=0.99, lds=True))
     config.fewshot = ml_collections.ConfigDict(dict(k=arg.k or (3 if arg.paper else 2),

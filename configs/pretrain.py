@@ -92,6 +92,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         attention=arg.attention))                   # "global" | "causal"
     config.loss = ml_collections.ConfigDict(dict(
         temperature=0.07, use_cda=not arg.no_cda, cda_weight=0.01,
+        dataset_reduction="sum",  # sum_k NT-Xent_k + w CDA, as the original code ("mean")
         cda_groups=arg.cda_groups, cda_centroid=arg.cda_centroid))
     config.optim = ml_collections.ConfigDict(dict(
         learning_rate=5e-4 if arg.paper else 1e-3, weight_decay=1e-4,
@@ -102,6 +103,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         log_every=50 if arg.paper else 10,
         checkpoint_every=1000 if arg.paper else 50,
         max_to_keep=3,
+        eval_every=1000 if arg.paper else 25,  # learning-curve evaluation (0 = off)
+        eval_windows_per_subject=64 if arg.paper else 32,
         seed=0))  # split into the init, data and step keys
     config.lock()
     return config

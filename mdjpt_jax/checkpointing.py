@@ -119,6 +119,11 @@ def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: d
                                dict(model_kwargs=dict(model_kwargs), extra=dict(extra)))
 
 
+def is_exported(path: str) -> bool:
+    """Whether `path` holds a complete exported encoder (encoder.json is written last)."""
+    return os.path.exists(os.path.join(path, ENCODER_JSON))
+
+
 def load_encoder(path: str) -> tuple[Encoder, dict]:
     """Rebuilds an exported encoder on the default device.
 

@@ -15,13 +15,12 @@ one subject (not one stimulus, whose emotion-specific mean a block of consecutiv
 would normalize away), and shapes stay static. A call carries `blocks_per_call` blocks of
 the SAME subject (padded by repeating a block whose outputs are dropped).
 
-Output: one npz per (method, dataset) with `features` [N, D] and per-window `subject`,
-`session`, `trial`, `stimulus`, `label`, `valence`, `start` (sample offset in the trial),
-`label_names`, and `provenance` (JSON: inputs, checkpoint step and encoder info). A file
-whose provenance equals the requested one is re-used.
+Output: one feature file per (method, seed, dataset) in the format of
+`workdir.save_features` (features [N, D], per-window ids and start, label and valence names,
+provenance: inputs, checkpoint step and encoder info), plus per-subject CDA centroids for
+the report's methods. A file whose provenance equals the requested one is re-used.
 """
 
-import json
 import os
 
 import jax
@@ -30,10 +29,10 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from mdjpt_jax import channels, checkpointing, features, input_pipeline, losses
+from mdjpt_jax import channels, checkpointing, features, input_pipeline, losses, workdir
 from mdjpt_jax.models import Encoder
 
-WINDOW_FIELDS = ("subject", "session", "trial", "stimulus", "label", "valence")
+WINDOW_FIELDS = workdir.WINDOW_FIELDS
 MODEL_KWARGS = ("n_chans", "n_times", "variant", "attention", "chunk_size")  # Encoder args
 
 
@@ -182,48 +181,6 @@ def subject_centroids(encoder: Encoder, trials: list, table: dict, *, window: in
 # ----------------------------------------------------------------------------- files
 
 
-def feature_path(workdir: str, method: str, dataset: str) -> str:
-    """WORKDIR/features/<method>/<dataset with '/' -> '_'>.npz"""
-    return os.path.join(workdir, "features", method, dataset.replace("/", "_") + ".npz")
-
-
-def save_features(path: str, table: dict, feats: np.ndarray, label_names, provenance: dict):
-    """Writes the npz atomically (temporary file, then rename)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, features=feats.astype(np.float32), start=table["start"],
-             label_names=np.asarray(list(label_names), dtype=str),
-             provenance=np.asarray(json.dumps(provenance, sort_keys=True)),
-             **{key: table[key] for key in WINDOW_FIELDS})
-    os.replace(tmp, path)
-
-
-def load_features(path: str) -> dict:
-    """Window table of one npz, rows sorted by (subject, session, trial, start).
-
-    Returns:
-        dict: features [N, D] float32, WINDOW_FIELDS + start [N] int64, label_names (list),
-        provenance (dict).
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no feature file (run --mode=extract first)")
-    with np.load(path) as f:
-        data = {key: f[key] for key in f.files}
-    order = np.lexsort((data["start"], data["trial"], data["session"], data["subject"]))
-    for key in WINDOW_FIELDS + ("start", "features"):
-        data[key] = data[key][order]
-    data["label_names"] = data["label_names"].tolist()
-    data["provenance"] = json.loads(str(data["provenance"]))
-    return data
-
-
-def _cached_provenance(path: str):
-    if not os.path.exists(path):
-        return None
-    with np.load(path) as f:
-        return json.loads(str(f["provenance"]))
-
-
 class TrialReader:
     """`input_pipeline.load_trials` that keeps the last (dataset, ch_names, fs) read in memory,
     so consecutive extractions of one dataset read it once."""
@@ -247,7 +204,8 @@ class TrialReader:
 def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encoder, info: dict,
                     ch_names, fs: float, window_s: float, step_s: float,
                     windows_per_block: int, blocks_per_call: int, batch_windows: int,
-                    seed: int) -> str:
+                    seed: int, centroids_to: str | None = None,
+                    centroid_windows: int = 32) -> str:
     """Extracts one dataset's features to `path` unless an identical extraction is there.
 
     Args:
@@ -258,12 +216,16 @@ def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encode
         window_s, step_s: window length and hop in seconds.
         windows_per_block, blocks_per_call, seed: see `learned_features`.
         batch_windows: windows per DE call.
+        centroids_to: if given (learned features only), also write the per-subject CDA
+            centroids (`subject_centroids`, one block of `centroid_windows` windows per
+            subject) to this path.
     """
     window, step = int(round(window_s * fs)), int(round(step_s * fs))
     provenance = dict(dataset=dataset, data_dir=read_trials.data_dir, encoder=info,
                       ch_names=list(ch_names), fs=fs, window=window, step=step,
                       windows_per_block=windows_per_block, seed=seed)
-    if _cached_provenance(path) == json.loads(json.dumps(provenance, sort_keys=True)):
+    done = workdir.feature_provenance(path) == workdir.canonical(provenance)
+    if done and (centroids_to is None or os.path.exists(centroids_to)):
         print(f"[extract] cached {path}")
         return path
     trials, metadata = read_trials(dataset, ch_names, fs)
@@ -274,7 +236,13 @@ def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encode
         feats = learned_features(encoder, trials, table, window=window,
                                  windows_per_block=windows_per_block,
                                  blocks_per_call=blocks_per_call, seed=seed)
-    save_features(path, table, feats, metadata["label_names"], provenance)
+        if centroids_to is not None:
+            centroids, subjects = subject_centroids(encoder, trials, table, window=window,
+                                                    windows_per_block=centroid_windows,
+                                                    seed=seed)
+            workdir.save_centroids(centroids_to, centroids, subjects)
+    workdir.save_features(path, table, feats, label_names=metadata["label_names"],
+                          valence_names=metadata["valence_names"], provenance=provenance)
     print(f"[extract] wrote {path}: {feats.shape[0]} windows x {feats.shape[1]} features")
     return path
 
@@ -282,36 +250,28 @@ def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encode
 # ----------------------------------------------------------------------------- entry
 
 
-def encoder_dir(workdir: str, path: str) -> str:
-    """An encoder path from the config: absolute, or relative to the workdir."""
-    return path if os.path.isabs(path) else os.path.join(workdir, path)
+def method_encoder(method: str, run: str, seed: int) -> tuple:
+    """(Encoder, info) of a learned method from its pre-training run directory `run`;
+    for "random", `run` is the run whose architecture is copied, initialised from `seed`."""
+    encoder, info = checkpointing.load_encoder(workdir.encoder_dir(run))
+    if method != "random":
+        return encoder, dict(info, kind="pretrained")
+    kwargs = {k: info[k] for k in MODEL_KWARGS if k in info}
+    info = dict(kwargs, ch_names=list(info["ch_names"]), fs=float(info["fs"]),
+                kind="random", seed=seed)
+    return random_encoder(kwargs, seed), info
 
 
-def load_method_encoder(method: str, *, encoders: dict, random_like: str, random_seed: int,
-                        workdir: str) -> tuple:
-    """(Encoder, info) of a learned method; "random" = architecture of `random_like`, new init."""
-    if method == "random":
-        _, info = checkpointing.load_encoder(encoder_dir(workdir, encoders[random_like]))
-        kwargs = {k: info[k] for k in MODEL_KWARGS if k in info}
-        info = dict(kwargs, ch_names=list(info["ch_names"]), fs=float(info["fs"]),
-                    kind="random", seed=random_seed)
-        return random_encoder(kwargs, random_seed), info
-    if method not in encoders:
-        raise ValueError(f"method {method!r} has no encoder in config.encoders {dict(encoders)}")
-    encoder, info = checkpointing.load_encoder(encoder_dir(workdir, encoders[method]))
-    return encoder, dict(info, kind="pretrained")
-
-
-def _method_inputs(method: str, config, workdir: str) -> dict:
+def _method_inputs(method: str, seed: int, config, root: str) -> dict:
     """Encoder (None for DE), its provenance info, channels, rate and windowing of a method."""
     ex = config.extract
     if method == "de":
         return dict(encoder=None, info=dict(kind="de"),
                     ch_names=channels.UNIFIED_SETS[ex.de_ch_set], fs=ex.de_fs,
                     window_s=ex.de_window_s, step_s=ex.de_step_s)
-    encoder, info = load_method_encoder(method, encoders=config.encoders,
-                                        random_like=ex.random_like,
-                                        random_seed=ex.random_seed, workdir=workdir)
+    source = ex.random_like if method == "random" else method
+    encoder, info = method_encoder(method, workdir.run_dir(root, source, seed),
+                                   seed + ex.random_seed_offset)
     fs = float(info["fs"])
     if int(round(ex.window_s * fs)) != encoder.n_times:
         raise ValueError(f"{method}: extract.window_s={ex.window_s} s at {fs} Hz != the "
@@ -320,14 +280,22 @@ def _method_inputs(method: str, config, workdir: str) -> dict:
                 window_s=ex.window_s, step_s=ex.step_s)
 
 
-def run(config, workdir: str):
-    """Extracts every (method, dataset) of the downstream config into WORKDIR/features/."""
+def run(config, root: str):
+    """Extracts every (method, seed, dataset) of the downstream config into ROOT/features/,
+    with per-subject CDA centroids for `report.cda_methods`."""
     ex = config.extract
-    inputs = {method: _method_inputs(method, config, workdir) for method in config.methods}
     read_trials = TrialReader(config.data_dir)
-    for dataset in [config.target] + list(config.sources):
-        for method in config.methods:
-            extract_to_file(feature_path(workdir, method, dataset), dataset, read_trials,
-                            windows_per_block=ex.windows_per_block,
-                            blocks_per_call=ex.blocks_per_call,
-                            batch_windows=ex.de_batch_windows, seed=ex.seed, **inputs[method])
+    for method in config.methods:
+        seeds = sorted({workdir.feature_seed(method, seed) for seed in config.seeds})
+        for seed in seeds:
+            inputs = _method_inputs(method, seed, config, root)
+            for dataset in [config.target] + list(config.sources):
+                centroids = (workdir.centroid_path(root, method, seed, dataset)
+                             if method in config.report.cda_methods else None)
+                extract_to_file(workdir.feature_path(root, method, seed, dataset), dataset,
+                                read_trials, windows_per_block=ex.windows_per_block,
+                                blocks_per_call=ex.blocks_per_call,
+                                batch_windows=ex.de_batch_windows, seed=ex.seed,
+                                centroids_to=centroids,
+                                centroid_windows=config.report.cda_windows_per_subject,
+                                **inputs)

@@ -6,6 +6,8 @@ them, so a sharded step can `psum` the statistics: the psum of shard statistics 
 statistics of the full batch, hence every device computes the full-batch loss.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -135,16 +137,22 @@ def cda_from_statistics(sums: jax.Array, counts: jax.Array, *,
     """CDA = log(1 + sum_f sum_{a<b} ||centroid_a,f - centroid_b,f||_F) over non-empty groups.
 
     Args:
-        sums: [G, F, C, C] from `cda_group_statistics` (psum-ed over shards).
-        counts: [G] windows per group.
+        sums: [..., G, F, C, C] from `cda_group_statistics` (psum-ed over shards); leading
+            axes are independent slices of groups.
+        counts: [..., G] windows per group.
         centroid: must match the one the statistics were made with; "log_euclidean"
             maps the mean log back with expm and zeroes the diagonal.
 
     Returns:
-        Scalar loss.
+        Scalar loss: the CDA of the G groups, or the mean over slices of each slice's CDA
+        (groups of different slices are never compared).
     """
     if centroid not in CENTROIDS:
         raise ValueError(f"centroid must be one of {CENTROIDS}, got {centroid!r}")
+    if sums.ndim > 4:
+        per_slice = functools.partial(cda_from_statistics, centroid=centroid)
+        return jnp.mean(jax.vmap(per_slice)(sums.reshape((-1,) + sums.shape[-4:]),
+                                            counts.reshape(-1, counts.shape[-1])))
     chex.assert_rank([sums, counts], [4, 1])
     num_groups = counts.shape[0]
     centroids = sums / jnp.maximum(counts, 1.0).astype(sums.dtype)[:, None, None, None]

@@ -13,11 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # Headless: runs on clusters without a display.
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from tensorboardX import SummaryWriter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tb"
+from mdjpt_jax import workdir  # noqa: E402
+
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -56,21 +57,21 @@ class MetricsWriter:
     """Writes one JSON line + TensorBoard scalars per logged step and drives a tqdm bar.
 
     Args:
-        workdir: the run directory.
+        directory: the run directory.
         total_steps: the run's last step (for the progress bar's ETA).
         is_main: True on process 0; elsewhere nothing is written or shown.
         start_step: the step the run (re)starts from; later lines are dropped.
     """
 
-    def __init__(self, workdir: str, *, total_steps: int, is_main: bool, start_step: int = 0):
+    def __init__(self, directory: str, *, total_steps: int, is_main: bool, start_step: int = 0):
         self.is_main = is_main
         if not is_main:
             return
-        os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, METRICS_FILE)
+        os.makedirs(directory, exist_ok=True)
+        self.path = workdir.metrics_path(directory)
         truncate_after(self.path, start_step)
         self._file = open(self.path, "a")
-        self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR),
+        self._tb = SummaryWriter(workdir.tensorboard_dir(directory),
                                  purge_step=start_step + 1 if start_step else None)
         self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                          mininterval=1.0)
@@ -97,24 +98,51 @@ class MetricsWriter:
         self._file.close()
 
 
-def plot_loss_curve(metrics_path: str, png_path: str) -> None:
-    """Loss curves of one run: total and contrastive (with per dataset) | CDA term.
+CURVE_PANELS = (
+    ("contrastive / chance", ("contrastive_over_chance",)),
+    ("CDA (unweighted)", ("cda",)),
+    ("held-out evaluation", ("eval/retrieval_projection", "eval/retrieval_features",
+                             "eval/probe_auroc")),
+)
 
-    Reads metrics.jsonl (keys step, loss, contrastive, cda, contrastive/<dataset>).
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far)."""
+    cumsum = np.cumsum(np.insert(np.asarray(values, np.float64), 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (cumsum[idx] - cumsum[lo]) / (idx - lo)
+
+
+def plot_learning_curves(runs: dict, png_path: str, *, smooth_window: int = 5) -> None:
+    """One row per run: contrastive/chance and CDA (smoothed, raw points faint) and the
+    held-out retrieval and probe AUROC against the step.
+
+    Args:
+        runs: {title: rows of metrics.jsonl}; a key missing from a row is skipped.
+        png_path: output file.
     """
-    rows = read_metrics(metrics_path)
-    if not rows:
-        raise ValueError(f"{metrics_path} has no logged steps to plot")
-    steps = [row["step"] for row in rows]
-    fig, (ax_loss, ax_cda) = plt.subplots(1, 2, figsize=(10, 3.8))
-    names = ["loss", "contrastive"] + sorted(k for k in rows[0] if k.startswith("contrastive/"))
-    for name in names:
-        ax_loss.plot(steps, [row[name] for row in rows], label=name,
-                     linewidth=2 if name == "loss" else 1)
-    ax_loss.set(xlabel="step", ylabel="loss", title="total and contrastive (NT-Xent)")
-    ax_loss.legend(fontsize=7)
-    ax_cda.plot(steps, [row["cda"] for row in rows], color="tab:red")
-    ax_cda.set(xlabel="step", ylabel="CDA", title="covariance alignment (unweighted)")
+    if not runs or not any(runs.values()):
+        raise ValueError(f"no logged steps to plot into {png_path}")
+    fig, axes = plt.subplots(len(runs), len(CURVE_PANELS), squeeze=False,
+                             figsize=(4.2 * len(CURVE_PANELS), 3.2 * len(runs)))
+    for row_axes, (title, rows) in zip(axes, runs.items()):
+        for ax, (panel, keys) in zip(row_axes, CURVE_PANELS):
+            for key in keys:
+                points = [(r["step"], r[key]) for r in rows if key in r]
+                if not points:
+                    continue
+                steps, values = map(np.asarray, zip(*points))
+                if key.startswith("eval/"):
+                    ax.plot(steps, values, marker="o", ms=3, label=key[5:])
+                else:
+                    line, = ax.plot(steps, smooth(values, smooth_window), label=key)
+                    ax.plot(steps, values, ".", ms=2, alpha=0.3, color=line.get_color())
+            if panel.startswith("contrastive"):
+                ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set(title=f"{title}: {panel}", xlabel="step")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

@@ -16,7 +16,6 @@ binary: positive-class score), AUPRC (macro average precision over one-hot label
 """
 
 import functools
-import json
 import os
 
 import jax
@@ -26,10 +25,9 @@ import optax
 from flax import nnx
 from sklearn import metrics as skm
 
-from mdjpt_jax import extract, features
+from mdjpt_jax import features, retrieval, workdir
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "auprc")
-POSITIVE, NEGATIVE = 2, 0  # indices into the schema's VALENCE_NAMES
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -103,7 +101,7 @@ def postprocess(data: dict, prior: np.ndarray, *, decay: float, smooth: bool) ->
     """Running normalization per subject-session then LDS per trial.
 
     Args:
-        data: window table from `extract.load_features`, sorted in time order.
+        data: window table from `workdir.load_features`, sorted in time order.
         prior: [M, D] raw features of the TRAINING windows; their mean/var start the
             running statistics of every session.
         decay: prior weight factor per window.
@@ -114,12 +112,19 @@ def postprocess(data: dict, prior: np.ndarray, *, decay: float, smooth: bool) ->
     """
     x = np.asarray(data["features"], np.float32)
     mean, var = prior.mean(axis=0), prior.var(axis=0)
-    session_ids = data["subject"].astype(np.int64) * 100_000 + data["session"]
+    session_ids = _segment_ids(data, ("subject", "session"))
     normalize = jax.jit(lambda seq: features.running_normalize(seq, mean, var, decay))
     x = _apply_by_segment(normalize, x, session_ids)
     if smooth:
-        x = _apply_by_segment(jax.jit(features.lds_smooth), x, session_ids * 1_000 + data["trial"])
+        x = _apply_by_segment(jax.jit(features.lds_smooth), x,
+                              _segment_ids(data, ("subject", "session", "trial")))
     return x
+
+
+def _segment_ids(data: dict, keys) -> np.ndarray:
+    """[N] one id per distinct combination of the integer columns `keys` (no packing)."""
+    _, ids = np.unique(np.stack([data[k] for k in keys], axis=1), axis=0, return_inverse=True)
+    return ids.reshape(-1)
 
 
 # ----------------------------------------------------------------------------- MLP probe
@@ -210,21 +215,23 @@ def predict_proba(model: MLP, x: np.ndarray) -> np.ndarray:
 
 
 def few_shot(data: dict, *, k: int, n_folds: int, seed: int, decay: float, smooth: bool,
-             mlp: dict) -> dict:
+             mlp: dict, mlp_seed: int | None = None) -> dict:
     """Few-shot protocol on one dataset's window table; returns per-fold results + summary.
 
     Args:
-        data: `extract.load_features` output of the target dataset.
-        k, n_folds, seed: see `subject_folds`; fold i trains with seed + i.
+        data: `workdir.load_features` output of the target dataset.
+        k, n_folds, seed: see `subject_folds`.
         decay, smooth: see `postprocess`.
         mlp: keyword arguments of `train_mlp` except x, y, n_classes and seed.
+        mlp_seed: fold i's MLP trains with mlp_seed + i (default: `seed`).
     """
+    mlp_seed = seed if mlp_seed is None else mlp_seed
     n_classes = len(data["label_names"])
     folds = []
     for i, (train_subj, test_subj) in enumerate(subject_folds(data["subject"], k, n_folds, seed)):
         train = np.isin(data["subject"], train_subj)
         x = postprocess(data, data["features"][train], decay=decay, smooth=smooth)
-        model = train_mlp(x[train], data["label"][train], n_classes, seed=seed + i, **mlp)
+        model = train_mlp(x[train], data["label"][train], n_classes, seed=mlp_seed + i, **mlp)
         proba = predict_proba(model, x[~train])
         y_test = data["label"][~train]
         folds.append(dict(
@@ -237,8 +244,12 @@ def few_shot(data: dict, *, k: int, n_folds: int, seed: int, decay: float, smoot
 
 
 def _valence_windows(data: dict, x: np.ndarray):
-    keep = np.isin(data["valence"], (NEGATIVE, POSITIVE))
-    return x[keep], (data["valence"][keep] == POSITIVE).astype(np.int32)
+    """The negative and positive windows of x and their binary labels (1 = positive), by
+    the valence names the feature file carries."""
+    names = list(data["valence_names"])
+    negative, positive = names.index("negative"), names.index("positive")
+    keep = np.isin(data["valence"], (negative, positive))
+    return x[keep], (data["valence"][keep] == positive).astype(np.int32)
 
 
 def zero_shot(sources: list, target: dict, *, n_repeats: int, seed: int, decay: float,
@@ -271,33 +282,41 @@ def zero_shot(sources: list, target: dict, *, n_repeats: int, seed: int, decay: 
 # ----------------------------------------------------------------------------- entry
 
 
-def _write_json(path: str, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
+def probe_features(root: str, method: str, seed: int, *, target: str, sources,
+                   retrieval_datasets, protocol: dict) -> dict:
+    """Few-shot (+ zero-shot when sources are given) results of one feature set, and the
+    cross-subject retrieval of its features on `retrieval_datasets`.
 
-
-def probe_method(method: str, workdir: str, *, target: str, sources, protocol: dict) -> dict:
-    """Few-shot (+ zero-shot when sources are given) results of one method's features."""
-    data = extract.load_features(extract.feature_path(workdir, method, target))
-    result = dict(method=method, target=target, protocol=protocol,
+    The MLPs of pre-training seed s use probe seed protocol["seed"] + 1000 s; the few-shot
+    folds (which subjects are labelled) are the same for every seed.
+    """
+    fseed = workdir.feature_seed(method, seed)
+    data = workdir.load_features(workdir.feature_path(root, method, fseed, target))
+    mlp_seed = protocol["seed"] + 1000 * seed
+    result = dict(method=method, seed=seed, target=target, protocol=protocol,
                   provenance=data["provenance"])
     common = dict(decay=protocol["decay"], smooth=protocol["lds"], mlp=protocol["mlp"])
     result["few_shot"] = few_shot(data, k=protocol["k"], n_folds=protocol["n_folds"],
-                                  seed=protocol["seed"], **common)
+                                  seed=protocol["seed"], mlp_seed=mlp_seed, **common)
     if sources:
-        source_data = [extract.load_features(extract.feature_path(workdir, method, s))
+        source_data = [workdir.load_features(workdir.feature_path(root, method, fseed, s))
                        for s in sources]
         result["zero_shot"] = zero_shot(source_data, data, n_repeats=protocol["n_repeats"],
-                                        seed=protocol["seed"], **common)
+                                        seed=mlp_seed, **common)
+    result["retrieval"] = {}
+    for dataset in retrieval_datasets:
+        d = workdir.load_features(workdir.feature_path(root, method, fseed, dataset))
+        moment = np.stack([d["session"], d["stimulus"], d["start"]], axis=1)
+        result["retrieval"][dataset] = retrieval.cross_subject_retrieval(
+            d["features"], d["subject"], moment, seed=protocol["seed"])
     return result
 
 
-def run(config, workdir: str) -> dict:
-    """Probes every method's features; writes WORKDIR/probe/<method>.json and results.json.
+def run(config, root: str) -> dict:
+    """Probes every (method, seed) feature set; writes ROOT/probe/<method>/seed<k>.json and
+    ROOT/probe/results.json ({method: {seed: result}}).
 
-    A method's file is re-used when its protocol and feature provenance are unchanged.
+    A result file is re-used when its protocol and feature provenance are unchanged.
     """
     protocol = dict(
         k=config.fewshot.k, n_folds=config.fewshot.n_folds, seed=config.probe_seed,
@@ -309,21 +328,27 @@ def run(config, workdir: str) -> dict:
     sources = list(config.sources) if config.zeroshot.enabled else []
     results = {}
     for method in config.methods:
-        path = os.path.join(workdir, "probe", f"{method}.json")
-        feature_file = extract.feature_path(workdir, method, config.target)
-        provenance = extract.load_features(feature_file)["provenance"]
-        if os.path.exists(path):
-            with open(path) as f:
-                cached = json.load(f)
-            if cached["protocol"] == protocol and cached["provenance"] == provenance and \
-                    ("zero_shot" in cached) == bool(sources):
-                results[method] = cached
-                print(f"[probe] cached {path}")
-                continue
-        results[method] = probe_method(method, workdir, target=config.target,
-                                       sources=sources, protocol=protocol)
-        _write_json(path, results[method])
-        print(f"[probe] {method}: few-shot acc "
-              f"{results[method]['few_shot']['summary']['accuracy']['mean']:.3f}")
-    _write_json(os.path.join(workdir, "probe", "results.json"), results)
+        results[method] = {}
+        for seed in config.seeds:
+            path = workdir.probe_path(root, method, seed)
+            fseed = workdir.feature_seed(method, seed)
+            provenance = workdir.feature_provenance(
+                workdir.feature_path(root, method, fseed, config.target))
+            if os.path.exists(path):
+                cached = workdir.read_json(path)
+                if cached["protocol"] == workdir.canonical(protocol) and \
+                        cached["provenance"] == provenance and \
+                        ("zero_shot" in cached) == bool(sources):
+                    results[method][str(seed)] = cached
+                    print(f"[probe] cached {path}")
+                    continue
+            result = probe_features(root, method, seed, target=config.target, sources=sources,
+                                    retrieval_datasets=list(config.sources),
+                                    protocol=protocol)
+            workdir.write_json(path, result)
+            results[method][str(seed)] = workdir.canonical(result)
+            print(f"[probe] {method} seed {seed}: few-shot acc "
+                  f"{result['few_shot']['summary']['accuracy']['mean']:.3f}, retrieval "
+                  + ", ".join(f"{d} {v:.3f}" for d, v in result["retrieval"].items()))
+    workdir.write_json(workdir.probe_results_path(root), results)
     return results

@@ -1,11 +1,17 @@
-"""Report: results table (markdown + JSON) and plots (PNG) of the downstream evaluation.
+"""Report: renders the files of the earlier stages into a results table and plots.
 
-Reads WORKDIR/probe/<method>.json (probe.run), WORKDIR/features/ (extract.run), the
-pre-training runs' metrics.jsonl and encoders, and writes into WORKDIR/report/:
-results.md, results.json, loss_curves.png, tsne.png, cda_distances.png, confusion.png.
+A pure renderer: it reads probe/results.json (probe.run), the feature and centroid files
+(extract.run) and the pre-training runs' metrics.jsonl, all through `workdir`, and writes
+into ROOT/report/: results.md, results.json (every per-seed and per-fold value),
+learning_curves.png, tsne.png, cda_distances.png, confusion.png. It runs no model.
+
+Numbers: for each method and protocol, each pre-training seed gives the mean over folds
+(few-shot) or repeats (zero-shot) of each metric; the table shows mean ± std ACROSS SEEDS,
+and results.json keeps the fold-level values too. A result is marked degenerate when a
+classifier predicted one class for every window of a fold, or when its AUROC is at chance
+(mean <= 0.55): such a number is a finding to explain, not a score.
 """
 
-import json
 import os
 
 import matplotlib
@@ -16,76 +22,177 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from mdjpt_jax import extract, input_pipeline, probe  # noqa: E402
+from mdjpt_jax import metrics_writer, workdir  # noqa: E402
 
 METHOD_TITLES = {"de": "DE baseline", "random": "Random encoder",
                  "single": "Pre-trained on one dataset", "joint": "Joint (mdJPT)",
                  "joint_no_cda": "Joint without CDA"}
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "auprc")
 METRIC_TITLES = {"accuracy": "Acc", "balanced_accuracy": "Bal. acc", "macro_f1": "Macro-F1",
                  "auroc": "AUROC", "auprc": "AUPRC"}
-PROTOCOLS = ("few_shot", "zero_shot")
+PROTOCOLS = {"few_shot": "folds", "zero_shot": "repeats"}
+CHANCE_AUROC_MAX = 0.55
+
+
+def _title(method: str) -> str:
+    return METHOD_TITLES.get(method, method)
+
+
+def _mean_std(values) -> dict:
+    values = np.asarray(values, np.float64)
+    return dict(mean=float(np.mean(values)), std=float(np.std(values)))
 
 
 # ----------------------------------------------------------------------------- table
 
 
+def is_constant(confusion) -> bool:
+    """True when every prediction of a confusion matrix (rows true, columns predicted)
+    falls in one column."""
+    return int(np.count_nonzero(np.asarray(confusion).sum(axis=0))) <= 1
+
+
+def summarize_protocol(per_seed: dict, protocol: str) -> dict:
+    """{seed: probe result} -> across-seed summary of one protocol.
+
+    Returns:
+        dict: metrics {metric: {mean, std}} over the seeds' fold means; fold_std {metric:
+        mean over seeds of the std over folds}; per_seed {seed: {metric: fold mean}};
+        per_fold {seed: [{metric: value}]}; constant_folds / n_folds; degenerate (list of
+        reasons, empty when none).
+    """
+    unit = PROTOCOLS[protocol]
+    runs = {seed: r[protocol][unit] for seed, r in per_seed.items() if protocol in r}
+    per_fold = {seed: [f["metrics"] for f in folds] for seed, folds in runs.items()}
+    per_seed_means = {seed: {m: float(np.mean([f[m] for f in folds])) for m in METRICS}
+                      for seed, folds in per_fold.items()}
+    constant = sum(is_constant(f["confusion"]) for folds in runs.values() for f in folds)
+    n_folds = sum(len(folds) for folds in runs.values())
+    metrics = {m: _mean_std([v[m] for v in per_seed_means.values()]) for m in METRICS}
+    degenerate = []
+    if constant:
+        degenerate.append(f"one class predicted for every window in {constant} of "
+                          f"{n_folds} {unit}")
+    if metrics["auroc"]["mean"] <= CHANCE_AUROC_MAX:
+        degenerate.append(f"AUROC at chance ({metrics['auroc']['mean']:.3f} <= "
+                          f"{CHANCE_AUROC_MAX})")
+    return dict(metrics=metrics,
+                fold_std={m: float(np.mean([np.std([f[m] for f in folds])
+                                            for folds in per_fold.values()]))
+                          for m in METRICS},
+                per_seed=per_seed_means, per_fold=per_fold, constant_folds=constant,
+                n_folds=n_folds, degenerate=degenerate)
+
+
 def results_table(results: dict) -> dict:
-    """{method: probe result} -> {method: {protocol: {metric: {"mean", "std"}}}}."""
-    return {method: {p: r[p]["summary"] for p in PROTOCOLS if p in r}
-            for method, r in results.items()}
+    """{method: {seed: probe result}} -> {method: {protocol: summary, "retrieval": ...}}."""
+    table = {}
+    for method, per_seed in results.items():
+        entry = {p: summarize_protocol(per_seed, p) for p in PROTOCOLS
+                 if any(p in r for r in per_seed.values())}
+        datasets = sorted({d for r in per_seed.values() for d in r.get("retrieval", {})})
+        entry["retrieval"] = {
+            d: dict(_mean_std([r["retrieval"][d] for r in per_seed.values()]),
+                    per_seed={s: r["retrieval"][d] for s, r in per_seed.items()})
+            for d in datasets}
+        entry["seeds"] = sorted(per_seed, key=int)
+        table[method] = entry
+    return table
 
 
 def markdown_table(table: dict, protocol: str, title: str) -> str:
-    """One markdown table (methods x metrics, mean ± std) for one protocol."""
-    header = "| Method | " + " | ".join(METRIC_TITLES[m] for m in probe.METRICS) + " |"
-    lines = [f"### {title}", "", header, "|---" * (len(probe.METRICS) + 1) + "|"]
+    """One markdown table (methods x metrics, mean ± std over seeds) for one protocol;
+    degenerate results are marked with "(!)" and explained below the table."""
+    header = "| Method | seeds | " + " | ".join(METRIC_TITLES[m] for m in METRICS) + " |"
+    lines = [f"### {title}", "", header, "|---" * (len(METRICS) + 2) + "|"]
+    notes = []
     for method, entry in table.items():
         if protocol not in entry:
             continue
-        cells = [f"{entry[protocol][m]['mean']:.3f} ± {entry[protocol][m]['std']:.3f}"
-                 for m in probe.METRICS]
-        lines.append(f"| {METHOD_TITLES.get(method, method)} | " + " | ".join(cells) + " |")
+        summary = entry[protocol]
+        cells = [f"{summary['metrics'][m]['mean']:.3f} ± {summary['metrics'][m]['std']:.3f}"
+                 for m in METRICS]
+        flag = " (!)" if summary["degenerate"] else ""
+        lines.append(f"| {_title(method)}{flag} | {len(entry['seeds'])} | "
+                     + " | ".join(cells) + " |")
+        notes += [f"- (!) {_title(method)}: {reason}" for reason in summary["degenerate"]]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def retrieval_markdown(table: dict) -> str:
+    """Cross-subject retrieval@1 of the extracted features per pre-training dataset."""
+    datasets = sorted({d for entry in table.values() for d in entry["retrieval"]})
+    if not datasets:
+        return ""
+    lines = ["### Cross-subject window retrieval@1 on pre-training datasets (chance 0.0625)",
+             "", "| Method | " + " | ".join(f"`{d}`" for d in datasets) + " |",
+             "|---" * (len(datasets) + 1) + "|"]
+    for method, entry in table.items():
+        cells = [f"{entry['retrieval'][d]['mean']:.3f} ± {entry['retrieval'][d]['std']:.3f}"
+                 if d in entry["retrieval"] else "-" for d in datasets]
+        lines.append(f"| {_title(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def results_markdown(table: dict, *, target: str, k: int, n_folds: int) -> str:
-    """Both protocols' tables with a one-line description of each."""
+def results_markdown(table: dict, *, target: str, k: int, n_folds: int,
+                     cda_ratios: dict | None = None) -> str:
+    """Both protocols' tables, retrieval and CDA ratios, with a line describing each."""
     parts = [f"## Downstream results on `{target}`", "",
+             "Mean ± std across pre-training seeds (each seed: mean over folds).", "",
              markdown_table(table, "few_shot",
                             f"Few-shot: {k} labelled subject(s), {n_folds} folds "
                             "(own emotion categories; test = all other subjects)")]
     if any("zero_shot" in entry for entry in table.values()):
         parts += ["", markdown_table(table, "zero_shot",
                                      "Zero-shot: negative vs positive, classifier trained "
-                                     "on the other datasets (std over seeds)")]
+                                     "on the other datasets")]
+    retrieval_text = retrieval_markdown(table)
+    if retrieval_text:
+        parts += ["", retrieval_text]
+    if cda_ratios:
+        parts += ["", "CDA centroid distance, between / within dataset (mean over subject "
+                  "pairs; lower = datasets aligned): " + ", ".join(
+                      f"{_title(m)} {r['mean']:.2f} ± {r['std']:.2f}"
+                      for m, r in cda_ratios.items())]
     return "\n".join(parts) + "\n"
 
 
+# ----------------------------------------------------------------------------- CDA
+
+
+def centroid_distance_matrix(centroids: np.ndarray) -> np.ndarray:
+    """[G, F, C, C] -> [G, G]: sum over F of ||centroid_a,f - centroid_b,f||_F (CDA's terms)."""
+    diff = centroids[:, None] - centroids[None, :]
+    return np.sqrt(np.sum(diff ** 2, axis=(-2, -1))).sum(-1)
+
+
+def between_within_ratio(distances: np.ndarray, groups: np.ndarray) -> float:
+    """Mean distance between subjects of different datasets / same dataset (off-diagonal).
+
+    Raises:
+        ValueError: fewer than two datasets, or no dataset with two subjects.
+    """
+    groups = np.asarray(groups)
+    same = groups[:, None] == groups[None, :]
+    off = ~np.eye(len(groups), dtype=bool)
+    if not (~same).any() or not (same & off).any():
+        raise ValueError(f"between/within ratio needs >= 2 datasets and a dataset with >= 2 "
+                         f"subjects; got groups {sorted(set(groups.tolist()))}")
+    return float(distances[~same].mean() / distances[same & off].mean())
+
+
+def cda_distances(root: str, method: str, seed: int, datasets) -> tuple:
+    """Per-subject centroid distances over `datasets` (full TFDS names): ([G, G], [G] names)."""
+    parts, names = [], []
+    for dataset in datasets:
+        centroids, subjects = workdir.load_centroids(
+            workdir.centroid_path(root, method, seed, dataset))
+        parts.append(centroids)
+        names += [dataset] * len(subjects)
+    return centroid_distance_matrix(np.concatenate(parts)), np.array(names)
+
+
 # ----------------------------------------------------------------------------- plots
-
-
-def read_metrics(path: str) -> list:
-    """The JSON lines of a run's metrics.jsonl (one dict per logged step)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def plot_loss_curves(metric_files: dict, path: str):
-    """One panel per run: every numeric key with 'loss' in its name against `step`."""
-    fig, axes = plt.subplots(1, max(len(metric_files), 1), squeeze=False,
-                             figsize=(4.5 * max(len(metric_files), 1), 3.5))
-    for ax, (name, metrics_path) in zip(axes[0], metric_files.items()):
-        rows = read_metrics(metrics_path)
-        keys = sorted({k for r in rows for k, v in r.items()
-                       if "loss" in k and isinstance(v, (int, float))})
-        for key in keys:
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            ax.plot(*zip(*points), label=key)
-        ax.set(title=METHOD_TITLES.get(name, name), xlabel="step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def tsne_embedding(x: np.ndarray, seed: int) -> np.ndarray:
@@ -110,19 +217,6 @@ def plot_tsne(panels: dict, path: str, seed: int):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def centroid_distance_matrix(centroids: np.ndarray) -> np.ndarray:
-    """[G, F, C, C] -> [G, G]: sum over F of ||centroid_a,f - centroid_b,f||_F (CDA's terms)."""
-    diff = centroids[:, None] - centroids[None, :]
-    return np.sqrt(np.sum(diff ** 2, axis=(-2, -1))).sum(-1)
-
-
-def between_within_ratio(distances: np.ndarray, groups: np.ndarray) -> float:
-    """Mean distance between subjects of different datasets / same dataset (off-diagonal)."""
-    same = groups[:, None] == groups[None, :]
-    off = ~np.eye(len(groups), dtype=bool)
-    return float(distances[~same].mean() / distances[same & off].mean())
 
 
 def plot_distance_matrices(panels: dict, groups: np.ndarray, path: str):
@@ -160,86 +254,69 @@ def plot_confusion(confusion: np.ndarray, class_names, title: str, path: str):
 # ----------------------------------------------------------------------------- entry
 
 
-def _tsne_panels(workdir: str, methods, datasets, *, windows_per_dataset: int, seed: int):
+def _tsne_panels(root: str, methods, seed: int, datasets, *, windows_per_dataset: int):
     panels = {}
     for method in methods:
         xs, names, valences = [], [], []
         for dataset in datasets:
-            data = extract.load_features(extract.feature_path(workdir, method, dataset))
-            rng = np.random.default_rng(seed)
-            rows = rng.permutation(len(data["features"]))[:windows_per_dataset]
+            data = workdir.load_features(workdir.feature_path(
+                root, method, workdir.feature_seed(method, seed), dataset))
+            rows = np.random.default_rng(seed).permutation(len(data["features"]))
+            rows = rows[:windows_per_dataset]
             xs.append(data["features"][rows])
-            names += [dataset.split("/")[-1]] * len(rows)
-            valences.append(np.array(["unknown", "negative", "neutral", "positive"])[
-                data["valence"][rows] + 1])
-        panels[METHOD_TITLES.get(method, method)] = (
-            np.concatenate(xs), np.array(names), np.concatenate(valences))
+            names += [dataset] * len(rows)
+            valence_names = np.array(["unknown"] + list(data["valence_names"]))
+            valences.append(valence_names[data["valence"][rows] + 1])
+        panels[_title(method)] = (np.concatenate(xs), np.array(names), np.concatenate(valences))
     return panels
 
 
-def _cda_panels(config, workdir: str, datasets) -> tuple:
-    """{title: [G, G]} per-subject centroid distances, the dataset of each subject, ratios."""
-    ex = config.extract
-    encoders = {m: extract.load_method_encoder(m, encoders=config.encoders,
-                                               random_like=ex.random_like,
-                                               random_seed=ex.random_seed, workdir=workdir)
-                for m in config.report.cda_methods}
-    read_trials = extract.TrialReader(config.data_dir)
-    centroids, names = {m: [] for m in encoders}, []
-    for dataset in datasets:
-        for method, (encoder, info) in encoders.items():
-            trials, _ = read_trials(dataset, info["ch_names"], float(info["fs"]))
-            table = extract.window_table(trials, encoder.n_times,
-                                         int(round(ex.step_s * info["fs"])))
-            c, subjects = extract.subject_centroids(
-                encoder, trials, table, window=encoder.n_times,
-                windows_per_block=config.report.cda_windows_per_subject, seed=ex.seed)
-            centroids[method].append(c)
-        names += [dataset.split("/")[-1]] * len(subjects)
-    groups, panels, ratios = np.array(names), {}, {}
-    for method, parts in centroids.items():
-        dist = centroid_distance_matrix(np.concatenate(parts))
-        panels[METHOD_TITLES.get(method, method)] = dist
-        ratios[method] = between_within_ratio(dist, groups)
-    return panels, groups, ratios
-
-
-def run(config, workdir: str) -> dict:
-    """Writes WORKDIR/report/{results.md, results.json, *.png}; prints the markdown table."""
-    out_dir = os.path.join(workdir, "report")
+def run(config, root: str) -> dict:
+    """Writes ROOT/report/{results.md, results.json, *.png}; prints the markdown."""
+    out_dir = workdir.report_dir(root)
     os.makedirs(out_dir, exist_ok=True)
-    results = {}
-    for method in config.methods:
-        with open(os.path.join(workdir, "probe", f"{method}.json")) as f:
-            results[method] = json.load(f)
+    results = workdir.read_json(workdir.probe_results_path(root),
+                                missing_hint="run --mode=probe first")
+    results = {m: results[m] for m in config.methods}
     table = results_table(results)
-    markdown = results_markdown(table, target=config.target, k=config.fewshot.k,
-                                n_folds=config.fewshot.n_folds)
     datasets = [config.target] + list(config.sources)
+    first_seed = config.seeds[0]
 
-    metric_files = {m: os.path.join(os.path.dirname(extract.encoder_dir(workdir, p)),
-                                    "metrics.jsonl") for m, p in config.encoders.items()}
-    plot_loss_curves({m: p for m, p in metric_files.items() if os.path.exists(p)},
-                     os.path.join(out_dir, "loss_curves.png"))
-    plot_tsne(_tsne_panels(workdir, config.report.tsne_methods, datasets,
-                           windows_per_dataset=config.report.tsne_windows_per_dataset,
-                           seed=config.report.seed),
+    ratios, panels = {}, {}
+    for method in config.report.cda_methods:
+        per_seed = {}
+        for seed in config.seeds:
+            dist, groups = cda_distances(root, method, seed, datasets)
+            per_seed[str(seed)] = between_within_ratio(dist, groups)
+            if seed == first_seed:
+                panels[_title(method)] = dist
+        ratios[method] = dict(_mean_std(list(per_seed.values())), per_seed=per_seed)
+    if panels:
+        plot_distance_matrices(panels, groups, os.path.join(out_dir, "cda_distances.png"))
+
+    curves = {}
+    for method in config.pretrain_methods:
+        rows = metrics_writer.read_metrics(workdir.metrics_path(
+            workdir.run_dir(root, method, first_seed)))
+        if rows:
+            curves[f"{_title(method)}, seed {first_seed}"] = rows
+    if curves:
+        metrics_writer.plot_learning_curves(curves, os.path.join(out_dir,
+                                                                 "learning_curves.png"))
+    plot_tsne(_tsne_panels(root, config.report.tsne_methods, first_seed, datasets,
+                           windows_per_dataset=config.report.tsne_windows_per_dataset),
               os.path.join(out_dir, "tsne.png"), config.report.seed)
-    panels, groups, ratios = _cda_panels(config, workdir, datasets)
-    plot_distance_matrices(panels, groups, os.path.join(out_dir, "cda_distances.png"))
     method = config.report.confusion_method
-    few = results[method]["few_shot"]
+    few = results[method][str(first_seed)]["few_shot"]
     plot_confusion(np.sum([f["confusion"] for f in few["folds"]], axis=0), few["class_names"],
-                   f"{METHOD_TITLES.get(method, method)}: few-shot, all folds",
+                   f"{_title(method)}: few-shot, seed {first_seed}, all folds",
                    os.path.join(out_dir, "confusion.png"))
 
-    markdown += ("\nCDA centroid distance, between / within dataset (mean over subject "
-                 "pairs): " + ", ".join(f"{METHOD_TITLES.get(m, m)} {r:.2f}"
-                                        for m, r in ratios.items()) + "\n")
-    summary = dict(target=config.target, methods=table, cda_between_within=ratios)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(markdown)
+    markdown = results_markdown(table, target=config.target, k=config.fewshot.k,
+                                n_folds=config.fewshot.n_folds, cda_ratios=ratios)
+    summary = dict(target=config.target, seeds=list(config.seeds), methods=table,
+                   cda_between_within=ratios)
+    workdir.write_json(os.path.join(out_dir, "results.json"), summary)
+    workdir.write_text(os.path.join(out_dir, "results.md"), markdown)
     print(markdown)
     return summary

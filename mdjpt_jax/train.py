@@ -15,12 +15,12 @@ its current step, waits for the write, and exits with status 143.
 """
 
 import dataclasses
-import glob
 import json
 import os
 import signal
 import sys
 import time
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -28,7 +28,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from mdjpt_jax import (channels, checkpointing, distributed, input_pipeline, metrics_writer,
-                       optimizer, train_step)
+                       optimizer, pretrain_eval, train_step, workdir)
 from mdjpt_jax.models import Encoder
 
 SYNTHETIC = "synthetic_emotion"
@@ -51,6 +51,8 @@ class Settings:
     max_to_keep: int
     seed: int
     ch_set: str
+    eval_every: int   # 0 = no learning-curve evaluation
+    eval_windows_per_subject: int
 
 
 def read_config(config) -> Settings:
@@ -68,7 +70,9 @@ def read_config(config) -> Settings:
     return Settings(loader=loader, model=model, loss=dict(config.loss),
                     optim=dict(config.optim, total_steps=train.steps), steps=train.steps,
                     log_every=train.log_every, checkpoint_every=train.checkpoint_every,
-                    max_to_keep=train.max_to_keep, seed=train.seed, ch_set=data.ch_set)
+                    max_to_keep=train.max_to_keep, seed=train.seed, ch_set=data.ch_set,
+                    eval_every=train.eval_every,
+                    eval_windows_per_subject=train.eval_windows_per_subject)
 
 
 def validate(settings: Settings, *, num_devices: int, process_count: int) -> None:
@@ -85,6 +89,10 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
     if loader["pairs_per_step"] % process_count:
         problems.append(f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
                         f"by the number of processes ({process_count})")
+    if settings.eval_every < 0 or settings.eval_windows_per_subject < 2:
+        problems.append(f"train.eval_every ({settings.eval_every}) must be >= 0 and "
+                        f"train.eval_windows_per_subject ({settings.eval_windows_per_subject}) "
+                        f">= 2")
     for name in ("steps", "log_every", "checkpoint_every", "max_to_keep"):
         if getattr(settings, name) < 1:
             problems.append(f"train.{name} ({getattr(settings, name)}) must be >= 1")
@@ -99,8 +107,7 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
 
 def ensure_datasets(datasets: list, data_dir: str) -> None:
     """Builds missing synthetic datasets (process 0); a missing real one is an error."""
-    missing = [d for d in datasets
-               if not glob.glob(os.path.join(data_dir, d, "*", "dataset_info.json"))]
+    missing = [d for d in datasets if not workdir.is_built(data_dir, d)]
     real = [d for d in missing if d.split("/")[0] != SYNTHETIC]
     if real:
         commands = "\n  ".join(
@@ -111,7 +118,7 @@ def ensure_datasets(datasets: list, data_dir: str) -> None:
     if missing and jax.process_index() == 0:
         from tfds_builders import build  # The builders are not part of the library.
         for dataset in missing:
-            print(f"[pretrain] building {dataset} into {data_dir}", flush=True)
+            print(f"[data] building {dataset} into {data_dir}", flush=True)
             build.build_dataset(SYNTHETIC, dataset.split("/")[1], data_dir)
     if missing and jax.process_count() > 1:
         multihost_utils.sync_global_devices("synthetic datasets built")
@@ -150,16 +157,22 @@ def non_finite_message(step: int, metrics: dict, datasets: list) -> str:
             f"No checkpoint was written from step {step} on.")
 
 
-def host_rows(pending: list, datasets: list) -> list:
-    """Fetches pending (step, device metrics); raises FloatingPointError at a bad step."""
+def host_rows(pending: list, datasets: list, chance: float) -> list:
+    """Fetches pending (step, device metrics); raises FloatingPointError at a bad step.
+
+    `chance` is the NT-Xent of an uninformative embedding, ln(2M - 1); each row carries
+    `contrastive_over_chance`, the mean per-dataset contrastive loss divided by it.
+    """
     rows = []
     for step, metrics in jax.device_get(pending):
         if not metrics["finite"]:
             raise FloatingPointError(non_finite_message(step, metrics, datasets))
         row = {k: float(metrics[k]) for k in ("loss", "contrastive", "cda", "grad_norm",
                                                 "learning_rate")}
+        per_dataset = metrics["contrastive_per_dataset"]
         row.update({f"contrastive/{name}": float(value)
-                    for name, value in zip(datasets, metrics["contrastive_per_dataset"])})
+                    for name, value in zip(datasets, per_dataset)})
+        row["contrastive_over_chance"] = float(np.mean(per_dataset) / chance)
         rows.append((step, row))
     return rows
 
@@ -203,40 +216,50 @@ class Run:
     """The live objects of a run, handed from `run` to `train_loop`."""
 
     settings: Settings
-    workdir: str
+    directory: str
     mesh: jax.sharding.Mesh
     loader: input_pipeline.PretrainLoader
     manager: object
     step_fn: object
-    state: train_step.TrainState
+    state: train_step.TrainState  # as restored (or initialised) by `setup`
     step_key: jax.Array
     config_json: dict
+    evaluate: Callable[[Any], dict] | None  # params -> learning-curve metrics
 
     @property
     def windows_per_step(self) -> int:
         loader = self.settings.loader
         return len(loader["datasets"]) * loader["pairs_per_step"] * 2 * loader["windows_per_pair"]
 
-    def save(self, step: int) -> None:
-        checkpointing.save(self.manager, step, self.state, data_state=self.loader.get_state(),
+    def save(self, step: int, state: train_step.TrainState) -> None:
+        checkpointing.save(self.manager, step, state, data_state=self.loader.get_state(),
                            settings=self.config_json)
 
 
-def train_loop(run_: Run) -> int:
-    """Steps from the restored state to `settings.steps`; returns the final step."""
+def train_loop(run_: Run) -> train_step.TrainState:
+    """Steps from the restored state `run_.state` to `settings.steps`; returns the final
+    state (`run_` itself is not modified).
+
+    Every `eval_every` steps (and at step 0 of a fresh run, and at the last step) the
+    learning-curve evaluation (`pretrain_eval.evaluate`) is logged with that step's row.
+    """
     settings, datasets = run_.settings, run_.settings.loader["datasets"]
-    step = int(jax.device_get(run_.state.step))
+    chance = float(np.log(2 * settings.loader["windows_per_pair"] - 1))
+    state = run_.state
+    step = int(jax.device_get(state.step))
     start_step = step
-    writer = metrics_writer.MetricsWriter(run_.workdir, total_steps=settings.steps,
+    writer = metrics_writer.MetricsWriter(run_.directory, total_steps=settings.steps,
                                           is_main=jax.process_index() == 0, start_step=step)
     preemption = PreemptionFlag()
     pending, last_log = [], (step, time.perf_counter())
     first_done_at = None
     try:
+        if step == 0 and run_.evaluate is not None:
+            writer.write(0, run_.evaluate(state.params))
         while step < settings.steps:
             with jax.transfer_guard("disallow"):
                 batch = distributed.host_batch_to_global(next(run_.loader), run_.mesh)
-                run_.state, metrics = run_.step_fn(run_.state, batch, run_.step_key)
+                state, metrics = run_.step_fn(state, batch, run_.step_key)
             step += 1
             pending.append((step, metrics))
             if first_done_at is None:
@@ -245,20 +268,24 @@ def train_loop(run_: Run) -> int:
             preempted = preemption.agreed()
             to_save = (step % settings.checkpoint_every == 0 or step == settings.steps
                        or preempted)
-            if to_save or step % settings.log_every == 0:
-                rows = host_rows(pending, datasets)  # Raises before any save on non-finite.
+            to_eval = run_.evaluate is not None and (
+                step % settings.eval_every == 0 or step == settings.steps)
+            if to_save or to_eval or step % settings.log_every == 0:
+                rows = host_rows(pending, datasets, chance)  # Raises before save on non-finite.
                 pending = []
                 now = time.perf_counter()
                 rate = run_.windows_per_step * (step - last_log[0]) / (now - last_log[1])
-                last_log = (step, now)
+                evaluation = run_.evaluate(state.params) if to_eval else {}
+                last_log = (step, time.perf_counter())
                 for row_step, row in rows:
-                    if row_step % settings.log_every == 0 or row_step == settings.steps:
-                        writer.write(row_step, dict(row, windows_per_s=rate))
+                    extra = evaluation if row_step == step else {}
+                    if row_step % settings.log_every == 0 or row_step == settings.steps or extra:
+                        writer.write(row_step, dict(row, windows_per_s=rate, **extra))
             if to_save:
-                run_.save(step)
+                run_.save(step, state)
             if preempted:
                 run_.manager.wait_until_finished()
-                print(f"[pretrain] SIGTERM: saved step {step} in {run_.workdir}; re-run the "
+                print(f"[pretrain] SIGTERM: saved step {step} in {run_.directory}; re-run the "
                       "same command to resume", file=sys.stderr, flush=True)
                 raise SystemExit(PREEMPTED_EXIT_CODE)
     finally:
@@ -266,7 +293,7 @@ def train_loop(run_: Run) -> int:
         writer.close()
         run_.manager.wait_until_finished()
     _print_speed(run_, first_done_at, step, start_step)
-    return step
+    return state
 
 
 def _print_speed(run_: Run, first_done_at, step: int, start_step: int) -> None:
@@ -278,21 +305,15 @@ def _print_speed(run_: Run, first_done_at, step: int, start_step: int) -> None:
           f"(first step with compilation excluded)", flush=True)
 
 
-def _write_config_json(workdir: str, config_json: dict) -> None:
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(config_json, f, indent=2, sort_keys=True)
-
-
-def setup(config, workdir: str) -> tuple[Run, nnx.GraphDef]:
+def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
     """Builds everything and restores the newest checkpoint of the workdir if any."""
     settings = read_config(config)
     mesh = distributed.make_mesh()
     validate(settings, num_devices=mesh.devices.size, process_count=jax.process_count())
     ensure_datasets(settings.loader["datasets"], settings.loader["data_dir"])
     config_json = json.loads(config.to_json())
-    _write_config_json(workdir, config_json)
+    if jax.process_index() == 0:
+        workdir.write_json(workdir.config_path(directory), config_json)
     keys = named_keys(settings.seed)
     loader = make_loader(settings, keys["data"])
     model = Encoder(**settings.model, rngs=nnx.Rngs(params=keys["init"]))
@@ -302,7 +323,7 @@ def setup(config, workdir: str) -> tuple[Run, nnx.GraphDef]:
     graphdef, state = train_step.init_train_state(model, tx, mesh=mesh)
     step_fn = train_step.make_train_step(graphdef, tx, mesh, **settings.loss,
                                          learning_rate_fn=schedule)
-    manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
+    manager = checkpointing.make_manager(workdir.checkpoints_dir(directory),
                                          max_to_keep=settings.max_to_keep)
     latest = manager.latest_step()
     if latest is not None:
@@ -310,28 +331,44 @@ def setup(config, workdir: str) -> tuple[Run, nnx.GraphDef]:
         check_resumable(saved, config_json, latest)
         loader.set_state(data_state)
         if jax.process_index() == 0:
-            print(f"[pretrain] resumed from step {latest} of {workdir}", flush=True)
+            print(f"[pretrain] resumed from step {latest} of {directory}", flush=True)
     step_key = distributed.replicate(keys["step"], mesh)
-    return Run(settings, workdir, mesh, loader, manager, step_fn, state, step_key,
-               config_json), graphdef
+    return Run(settings, directory, mesh, loader, manager, step_fn, state, step_key,
+               config_json, make_evaluator(settings, graphdef)), graphdef
 
 
-def run(config, workdir: str) -> str:
-    """Pre-trains (or resumes) in `workdir`; returns the exported encoder directory."""
-    run_, graphdef = setup(config, workdir)
+def make_evaluator(settings: Settings, graphdef: nnx.GraphDef):
+    """params -> learning-curve metrics on fixed windows of the training datasets, or None
+    when `eval_every` is 0. Every process computes it (cheap, deterministic)."""
+    if not settings.eval_every:
+        return None
+    loader = settings.loader
+    window = int(round(loader["window_s"] * loader["fs"]))
+    eval_sets = [pretrain_eval.make_eval_set(
+        dataset, loader["data_dir"], loader["ch_names"], fs=loader["fs"], window=window,
+        step=max(window // 2, 1), windows_per_subject=settings.eval_windows_per_subject,
+        seed=settings.seed) for dataset in loader["datasets"]]
+    return lambda params: pretrain_eval.evaluate(graphdef, params, eval_sets,
+                                                 seed=settings.seed)
+
+
+def run(config, directory: str) -> str:
+    """Pre-trains (or resumes) in the run `directory`; returns the exported encoder directory."""
+    run_, graphdef = setup(config, directory)
     try:
-        step = train_loop(run_)
+        state = train_loop(run_)
     finally:
         run_.manager.close()
-    settings = run_.settings
-    encoder_dir = os.path.join(workdir, "encoder")
+    settings, step = run_.settings, int(jax.device_get(state.step))
+    encoder_dir = workdir.encoder_dir(directory)
     extra = dict(ch_names=settings.loader["ch_names"], ch_set=settings.ch_set,
                  fs=settings.loader["fs"], window_s=settings.loader["window_s"],
                  datasets=settings.loader["datasets"], step=step)
-    checkpointing.export_encoder(encoder_dir, nnx.merge(graphdef, run_.state.params),
+    checkpointing.export_encoder(encoder_dir, nnx.merge(graphdef, state.params),
                                  model_kwargs=settings.model, extra=extra)
     if jax.process_index() == 0:
-        metrics_path = os.path.join(workdir, metrics_writer.METRICS_FILE)
-        metrics_writer.plot_loss_curve(metrics_path, os.path.join(workdir, "loss_curve.png"))
+        rows = metrics_writer.read_metrics(workdir.metrics_path(directory))
+        metrics_writer.plot_learning_curves({os.path.basename(os.path.normpath(directory)): rows},
+                                            workdir.curve_path(directory))
         print(f"[pretrain] done at step {step}: encoder in {encoder_dir}", flush=True)
     return encoder_dir

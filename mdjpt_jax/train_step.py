@@ -31,6 +31,7 @@ from jax.sharding import Mesh, PartitionSpec
 from mdjpt_jax import distributed, losses
 
 CDA_GROUPINGS = ("subject", "dataset")
+DATASET_REDUCTIONS = ("sum", "mean")
 AXIS = distributed.DATA_AXIS
 
 
@@ -72,14 +73,14 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation,
 def _group_ids(num_datasets, pairs_per_device, pairs_total, windows, pair_offset, grouping):
     """Global CDA group id of every window of this device: [K * P_dev * 2 * M] int32.
 
-    subject: id = k * 2P + p_global * 2 + s (one group per subject of each pair);
-    dataset: id = k.
+    subject: id = p_global * 2K + k * 2 + s, i.e. pair slice p holds the 2K groups of one
+    pair per dataset (the original code's whole batch); dataset: id = k (one slice).
     """
     k = jnp.arange(num_datasets)[:, None, None]
     p_global = pair_offset + jnp.arange(pairs_per_device)[None, :, None]
     s = jnp.arange(2)[None, None, :]
     if grouping == "subject":
-        block_ids = k * (2 * pairs_total) + p_global * 2 + s
+        block_ids = p_global * (2 * num_datasets) + k * 2 + s
     else:
         block_ids = jnp.broadcast_to(k, (num_datasets, pairs_per_device, 2))
     return jnp.repeat(block_ids.reshape(-1), windows).astype(jnp.int32)
@@ -88,8 +89,17 @@ def _group_ids(num_datasets, pairs_per_device, pairs_total, windows, pair_offset
 def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devices: int,
                 temperature: float = 0.07, cda_weight: float = 0.01,
                 cda_groups: str = "subject", cda_centroid: str = "arithmetic",
-                use_cda: bool = True) -> tuple[jax.Array, dict]:
+                use_cda: bool = True, dataset_reduction: str = "sum") -> tuple[jax.Array, dict]:
     """This device's share of the global loss; call inside shard_map over axis "data".
+
+    The global loss is R_k NT-Xent_k + cda_weight * CDA, where NT-Xent_k is dataset k's
+    contrastive loss averaged over its P pairs and R_k is the sum over datasets (the
+    original code's `training_step`) or, with dataset_reduction="mean", the mean (which
+    makes CDA K times stronger relative to the contrastive term). With cda_groups="subject"
+    CDA is the mean over the P pair slices of the CDA of each slice's 2K subject groups:
+    one slice is exactly the original code's batch (one pair per dataset), so the step
+    averages P replicas of the original objective instead of summing distances over
+    (2KP)^2 / 2 group pairs, whose log would shrink every distance's gradient ~P^2-fold.
 
     Args:
         params: encoder parameters (nnx.State).
@@ -97,12 +107,13 @@ def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devi
             pair d * P_dev + p).
         graphdef: the encoder's graph definition.
         num_devices: D, size of the "data" axis.
-        temperature, cda_weight, cda_groups, cda_centroid, use_cda: see `make_train_step`.
+        temperature, cda_weight, cda_groups, cda_centroid, use_cda, dataset_reduction: see
+            `train_step_fn`.
 
     Returns:
         (share, aux): share is a scalar whose sum over devices is the global loss; aux
-        holds global (psum-ed, device-invariant) values: loss, contrastive,
-        contrastive_per_dataset [K], cda.
+        holds global (psum-ed, device-invariant) values: loss, contrastive (the reduced
+        contrastive term), contrastive_per_dataset [K], cda.
     """
     chex.assert_rank(eeg, 6)
     chex.assert_axis_dimension(eeg, 2, 2)
@@ -114,21 +125,24 @@ def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devi
     contrastive = functools.partial(losses.contrastive_loss, temperature=temperature)
     pair_losses = jax.vmap(jax.vmap(contrastive))(projection)          # [K, P_dev]
     per_dataset = jax.lax.psum(jnp.sum(pair_losses, axis=1), AXIS) / pairs_total
-    share = jnp.sum(pair_losses) / (num_datasets * pairs_total)
+    scale = 1.0 if dataset_reduction == "sum" else 1.0 / num_datasets
+    share = scale * jnp.sum(pair_losses) / pairs_total
     cda = jnp.zeros((), jnp.float32)
     if use_cda:
         mixed = out["mixed"]                                            # [S, M, F, C2, N]
+        slices = pairs_total if cda_groups == "subject" else 1
         num_groups = num_datasets * 2 * pairs_total if cda_groups == "subject" else num_datasets
         group_ids = _group_ids(num_datasets, pairs_per_device, pairs_total, windows,
                                jax.lax.axis_index(AXIS) * pairs_per_device, cda_groups)
         sums, counts = losses.cda_group_statistics(
             mixed.reshape((-1,) + mixed.shape[2:]), group_ids, num_groups,
             centroid=cda_centroid)
-        cda = losses.cda_from_statistics(jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS),
-                                         centroid=cda_centroid)
+        sums, counts = jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
+        cda = losses.cda_from_statistics(sums.reshape((slices, -1) + sums.shape[1:]),
+                                         counts.reshape(slices, -1), centroid=cda_centroid)
         share = share + cda_weight * cda / num_devices
-    contrastive_mean = jnp.mean(per_dataset)
-    aux = dict(loss=contrastive_mean + cda_weight * cda, contrastive=contrastive_mean,
+    contrastive_total = scale * jnp.sum(per_dataset)
+    aux = dict(loss=contrastive_total + cda_weight * cda, contrastive=contrastive_total,
                contrastive_per_dataset=per_dataset, cda=cda)
     return share, aux
 
@@ -140,7 +154,10 @@ def _device_grads(loss_fn: Callable, params: Any, eeg: jax.Array) -> tuple[Any, 
     return jax.lax.psum(grads, AXIS), aux
 
 
-def _check_options(cda_groups: str, cda_centroid: str) -> None:
+def _check_options(cda_groups: str, cda_centroid: str, dataset_reduction: str) -> None:
+    if dataset_reduction not in DATASET_REDUCTIONS:
+        raise ValueError(f"dataset_reduction must be one of {DATASET_REDUCTIONS}, "
+                         f"got {dataset_reduction!r}")
     if cda_groups not in CDA_GROUPINGS:
         raise ValueError(f"cda_groups must be one of {CDA_GROUPINGS}, got {cda_groups!r}")
     if cda_centroid not in losses.CENTROIDS:
@@ -158,7 +175,7 @@ def _sharded_eeg(batch: dict, num_devices: int) -> jax.Array:
 def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
                   mesh: Mesh, *, temperature: float = 0.07, cda_weight: float = 0.01,
                   cda_groups: str = "subject", cda_centroid: str = "arithmetic",
-                  use_cda: bool = True,
+                  use_cda: bool = True, dataset_reduction: str = "sum",
                   learning_rate_fn: optax.Schedule | None = None) -> Callable:
     """The pure, un-jitted `train_step(state, batch, key) -> (state, metrics)`.
 
@@ -167,10 +184,12 @@ def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformatio
         optimizer: the optax transformation the state was initialized with.
         mesh: 1-D mesh with axis "data" (`distributed.make_mesh`).
         temperature: NT-Xent temperature.
-        cda_weight: total loss = mean contrastive + cda_weight * CDA.
+        cda_weight: total loss = contrastive term + cda_weight * CDA.
         cda_groups: "subject" (one CDA group per subject of each pair) or "dataset".
         cda_centroid: "arithmetic" or "log_euclidean" group mean.
         use_cda: False drops the CDA term (ablation); metrics report cda = 0.
+        dataset_reduction: "sum" (the original code) or "mean" of the per-dataset
+            contrastive losses.
         learning_rate_fn: the optimizer's schedule, only to report the rate of each step
             (NaN when not given).
 
@@ -184,12 +203,12 @@ def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformatio
         loss and gradient finite; the caller stops the run on False) scalars and
         contrastive_per_dataset [K].
     """
-    _check_options(cda_groups, cda_centroid)
+    _check_options(cda_groups, cda_centroid, dataset_reduction)
     num_devices = mesh.devices.size
     loss_fn = functools.partial(
         device_loss, graphdef=graphdef, num_devices=num_devices, temperature=temperature,
         cda_weight=cda_weight, cda_groups=cda_groups, cda_centroid=cda_centroid,
-        use_cda=use_cda)
+        use_cda=use_cda, dataset_reduction=dataset_reduction)
 
     def device_step(state: TrainState, eeg: jax.Array):
         grads, aux = _device_grads(loss_fn, state.params, eeg)
@@ -229,7 +248,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     Args:
         graphdef, optimizer, mesh: see `train_step_fn`.
         **options: temperature, cda_weight, cda_groups, cda_centroid, use_cda,
-            learning_rate_fn (keywords of `train_step_fn`).
+            dataset_reduction, learning_rate_fn (keywords of `train_step_fn`).
 
     Returns:
         train_step(state, batch, key) -> (state, metrics); see `train_step_fn`.

@@ -28,7 +28,7 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
     workdir, data_dir = tmp_path / "work", tmp_path / "tfds"
     out = run_all(workdir, data_dir)
     report_dir = workdir / "report"
-    for name in ("results.md", "results.json", "loss_curves.png", "tsne.png",
+    for name in ("results.md", "results.json", "learning_curves.png", "tsne.png",
                  "cda_distances.png", "confusion.png"):
         assert (report_dir / name).stat().st_size > 0, name
     summary = json.loads((report_dir / "results.json").read_text())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mdjpt_jax import extract, features
+from mdjpt_jax import extract, features, workdir
 from mdjpt_jax.models import Encoder
 
 FS, WINDOW, STEP, N_CHANS = 125.0, 125, 50, 4
@@ -79,13 +79,21 @@ def test_de_features_are_per_window_differential_entropy():
             features.differential_entropy(eeg, FS)).reshape(-1), rtol=1e-5)
 
 
+def test_feature_files_are_never_unpickled(tmp_path):
+    path = str(tmp_path / "evil.npz")
+    np.savez(path, features=np.zeros((1, 2)), provenance=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        workdir.feature_provenance(path)
+
+
 def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
     trials = make_trials(n_subjects=2)[::-1]                        # unsorted on purpose
     calls = []
 
     def fake_load_trials(dataset, data_dir, ch_names, *, fs):
         calls.append(dataset)
-        return trials, {"label_names": ["sad", "happy"], "fs": fs}
+        return trials, {"label_names": ["sad", "happy"], "fs": fs,
+                        "valence_names": ["negative", "neutral", "positive"]}
 
     monkeypatch.setattr(extract.input_pipeline, "load_trials", fake_load_trials)
     reader = extract.TrialReader(str(tmp_path))
@@ -98,13 +106,14 @@ def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
     assert calls == ["fake/d0"]                                      # second call: cached
     extract.extract_to_file(path, "fake/d0", reader, **dict(kwargs, step_s=0.8))
     assert len(calls) == 1                      # new inputs: recomputed from the reader's memory
-    assert extract.load_features(path)["provenance"]["step"] == 100
+    assert workdir.load_features(path)["provenance"]["step"] == 100
     extract.extract_to_file(path, "fake/d1", reader, **kwargs)
     assert calls == ["fake/d0", "fake/d1"]
-    data = extract.load_features(path)
+    data = workdir.load_features(path)
     keys = np.stack([data["subject"], data["trial"], data["start"]], 1)
     assert [tuple(k) for k in keys] == sorted(tuple(k) for k in keys)
     assert data["label_names"] == ["sad", "happy"]
+    assert data["valence_names"] == ["negative", "neutral", "positive"]
     assert data["provenance"]["step"] == 50 and data["features"].shape[1] == 20
     first = extract.gather_windows(trials, extract.window_table(trials, 125, 100),
                                    np.array([0]), 125)               # subject 1, trial 1

@@ -13,7 +13,7 @@ MLP = dict(hidden=(16, 8), dropout=0.1, learning_rate=3e-3, weight_decay=1e-4, e
 
 def fake_table(n_subjects=4, n_sessions=1, n_trials=4, n_windows=12, dim=6, n_classes=3,
                seed=0, separable=True):
-    """Window table like extract.load_features: label = trial % n_classes, valence 0/1/2."""
+    """Window table like workdir.load_features: label = trial % n_classes, valence 0/1/2."""
     rng = np.random.default_rng(seed)
     rows = [(s, se, t, w) for s in range(n_subjects) for se in range(n_sessions)
             for t in range(n_trials) for w in range(n_windows)]
@@ -24,7 +24,7 @@ def fake_table(n_subjects=4, n_sessions=1, n_trials=4, n_windows=12, dim=6, n_cl
     return dict(features=feats.astype(np.float32), subject=subject, session=session,
                 trial=trial, start=start * 10, stimulus=trial, label=label,
                 valence=label.copy(), label_names=[f"c{i}" for i in range(n_classes)],
-                provenance={})
+                valence_names=["negative", "neutral", "positive"], provenance={})
 
 
 def test_subject_folds_disjoint_and_deterministic():
@@ -116,6 +116,20 @@ def test_postprocess_is_running_normalize_per_session_then_lds_per_trial():
     unsmoothed = probe.postprocess(data, prior, decay=0.9, smooth=False)
     np.testing.assert_allclose(unsmoothed[:10], features.running_normalize(
         data["features"][:10], mean, var, 0.9), rtol=1e-5, atol=1e-5)
+
+
+def test_postprocess_segments_do_not_collide_for_large_ids():
+    """Sessions and trials are segmented by their id tuples, not by packed integers: a
+    1000th trial is not confused with the next session (the old packing's collision)."""
+    data = fake_table(n_subjects=1, n_sessions=2, n_trials=2, n_windows=6, dim=3)
+    prior = data["features"]
+    expected = probe.postprocess(data, prior, decay=0.9, smooth=True)
+    large = dict(data, session=data["session"] * 1, trial=data["trial"] * 1000)
+    np.testing.assert_allclose(probe.postprocess(large, prior, decay=0.9, smooth=True),
+                               expected, rtol=1e-6)
+    clash = dict(data, trial=np.where(data["session"] == 0, data["trial"] + 1000, data["trial"]))
+    np.testing.assert_allclose(probe.postprocess(clash, prior, decay=0.9, smooth=True),
+                               expected, rtol=1e-6)
 
 
 def test_zero_shot_never_reads_target_labels():

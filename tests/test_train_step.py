@@ -102,17 +102,19 @@ def test_step_on_8_devices_equals_step_on_1_device(setup):
 
 
 def _naive_loss_terms(graphdef, params, eeg):
-    """Numpy oracle on the whole batch: NT-Xent per pair, CDA over (k, p, s) groups."""
+    """Numpy oracle on the whole batch: NT-Xent per pair; CDA per pair slice p over its 2K
+    (k, s) subject groups, averaged over the slices."""
     forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
     out = _to_numpy(forward(params, eeg.reshape((K * P * 2, M, C, T))))
     projection = out["projection"].reshape(K, P, 2, M, -1)
     per_dataset = np.array([np.mean([naive.nt_xent(projection[k, p]) for p in range(P)])
                             for k in range(K)])
-    mixed = out["mixed"]                                       # [K*P*2, M, F, C2, N]
-    windows = mixed.reshape((-1,) + mixed.shape[2:])
-    labels = [(k, p, s) for k in range(K) for p in range(P) for s in range(2)]
-    group_ids = np.repeat(np.arange(len(labels)), M)          # block order = labels order
-    return per_dataset, naive.cda(windows, group_ids, len(labels))
+    mixed = out["mixed"].reshape((K, P, 2, M) + out["mixed"].shape[2:])
+    per_slice = []
+    for p in range(P):
+        windows = mixed[:, p].reshape((K * 2 * M,) + mixed.shape[4:])  # groups (k, s)
+        per_slice.append(naive.cda(windows, np.repeat(np.arange(2 * K), M), 2 * K))
+    return per_dataset, float(np.mean(per_slice))
 
 
 def test_metrics_match_numpy_oracle(setup):
@@ -121,10 +123,26 @@ def test_metrics_match_numpy_oracle(setup):
                                              setup["eeg"])
     metrics = setup["results"][8][1]
     np.testing.assert_allclose(metrics["contrastive_per_dataset"], per_dataset, rtol=TOL)
-    np.testing.assert_allclose(metrics["contrastive"], per_dataset.mean(), rtol=TOL)
+    # The original code's weighting: sum over datasets of NT-Xent + 0.01 CDA.
+    np.testing.assert_allclose(metrics["contrastive"], per_dataset.sum(), rtol=TOL)
     np.testing.assert_allclose(metrics["cda"], cda, rtol=TOL)
-    np.testing.assert_allclose(metrics["loss"], per_dataset.mean() + 0.01 * cda, rtol=TOL)
+    np.testing.assert_allclose(metrics["loss"], per_dataset.sum() + 0.01 * cda, rtol=TOL)
     assert metrics["cda"] > 0.1 and metrics["finite"]
+
+
+def test_mean_reduction_weights_datasets_equally(setup):
+    """dataset_reduction="mean": loss = mean_k NT-Xent_k + 0.01 CDA, on one device."""
+    mesh = setup["meshes"][1]
+    with jax.enable_x64(True):
+        step = train_step.make_train_step(setup["graphdef"], _optimizer(), mesh,
+                                          dataset_reduction="mean")
+        _, metrics = _run(step, mesh, setup["host_state"], setup["eeg"])
+    per_dataset, cda = metrics["contrastive_per_dataset"], metrics["cda"]
+    np.testing.assert_allclose(metrics["loss"], per_dataset.mean() + 0.01 * cda, rtol=TOL)
+    np.testing.assert_allclose(cda, setup["results"][8][1]["cda"], rtol=TOL)
+    with pytest.raises(ValueError, match="dataset_reduction"):
+        train_step.train_step_fn(setup["graphdef"], _optimizer(), mesh,
+                                 dataset_reduction="max")
 
 
 def test_gradient_matches_central_difference(setup):

@@ -15,6 +15,12 @@ Generative model of one trial (subject i of dataset d watching stimulus j with e
     per-dataset electrode gains and amplitude scale (what covariance alignment can remove).
   * Plus spatially correlated 1/f background and white sensor noise, all in µV.
 
+Configs k0-k3 (the known-answer benchmark) change three things: the emotion is coded only
+in a stimulus-locked amplitude modulation of the sources (its rate follows arousal, the
+front/back phase lag follows valence; the mean band power does not depend on the emotion),
+the sources are mixed by a subject-specific matrix before projection, and each dataset adds
+a strong 1/f component through three dataset-specific spatial patterns.
+
 Every random draw is seeded by (seed, dataset, role, ids) so a record does not depend on
 the order of generation.
 """
@@ -69,6 +75,12 @@ class DatasetSpec:
   labels: tuple[str, ...]
   scale: float  # amplifier/cap amplitude scale
   emotion_gain: float = 1.0  # how strongly the stimuli elicit their emotion
+  # "band_power": the emotion shifts the sources' mean band power (d0-d5);
+  # "modulation": the emotion sets the rate and the front/back phase of a stimulus-locked
+  # amplitude modulation, with the mean band power independent of the emotion (k0-k3).
+  emotion_code: str = "band_power"
+  subject_mixing: float = 0.0  # strength of the subject-specific mixing of the sources
+  dataset_shift: float = 0.0  # amplitude of the dataset-specific covariance component (x 8 µV)
 
 
 DATASETS = {
@@ -81,6 +93,18 @@ DATASETS = {
                       ("disgust", "fear", "neutral", "amusement", "tenderness"), 0.8),
     "d5": DatasetSpec(tuple(CAP_16), 500.0, 6, 2, 6, 12.0, ("sad", "calm", "happy"), 1.0),
 }
+# The known-answer benchmark (README "Known-answer benchmark"): the designs of d0-d3, but
+# the emotion lives only in stimulus-locked dynamics, the sources are mixed per subject and
+# every dataset adds its own spatial covariance. k3 is the held-out target.
+_KNOWN_ANSWER = dict(emotion_code="modulation", subject_mixing=0.6, dataset_shift=1.0)
+DATASETS.update({
+    f"k{i}": dataclasses.replace(DATASETS[f"d{i}"], emotion_gain=1.0, **_KNOWN_ANSWER)
+    for i in range(4)})
+EMOTION_CODES = ("band_power", "modulation")
+# Modulation code: log-amplitude depth, and rate (Hz) = MOD_RATE_HZ[0] + MOD_RATE_HZ[1] *
+# (arousal + 1); the posterior sources lag the frontal ones by pi * (1 - valence) / 2.
+MOD_DEPTH, MOD_RATE_HZ = 0.6, (1.0, 1.0)
+FRONTAL = np.array([site in ("F3", "F4", "T7", "T8") for site in SOURCE_SITES])
 
 
 def valence_class(label: str) -> int:
@@ -139,8 +163,25 @@ def _stimulus_drive(spec, seed, name, stimulus, n_times):
   content = rng.normal(0, 0.2, w_val.shape)
   envelope = _spectral_noise(rng, w_val.shape + (n_times,), spec.fs,
                              lambda f: (f < 0.25).astype(float))
-  emotion = spec.emotion_gain * (w_val * valence + w_aro * arousal)
-  return (emotion + content)[..., None] + 0.5 * envelope
+  if spec.emotion_code == "band_power":
+    emotion = spec.emotion_gain * (w_val * valence + w_aro * arousal)
+    return (emotion + content)[..., None] + 0.5 * envelope
+  if spec.emotion_code != "modulation":
+    raise ValueError(f"emotion_code {spec.emotion_code!r} not in {EMOTION_CODES}")
+  rate = MOD_RATE_HZ[0] + MOD_RATE_HZ[1] * (arousal + 1.0)
+  lag = np.where(FRONTAL, 0.0, np.pi * (1.0 - valence) / 2.0)          # [sources]
+  phase = rng.uniform(0, 2 * np.pi)                                      # stimulus-locked
+  t = np.arange(n_times) / spec.fs
+  modulation = np.sin(2 * np.pi * rate * t[None, :] + phase - lag[:, None])  # [sources, T]
+  depth = spec.emotion_gain * MOD_DEPTH
+  return content[..., None] + 0.5 * envelope + depth * modulation[:, None, :]
+
+
+def _source_mixing(spec, seed, name, subject) -> np.ndarray:
+  """[sources, sources]: identity plus the subject's own mixing (strength subject_mixing)."""
+  n = len(SOURCE_SITES)
+  rng = _rng(seed, name, "subject-mixing", subject)
+  return np.eye(n) + spec.subject_mixing * rng.standard_normal((n, n)) / np.sqrt(n)
 
 
 def _lead_field(spec, seed, name, subject) -> np.ndarray:
@@ -170,8 +211,17 @@ def simulate_trial(spec: DatasetSpec, seed: int, name: str, subject: int, sessio
                               lambda f: np.exp(-0.5 * ((f - centre) / width) ** 2))
     sources += BAND_AMPLITUDE_UV[b] * np.exp(log_amp[:, b]) * carrier
   # einsum, not `@`: BLAS threads on these small products only spin on a busy machine.
+  if spec.subject_mixing:
+    sources = np.einsum("rs,st->rt", _source_mixing(spec, seed, name, subject), sources)
   eeg = np.einsum("cs,st->ct", _lead_field(spec, seed, name, subject), sources)
   n_chans = len(spec.channels)
+  if spec.dataset_shift:
+    # A dataset-specific spatial covariance (e.g. its reference and amplifier): 3 fixed
+    # spatial patterns of the dataset carrying 1/f activity.
+    patterns = _rng(seed, name, "dataset-patterns").standard_normal((n_chans, 3))
+    shift = _spectral_noise(rng, (3, n_times), spec.fs,
+                            lambda f: 1.0 / np.sqrt(np.maximum(f, 0.5)))
+    eeg += 8.0 * spec.dataset_shift * spec.scale * np.einsum("ck,kt->ct", patterns, shift)
   pink = _spectral_noise(rng, (n_chans, n_times), spec.fs,
                          lambda f: 1.0 / np.sqrt(np.maximum(f, 0.5)))
   spatial = np.eye(n_chans) + 0.3 * _rng(seed, name, "cap-mix").standard_normal((n_chans, n_chans))

@@ -1,0 +1,127 @@
+"""Does pre-training learn? A small grid of pre-training settings, side by side, as JSON.
+
+Each grid point pre-trains the synthetic preset (configs/pretrain.py:ARG) with a few
+overrides in its own workdir and reports, from the run's learning-curve evaluation
+(pretrain_eval: windows of the training datasets embedded outside the training batch, one
+subject per block):
+
+    contrastive_over_chance  final NT-Xent / ln(2M - 1), mean of the last 3 logged steps
+    retrieval_projection     cross-subject retrieval@1 of the projector output (chance 1/16)
+    retrieval_features       the same on the features extraction writes
+    probe_auroc              linear probe, half of the subjects -> the other half
+    *_at_init                the same numbers for the initial (random) parameters
+    wall_s                   wall time of the run (compilation included)
+
+    python bench/learning_bench.py --grid knobs --steps 150            # the README's grid
+    python bench/learning_bench.py --grid "windows_per_pair=4;windows_per_pair=16"
+
+A grid point is `field=value,field=value` over the config's `data`, `optim`, `loss`,
+`model` and `train` fields (the leaf name is enough when it is unique).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+GRIDS = {
+    # One knob at a time around the synthetic preset.
+    "knobs": ["", "windows_per_pair=4", "windows_per_pair=32", "pairs_per_step=2",
+              "learning_rate=0.003", "learning_rate=0.0003", "temperature=0.2",
+              "variant=paper_narrow", "dataset_reduction=mean", "use_cda=false"],
+}
+
+
+def _leaf_paths(config, prefix=""):
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            yield from _leaf_paths(value, path + ".")
+        else:
+            yield path
+
+
+def apply_overrides(config, point: str):
+    """Sets `field=value` items (leaf names or dotted paths) on an unlocked copy."""
+    paths = list(_leaf_paths(config))
+    for item in filter(None, (p.strip() for p in point.split(","))):
+        name, _, text = item.partition("=")
+        matches = [p for p in paths if p == name or p.endswith("." + name)]
+        if len(matches) != 1:
+            raise ValueError(f"override {name!r} matches {matches}")
+        *parents, leaf = matches[0].split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        old = node[leaf]
+        if isinstance(old, bool):
+            value = text.lower() in ("1", "true", "yes")
+        elif old is None:
+            value = float(text)
+        else:
+            value = type(old)(text)
+        node[leaf] = value
+    return config
+
+
+def run_point(point: str, *, preset: str, steps: int, data_dir: str, workdir: str,
+              seed: int) -> dict:
+    from configs import pretrain
+    from mdjpt_jax import metrics_writer, train
+    from mdjpt_jax import workdir as layout
+
+    config = pretrain.get_config(preset)
+    with config.unlocked():
+        config.data.data_dir = data_dir
+        config.train.steps = steps
+        config.train.seed = seed
+        config.train.checkpoint_every = steps
+        config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 2)
+        apply_overrides(config, point)
+    start = time.perf_counter()
+    train.run(config, workdir)
+    wall = time.perf_counter() - start
+    rows = metrics_writer.read_metrics(layout.metrics_path(workdir))
+    evals = [r for r in rows if "eval/retrieval_features" in r]
+    losses = [r["contrastive_over_chance"] for r in rows if "contrastive_over_chance" in r]
+    result = dict(point=point or "(preset)", seed=seed, steps=steps, wall_s=round(wall, 1),
+                  contrastive_over_chance=round(sum(losses[-3:]) / len(losses[-3:]), 4))
+    for name in ("retrieval_projection", "retrieval_features", "probe_auroc"):
+        result[name] = round(evals[-1][f"eval/{name}"], 4)
+        result[f"{name}_at_init"] = round(evals[0][f"eval/{name}"], 4)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", default="knobs",
+                        help=f"a name in {sorted(GRIDS)} or points separated by ';'")
+    parser.add_argument("--preset", default="synthetic", help="configs/pretrain.py ARG")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data_dir", default="runs/tfds")
+    parser.add_argument("--workdir", default=None, help="default: a temporary directory")
+    args = parser.parse_args()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    points = GRIDS.get(args.grid, args.grid.split(";"))
+    root = args.workdir or tempfile.mkdtemp(prefix="learning_bench-")
+    results = []
+    for seed in args.seeds:
+        for i, point in enumerate(points):
+            workdir = os.path.join(root, f"point{i}_seed{seed}")
+            results.append(run_point(point, preset=args.preset, steps=args.steps,
+                                     data_dir=os.path.abspath(args.data_dir),
+                                     workdir=workdir, seed=seed))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(json.dumps(dict(bench="learning", preset=args.preset, steps=args.steps,
+                          results=results), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Learning curves of pre-training: the encoder evaluated outside the training batch.
+
+Every `train.eval_every` steps the current parameters embed a fixed set of windows of the
+*training* datasets (never a downstream target), one block of W windows per subject as
+extraction does (stratified normalization never mixes subjects), and three numbers are
+logged per dataset and averaged:
+
+- `retrieval_projection` / `retrieval_features`: cross-subject window retrieval
+  (`retrieval.cross_subject_retrieval`, chance 1/16) on the projector output (what the
+  NT-Xent trains) and on the D-dim features that extraction and the probes use;
+- `probe_auroc`: a cheap linear probe (logistic regression on per-subject standardized
+  features) trained on the first half of the subjects and scored on the other half.
+
+The windows of every subject are drawn from one seeded order of the dataset's moments
+(session, stimulus, start), so subjects who saw the same session share their moments and
+retrieval has positives.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+from flax import nnx
+from sklearn.linear_model import LogisticRegression
+
+from mdjpt_jax import extract, input_pipeline, probe, retrieval
+
+MOMENT_FIELDS = ("session", "stimulus", "start")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """Fixed evaluation windows of one dataset.
+
+    Attributes:
+        dataset: TFDS name.
+        eeg: float32 [S, W, C, T] µV, block s = W windows of one subject.
+        subject, label: int [S, W].
+        moment: int [S, W, 3] (session, stimulus, start sample).
+        n_classes: number of label classes of the dataset.
+    """
+
+    dataset: str
+    eeg: np.ndarray
+    subject: np.ndarray
+    label: np.ndarray
+    moment: np.ndarray
+    n_classes: int
+
+
+def select_windows(table: dict, windows_per_subject: int, seed: int) -> np.ndarray:
+    """[S, W] rows of `table` (extract.window_table): per subject, the first W of its
+    windows in one seeded order of the moments shared by the whole dataset."""
+    moments = np.stack([table[k] for k in MOMENT_FIELDS], axis=1)
+    _, moment_id = np.unique(moments, axis=0, return_inverse=True)
+    rank = np.random.default_rng(seed).permutation(moment_id.max() + 1)[moment_id.reshape(-1)]
+    blocks = []
+    for subject in np.unique(table["subject"]):
+        rows = np.flatnonzero(table["subject"] == subject)
+        if len(rows) < windows_per_subject:
+            raise ValueError(f"subject {subject} has {len(rows)} windows < "
+                             f"eval windows_per_subject={windows_per_subject}")
+        blocks.append(rows[np.argsort(rank[rows], kind="stable")[:windows_per_subject]])
+    return np.stack(blocks)
+
+
+def make_eval_set(dataset: str, data_dir: str, ch_names, *, fs: float, window: int,
+                  step: int, windows_per_subject: int, seed: int) -> EvalSet:
+    """Reads `dataset` and fixes its evaluation windows (window / step in samples at fs)."""
+    trials, metadata = input_pipeline.load_trials(dataset, data_dir, list(ch_names), fs=fs)
+    table = extract.window_table(trials, window, step)
+    rows = select_windows(table, windows_per_subject, seed)
+    eeg = np.stack([extract.gather_windows(trials, table, r, window) for r in rows])
+    return EvalSet(dataset=dataset, eeg=eeg, subject=table["subject"][rows],
+                   label=table["label"][rows],
+                   moment=np.stack([table[k][rows] for k in MOMENT_FIELDS], axis=-1),
+                   n_classes=len(metadata["label_names"]))
+
+
+def linear_probe_auroc(features: np.ndarray, subject: np.ndarray, label: np.ndarray,
+                       n_classes: int) -> float:
+    """AUROC of a logistic regression trained on the first half of the subjects (sorted)
+    and scored on the others; features standardized per subject (NaN if a split lacks a
+    class)."""
+    x = retrieval.standardize_per_subject(features, subject)
+    subjects = np.unique(subject)
+    train = np.isin(subject, subjects[: max(1, len(subjects) // 2)])
+    if len(np.unique(label[train])) < n_classes or len(np.unique(label[~train])) < 2:
+        return float("nan")
+    model = LogisticRegression(max_iter=500).fit(x[train], label[train])
+    proba = np.zeros((int((~train).sum()), n_classes))
+    proba[:, model.classes_] = model.predict_proba(x[~train])
+    return probe.classification_metrics(label[~train], proba)["auroc"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(graphdef, params, eeg):
+    out = nnx.merge(graphdef, params)(eeg)
+    return out["projection"], out["features"]
+
+
+def _local_copy(params):
+    """The replicated parameters as arrays on one local device (works on every process)."""
+    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a,
+                        params)
+
+
+def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) -> dict:
+    """Retrieval (projection, features) and probe AUROC per dataset and their means.
+
+    Returns:
+        {"eval/retrieval_projection": float, "eval/retrieval_features": float,
+         "eval/probe_auroc": float, and the same keys suffixed "/<dataset>"}.
+    """
+    params = _local_copy(params)
+    rows = {}
+    for es in eval_sets:
+        projection, feats = jax.device_get(_encode(graphdef, params, es.eeg))
+        subject, moment = es.subject.reshape(-1), es.moment.reshape(-1, 3)
+        values = {
+            "retrieval_projection": retrieval.cross_subject_retrieval(
+                projection.reshape(len(subject), -1), subject, moment, seed=seed),
+            "retrieval_features": retrieval.cross_subject_retrieval(
+                feats.reshape(len(subject), -1), subject, moment, seed=seed),
+            "probe_auroc": linear_probe_auroc(feats.reshape(len(subject), -1), subject,
+                                              es.label.reshape(-1), es.n_classes),
+        }
+        for name, value in values.items():
+            rows[f"eval/{name}/{es.dataset}"] = float(value)
+    for name in ("retrieval_projection", "retrieval_features", "probe_auroc"):
+        per_dataset = [rows[f"eval/{name}/{es.dataset}"] for es in eval_sets]
+        rows[f"eval/{name}"] = float(np.nanmean(per_dataset)) if per_dataset else float("nan")
+    return rows

@@ -1,0 +1,201 @@
+"""The one owner of the run directory: its layout and its file formats.
+
+An experiment workdir (`--mode=all`, the demo) holds:
+
+    runs/<method>/seed<k>/            one pre-training run (see below), per method and seed
+    features/<method>/seed<k>/<dataset>.npz           per-window features + provenance
+    features/<method>/seed<k>/<dataset>.centroids.npz per-subject CDA centroids (report)
+    probe/<method>/seed<k>.json       few-shot / zero-shot results of one feature set
+    probe/results.json                every probe result
+    report/                           results.md, results.json, *.png
+
+A pre-training run directory (`--mode=pretrain`, or one `runs/<method>/seed<k>`) holds
+config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/ (Orbax), encoder/ (the
+exported encoder: checkpointing's format) and loss_curve.png.
+
+Every other module asks this one for paths and readers; none spells a file name. JSON is
+written atomically (temporary file + rename); feature files are numpy archives read with
+`allow_pickle=False` (never unpickled).
+"""
+
+import json
+import os
+
+import numpy as np
+
+CONFIG_JSON = "config.json"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tb"
+CHECKPOINTS_DIR = "checkpoints"
+ENCODER_DIR = "encoder"
+CURVE_PNG = "loss_curve.png"
+WINDOW_FIELDS = ("subject", "session", "trial", "stimulus", "label", "valence")
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def run_dir(workdir: str, method: str, seed: int) -> str:
+    """WORKDIR/runs/<method>/seed<k>: one pre-training run of an experiment."""
+    return os.path.join(workdir, "runs", method, f"seed{seed}")
+
+
+def encoder_dir(run: str) -> str:
+    return os.path.join(run, ENCODER_DIR)
+
+
+def checkpoints_dir(run: str) -> str:
+    return os.path.join(run, CHECKPOINTS_DIR)
+
+
+def metrics_path(run: str) -> str:
+    return os.path.join(run, METRICS_FILE)
+
+
+def tensorboard_dir(run: str) -> str:
+    return os.path.join(run, TENSORBOARD_DIR)
+
+
+def config_path(run: str) -> str:
+    return os.path.join(run, CONFIG_JSON)
+
+
+def curve_path(run: str) -> str:
+    return os.path.join(run, CURVE_PNG)
+
+
+def _dataset_file(dataset: str) -> str:
+    return dataset.replace("/", "_")
+
+
+def feature_seed(method: str, seed: int) -> int:
+    """DE features do not depend on a seed: every seed reads the seed-0 extraction."""
+    return 0 if method == "de" else seed
+
+
+def feature_path(workdir: str, method: str, seed: int, dataset: str) -> str:
+    """WORKDIR/features/<method>/seed<k>/<dataset with '/' -> '_'>.npz"""
+    return os.path.join(workdir, "features", method, f"seed{seed}",
+                        _dataset_file(dataset) + ".npz")
+
+
+def centroid_path(workdir: str, method: str, seed: int, dataset: str) -> str:
+    """Per-subject CDA centroids beside the dataset's feature file."""
+    return feature_path(workdir, method, seed, dataset)[:-len(".npz")] + ".centroids.npz"
+
+
+def probe_path(workdir: str, method: str, seed: int) -> str:
+    return os.path.join(workdir, "probe", method, f"seed{seed}.json")
+
+
+def probe_results_path(workdir: str) -> str:
+    return os.path.join(workdir, "probe", "results.json")
+
+
+def report_dir(workdir: str) -> str:
+    return os.path.join(workdir, "report")
+
+
+def is_built(data_dir: str, dataset: str) -> bool:
+    """Whether the TFDS dataset "<name>/<config>" has a finished build in data_dir (TFDS
+    writes dataset_info.json last)."""
+    import glob
+
+    return bool(glob.glob(os.path.join(data_dir, dataset, "*", "dataset_info.json")))
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a text file atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def write_json(path: str, value) -> None:
+    """Writes `value` as JSON atomically (temporary file in the same folder, then rename)."""
+    write_text(path, json.dumps(value, indent=1, sort_keys=True))
+
+
+def read_json(path: str, *, missing_hint: str = ""):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found{': ' + missing_hint if missing_hint else ''}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def canonical(value):
+    """`value` as it reads back from JSON (tuples -> lists, sorted keys): for comparisons."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+# ----------------------------------------------------------------------------- npz
+
+
+def _save_npz(path: str, **arrays) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def save_features(path: str, table: dict, feats: np.ndarray, *, label_names, valence_names,
+                  provenance: dict) -> None:
+    """Writes one feature file atomically.
+
+    Args:
+        table: per-window int arrays [N]: WINDOW_FIELDS and "start" (sample offset).
+        feats: [N, D] features.
+        label_names, valence_names: the dataset's class names (label / valence index ->
+            name); they travel with the features.
+        provenance: JSON-serializable description of the inputs (dataset, encoder, ...).
+    """
+    _save_npz(path, features=np.asarray(feats, np.float32), start=table["start"],
+              label_names=np.asarray(list(label_names), dtype=str),
+              valence_names=np.asarray(list(valence_names), dtype=str),
+              provenance=np.asarray(json.dumps(provenance, sort_keys=True)),
+              **{key: table[key] for key in WINDOW_FIELDS})
+
+
+def feature_provenance(path: str):
+    """The provenance dict of a feature file, or None if there is none."""
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return json.loads(str(f["provenance"]))
+
+
+def load_features(path: str) -> dict:
+    """Window table of one feature file, rows sorted by (subject, session, trial, start).
+
+    Returns:
+        dict: features [N, D] float32, WINDOW_FIELDS + start [N] int64, label_names and
+        valence_names (lists), provenance (dict).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no feature file (run --mode=extract first)")
+    with np.load(path, allow_pickle=False) as f:
+        data = {key: f[key] for key in f.files}
+    order = np.lexsort((data["start"], data["trial"], data["session"], data["subject"]))
+    for key in WINDOW_FIELDS + ("start", "features"):
+        data[key] = data[key][order]
+    data["label_names"] = data["label_names"].tolist()
+    data["valence_names"] = data["valence_names"].tolist()
+    data["provenance"] = json.loads(str(data["provenance"]))
+    return data
+
+
+def save_centroids(path: str, centroids: np.ndarray, subjects: np.ndarray) -> None:
+    """Per-subject CDA centroids [G, F, C2, C2] and their subject ids [G]."""
+    _save_npz(path, centroids=np.asarray(centroids, np.float32), subjects=subjects)
+
+
+def load_centroids(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no centroid file (run --mode=extract first)")
+    with np.load(path, allow_pickle=False) as f:
+        return f["centroids"], f["subjects"]
