@@ -21,8 +21,12 @@ import ml_collections
 
 from configs import common, downstream, pretrain
 
-RUNS = {"joint": "synthetic", "single": "synthetic,single_dataset=d0",
-        "joint_no_cda": "synthetic,no_cda"}
+
+
+def _runs(family: str, first: str) -> dict:
+    """Pre-training presets per method: jointly, on the first dataset only, without CDA."""
+    return {"joint": family, "single": f"{family},single_dataset={first}",
+            "joint_no_cda": f"{family},no_cda"}
 
 
 def _pretrain_config(arg: str, *, steps: int, data_dir: str):
@@ -39,17 +43,19 @@ def _pretrain_config(arg: str, *, steps: int, data_dir: str):
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """The demo ConfigDict: downstream fields + `pretrain_runs` + `synthetic_configs`."""
-    arg = common.parse_arg(arg, tiny=False)
-    config = downstream.get_config("synthetic")
+    arg = common.parse_arg(arg, tiny=False, known_answer=False)
+    family = "known_answer" if arg.known_answer else "synthetic"
+    config = downstream.get_config(family)
     steps = 4 if arg.tiny else 150
     with config.unlocked():
-        config.synthetic_configs = ("d0", "d1", "d2", "d3")
+        config.synthetic_configs = tuple(f"{'k' if arg.known_answer else 'd'}{i}"
+                                         for i in range(4))
         # Learned features use the encoders' own window (2 s); slide it every second.
         config.extract.window_s, config.extract.step_s = 2.0, 1.0
         config.extract.de_ch_set = "standard_1020"
         config.pretrain_runs = ml_collections.ConfigDict(
             {name: _pretrain_config(a, steps=steps, data_dir=config.data_dir)
-             for name, a in RUNS.items()})
+             for name, a in _runs(family, config.synthetic_configs[0]).items()})
         if arg.tiny:
             config.seeds = (0, 1)
             config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1

@@ -8,6 +8,7 @@ Commands (after pre-training runs exported encoders to WORKDIR/runs/<method>/enc
 
 Presets (comma-separated arg, parsed by configs/common.py::parse_arg):
     synthetic      target synthetic_emotion/d3, sources d0 d1 d2 (the demo's datasets)
+    known_answer   target synthetic_emotion/k3, sources k0 k1 k2 (the known-answer benchmark)
     paper          leave-one-dataset-out on the real builders: target=NAME (default faced),
                    every other emotion dataset is a zero-shot source; paper-sized MLP epochs
     target=NAME    override the target TFDS name (e.g. seed_iv/preprocessed)
@@ -25,13 +26,15 @@ import ml_collections
 from configs import common
 
 SYNTHETIC_SOURCES = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
+KNOWN_ANSWER_SOURCES = ("synthetic_emotion/k0", "synthetic_emotion/k1", "synthetic_emotion/k2")
 PAPER_DATASETS = ("seed", "seed_iv", "seed_v", "seed_vii", "faced", "deap", "dreamer",
                   "emoeeg_mc")
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """Returns the locked downstream ConfigDict for the preset(s) in `arg`."""
-    arg = common.parse_arg(arg, synthetic=False, paper=False, target="", k=0)
+    arg = common.parse_arg(arg, synthetic=False, paper=False, known_answer=False, target="",
+                           k=0)
     if arg.paper and arg.synthetic:
         raise ValueError("choose one of the presets 'synthetic' and 'paper', not both")
     config = ml_collections.ConfigDict()
@@ -40,10 +43,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.data_dir = "~/tensorflow_datasets"
         config.sources = tuple(f"{name}/preprocessed" for name in PAPER_DATASETS
                                if f"{name}/preprocessed" != target)
-    else:  # synthetic is the default
-        target = arg.target or "synthetic_emotion/d3"
+    else:  # synthetic (d0-d3, or the known-answer k0-k3) is the default
+        family = "k" if arg.known_answer else "d"
+        target = arg.target or f"synthetic_emotion/{family}3"
         config.data_dir = "runs/tfds"  # relative to the current directory
-        config.sources = tuple(s for s in SYNTHETIC_SOURCES if s != target)
+        config.sources = tuple(s for s in (KNOWN_ANSWER_SOURCES if arg.known_answer
+                                           else SYNTHETIC_SOURCES) if s != target)
     config.target = target
     # Table order; "de" and "random" are baselines, the others are pre-training runs whose
     # encoders are WORKDIR/runs/<method>/seed<k>/encoder (workdir.run_dir).

@@ -26,6 +26,9 @@ Presets and switches (parsed by configs/common.py::parse_arg):
                         train.steps = 20 * 1024 = 20480. Our choices (not from the paper):
                         P=16 pairs x M=32 windows per dataset per step, 1024 warm-up steps
                         (one epoch) then cosine decay.
+    known_answer        the synthetic preset on synthetic_emotion k0, k1, k2 (the known-answer
+                        benchmark: emotion only in stimulus-locked dynamics, subject mixing,
+                        dataset covariance shifts; tfds_builders/synthetic_emotion/README.md).
     no_cda              contrastive loss only.
     single_dataset=NAME pre-train on one dataset: a full TFDS name ("seed/preprocessed") or
                         the builder / config part of one of the preset's datasets ("seed",
@@ -47,6 +50,7 @@ from ml_collections import config_dict
 from configs import common
 
 SYNTHETIC_DATASETS = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
+KNOWN_ANSWER_DATASETS = ("synthetic_emotion/k0", "synthetic_emotion/k1", "synthetic_emotion/k2")
 PAPER_DATASETS = ("seed/preprocessed", "seed_iv/preprocessed", "seed_vii/preprocessed",
                   "faced/preprocessed", "deap/preprocessed")
 PAPER_EPOCHS, PAPER_STEPS_PER_EPOCH = 20, 1024
@@ -64,7 +68,8 @@ def _single_dataset(name: str, candidates: tuple) -> tuple:
 
 
 def _data(arg) -> ml_collections.ConfigDict:
-    datasets = PAPER_DATASETS if arg.paper else SYNTHETIC_DATASETS
+    datasets = (PAPER_DATASETS if arg.paper else
+                KNOWN_ANSWER_DATASETS if arg.known_answer else SYNTHETIC_DATASETS)
     if arg.single_dataset:
         datasets = _single_dataset(arg.single_dataset, datasets)
     return ml_collections.ConfigDict(dict(
@@ -81,7 +86,8 @@ def _data(arg) -> ml_collections.ConfigDict:
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """Returns the locked pre-training ConfigDict for the preset(s) in `arg`."""
-    arg = common.parse_arg(arg, synthetic=False, paper=False, no_cda=False, single_dataset="",
+    arg = common.parse_arg(arg, synthetic=False, paper=False, known_answer=False,
+                           no_cda=False, single_dataset="",
                            attention="global", cda_groups="subject", cda_centroid="arithmetic")
     if arg.paper and arg.synthetic:
         raise ValueError("choose one of the presets 'synthetic' and 'paper', not both")

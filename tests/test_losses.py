@@ -137,3 +137,17 @@ def test_matrix_log_gradient_matches_finite_differences():
     h = 1e-2
     numeric = (f(h) - f(-h)) / (2 * h)
     np.testing.assert_allclose(jax.grad(f)(0.0), numeric, rtol=1e-3)
+
+
+def test_cda_of_slices_is_the_mean_of_each_slice_cda():
+    """Leading slice axes: groups of different slices are never compared; the loss is the
+    mean over slices of each slice's CDA (the train step's P pair slices)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(24, 2, 3, 6))                       # 24 windows
+    ids = np.repeat(np.arange(6), 4)                          # 6 groups = 2 slices x 3
+    sums, counts = losses.cda_group_statistics(jnp.asarray(x), jnp.asarray(ids), 6)
+    sliced = losses.cda_from_statistics(sums.reshape(2, 3, *sums.shape[1:]),
+                                        counts.reshape(2, 3))
+    per_slice = [naive.cda(x[ids // 3 == s], ids[ids // 3 == s] % 3, 3) for s in range(2)]
+    np.testing.assert_allclose(sliced, np.mean(per_slice), rtol=1e-5)
+    assert not np.isclose(float(sliced), naive.cda(x, ids, 6), rtol=1e-2)
