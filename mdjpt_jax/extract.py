@@ -207,7 +207,7 @@ def load_features(path: str) -> dict:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no feature file (run --mode=extract first)")
-    with np.load(path) as f:
+    with np.load(path, allow_pickle=False) as f:  # Feature files are never unpickled.
         data = {key: f[key] for key in f.files}
     order = np.lexsort((data["start"], data["trial"], data["session"], data["subject"]))
     for key in WINDOW_FIELDS + ("start", "features"):
@@ -220,7 +220,7 @@ def load_features(path: str) -> dict:
 def _cached_provenance(path: str):
     if not os.path.exists(path):
         return None
-    with np.load(path) as f:
+    with np.load(path, allow_pickle=False) as f:  # Feature files are never unpickled.
         return json.loads(str(f["provenance"]))
 
 

@@ -37,8 +37,11 @@ bad-input test also checks that a failed build leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pathlib
+import pickle
+import shlex
 import shutil
 
 import numpy as np
@@ -95,6 +98,62 @@ def corrupt_copy(manual_dir, tmp_path) -> pathlib.Path:
   target = pathlib.Path(tmp_path) / f"corrupt_{pathlib.Path(manual_dir).name}"
   shutil.copytree(manual_dir, target)
   return target
+
+
+def assert_same_records(got: list[dict], want: list[dict]) -> None:
+  """Same number of records, in the same order, with equal fields (arrays compared exactly)."""
+  assert len(got) == len(want), (len(got), len(want))
+  for g, w in zip(got, want):
+    assert set(g) == set(w), (set(g), set(w))
+    for name in w:
+      where = f"{w['source_file']}:{w['key']} {name}"
+      np.testing.assert_array_equal(g[name], w[name], err_msg=where)
+
+
+# Globals a hostile pickle calls to run code; each payload creates a marker file.
+PAYLOAD_TARGETS = ("builtins.open", "os.system", "builtins.eval", "subprocess.Popen")
+
+
+def payload_call(target: str, marker) -> tuple:
+  """(callable, args): what a pickle naming `target` would call to create the file `marker`."""
+  marker = os.fspath(marker)
+  args = {"builtins.open": (marker, "w"),
+          "os.system": (f"touch {shlex.quote(marker)}",),
+          "builtins.eval": (f"open({marker!r}, 'w').close()",),
+          "subprocess.Popen": (["touch", marker],)}[target]
+  module, name = target.rsplit(".", 1)
+  return getattr(importlib.import_module(module), name), args
+
+
+def _stand_in(*args):
+  """Pickled in place of a payload's target; the pickle's bytes then name the target."""
+  raise AssertionError(f"the stand-in is never called ({args})")
+
+
+class _Call:
+  """Pickles as a call of `_stand_in(*args)` (REDUCE)."""
+
+  def __init__(self, args):
+    self.args = args
+
+  def __reduce__(self):
+    return _stand_in, self.args
+
+
+def code_running_pickle(target: str, marker, wrap=lambda call: call) -> bytes:
+  """A protocol-2 pickle that, unpickled without restriction, calls `target` to create `marker`.
+
+  Args:
+    target: one of PAYLOAD_TARGETS, written as a GLOBAL opcode `module.name`.
+    marker: the file the call would create.
+    wrap: places the call in a container (e.g. DEAP's dict) to hide it among valid data.
+  """
+  _, args = payload_call(target, marker)
+  data = pickle.dumps(wrap(_Call(args)), protocol=2)
+  stand_in = f"c{__name__}\n{_stand_in.__name__}\n".encode()
+  assert data.count(stand_in) == 1, "the stand-in global must appear exactly once"
+  module, name = target.rsplit(".", 1)
+  return data.replace(stand_in, f"c{module}\n{name}\n".encode())
 
 
 def assert_records(builder, records: list[dict]) -> None:

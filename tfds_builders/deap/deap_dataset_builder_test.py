@@ -1,10 +1,13 @@
 """DEAP builder: contract on fake sNN.dat files, values, labels, ratings and bad inputs."""
 
+import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 
+from tfds_builders import file_readers
 from tfds_builders import preprocessing
 from tfds_builders import testing
 from tfds_builders.deap import deap_dataset_builder as deap
@@ -41,8 +44,8 @@ def built(tmp_path_factory):
 
 
 def _stored(manual, subject):
-  with open(manual / "data_preprocessed_python" / f"s{subject + 1:02d}.dat", "rb") as f:
-    return pickle.load(f, encoding="latin1")
+  path = manual / "data_preprocessed_python" / f"s{subject + 1:02d}.dat"
+  return file_readers.load_latin1_pickle(path)
 
 
 @pytest.mark.parametrize("config, n_times, fs", [("raw", N_TIMES, 128.0),
@@ -118,3 +121,29 @@ def test_missing_subject_file(built, tmp_path, monkeypatch):
   monkeypatch.setattr(deap.Builder, "N_SUBJECTS", N_SUBJECTS + 1)
   with pytest.raises(InvalidDataError, match="s03.dat: missing file"):
     _build("raw", built[0], tmp_path / "data")
+
+
+@pytest.mark.parametrize("dtype, order", [(np.float64, "F"), (np.float32, "C"), (np.float32, "F")])
+def test_array_dtype_and_order_give_identical_records(built, tmp_path, monkeypatch, dtype, order):
+  monkeypatch.setattr(deap.Builder, "N_SUBJECTS", N_SUBJECTS)
+  paths = make_dummy_data.write(tmp_path / "manual", n_subjects=N_SUBJECTS, n_times=N_TIMES,
+                                seed=5, dtype=dtype, order=order)  # The `built` fixture's values.
+  for name, array in file_readers.load_latin1_pickle(paths[0]).items():
+    assert array.dtype == dtype and array.flags.f_contiguous == (order == "F"), name
+  builder = _build("raw", tmp_path / "manual", tmp_path / "data")
+  testing.assert_same_records(testing.read_records(builder), testing.read_records(built[1]["raw"]))
+
+
+@pytest.mark.parametrize("target", testing.PAYLOAD_TARGETS)
+def test_code_in_a_pickle_is_refused_not_run(tmp_path, monkeypatch, target):
+  monkeypatch.setattr(deap.Builder, "N_SUBJECTS", 3)
+  paths = make_dummy_data.write(tmp_path / "manual", n_subjects=3, n_times=N_TIMES)
+  marker = tmp_path / "payload_ran"
+  labels = make_dummy_data.subject_content(np.random.default_rng(0), N_TIMES)["labels"]
+  hidden = testing.code_running_pickle(target, marker,
+                                       lambda call: {"labels": labels, "data": call})
+  with open(paths[1], "wb") as f:  # s02.dat: valid labels, then a call where `data` should be.
+    f.write(hidden)
+  with pytest.raises(InvalidDataError, match=rf"s02\.dat: refused global {re.escape(target)}\b"):
+    _build("raw", tmp_path / "manual", tmp_path / "data")
+  assert os.listdir(tmp_path / "data") == [] and not marker.exists()

@@ -1,10 +1,13 @@
 """FACED builder: contract on fake Processed_data, values, labels and bad inputs."""
 
+import os
 import pickle
+import re
 
 import numpy as np
 import pytest
 
+from tfds_builders import file_readers
 from tfds_builders import preprocessing
 from tfds_builders import testing
 from tfds_builders.faced import faced_dataset_builder as faced
@@ -59,8 +62,7 @@ def test_contract(built, config, n_times, fs):
 
 def test_values_equal_the_pickle(built):
   manual, builders = built
-  with open(manual / "Processed_data" / "sub001.pkl", "rb") as f:
-    stored = pickle.load(f, encoding="latin1")
+  stored = file_readers.load_latin1_pickle(manual / "Processed_data" / "sub001.pkl")
   raw, pre = _by_id(builders["raw"])[(1, 16)], _by_id(builders["preprocessed"])[(1, 16)]
   np.testing.assert_array_equal(raw["eeg"], stored[16].astype(np.float32))
   np.testing.assert_allclose(pre["eeg"], preprocessing.preprocess_trial(stored[16], 250.0),
@@ -119,3 +121,26 @@ def test_missing_subject_file(built, tmp_path, monkeypatch):
   monkeypatch.setattr(faced.Builder, "N_SUBJECTS", N_SUBJECTS + 1)
   with pytest.raises(InvalidDataError, match="sub002.pkl: missing file"):
     _build("raw", built[0], tmp_path / "data")
+
+
+@pytest.mark.parametrize("dtype, order", [(np.float64, "F"), (np.float32, "C"), (np.float32, "F")])
+def test_array_dtype_and_order_give_identical_records(built, tmp_path, monkeypatch, dtype, order):
+  monkeypatch.setattr(faced.Builder, "N_SUBJECTS", N_SUBJECTS)
+  paths = make_dummy_data.write(tmp_path / "manual", n_subjects=N_SUBJECTS, n_times=N_TIMES,
+                                seed=3, dtype=dtype, order=order)  # The `built` fixture's values.
+  array = file_readers.load_latin1_pickle(paths[0])
+  assert array.dtype == dtype and array.flags.f_contiguous == (order == "F")
+  builder = _build("raw", tmp_path / "manual", tmp_path / "data")
+  testing.assert_same_records(_records(builder), _records(built[1]["raw"]))
+
+
+@pytest.mark.parametrize("target", testing.PAYLOAD_TARGETS)
+def test_code_in_a_pickle_is_refused_not_run(tmp_path, monkeypatch, target):
+  monkeypatch.setattr(faced.Builder, "N_SUBJECTS", 3)
+  paths = make_dummy_data.write(tmp_path / "manual", n_subjects=3, n_times=N_TIMES)
+  marker = tmp_path / "payload_ran"
+  with open(paths[1], "wb") as f:  # sub001.pkl: a call where the array should be.
+    f.write(testing.code_running_pickle(target, marker))
+  with pytest.raises(InvalidDataError, match=rf"sub001\.pkl: refused global {re.escape(target)}\b"):
+    _build("raw", tmp_path / "manual", tmp_path / "data")
+  assert os.listdir(tmp_path / "data") == [] and not marker.exists()
