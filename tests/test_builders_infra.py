@@ -241,6 +241,7 @@ class ToyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = eeg_schema.standard_configs()
     MANUAL_DOWNLOAD_INSTRUCTIONS = "test data"
+    N_TRIALS = 4
 
     def _info(self):
         fs = self.builder_config.target_fs if self.builder_config.preprocess else 250.0
@@ -253,7 +254,7 @@ class ToyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {"train": self._generate_examples(dl_manager.manual_dir)}
 
     def _generate_examples(self, manual_dir):
-        for i in range(4):
+        for i in range(self.N_TRIALS):
             path = os.path.join(manual_dir, f"trial{i}.npy")
             validation.require_file(path)
             eeg = validation.check_eeg(np.load(path, allow_pickle=False), path, "eeg", n_chans=2)
@@ -297,6 +298,17 @@ class TestToyContract(testing.BuilderContract):
             testing.assert_records(builder, [bad])
         with pytest.raises(AssertionError):
             testing.assert_records(builder, [dict(records[0], label=2)])
+
+    def test_class_overrides_hold_during_the_build_only(self, tmp_path):
+        class ThreeTrials(TestToyContract):
+            CLASS_OVERRIDES = {"N_TRIALS": 3}
+
+        manual = self.make_manual_dir(tmp_path / "manual")
+        builder = ThreeTrials().build("raw", manual, tmp_path / "three")
+        assert builder.info.splits["train"].num_examples == 3 and ToyBuilder.N_TRIALS == 4
+        builder = ThreeTrials().build("raw", manual, tmp_path / "two", N_TRIALS=2)
+        assert builder.info.splits["train"].num_examples == 2 and ToyBuilder.N_TRIALS == 4
+        assert ThreeTrials.CLASS_OVERRIDES == {"N_TRIALS": 3}
 
     def test_corrupt_copy_bad_input_names_file_and_leaves_nothing(self, tmp_path):
         bad = testing.corrupt_copy(self.make_manual_dir(tmp_path / "good"), tmp_path)

@@ -16,7 +16,6 @@ import numpy as np
 
 from tfds_builders.faced import faced_dataset_builder as faced
 from tfds_builders import dummy_data
-from tfds_builders import testing
 
 
 def subject_array(rng: np.random.Generator, n_times: int = faced.N_TIMES) -> np.ndarray:
@@ -42,7 +41,7 @@ def write(root, *, n_subjects: int = 2, n_times: int = faced.N_TIMES, seed: int 
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, n_times=faced.N_TIMES, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, n_times=faced.N_TIMES, seed=0)
   print("\n".join(write(args.out_dir, n_subjects=args.subjects, n_times=args.n_times, seed=args.seed)))
 
 
