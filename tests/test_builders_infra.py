@@ -1,13 +1,26 @@
 """tfds_builders infrastructure: preprocessing, validation and the BuilderContract mixin."""
 
+import builtins
+import codecs
 import os
+import pickle
+import re
+import struct
+import subprocess
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from scipy import signal
 
-from tfds_builders import eeg_schema, preprocessing, testing, validation
+from tfds_builders import (
+    dummy_data,
+    eeg_schema,
+    file_readers,
+    preprocessing,
+    testing,
+    validation,
+)
 
 FS = 125.0
 
@@ -97,12 +110,138 @@ def test_channel_label_and_key_checks_name_the_file():
         validation.check_keys(["a"], ["a", "b"], "x.mat")
 
 
+def _python2_pickle(obj) -> bytes:
+    """A dict of str -> float ndarray (or one array) as Python 2's cPickle wrote DEAP (protocol 2).
+
+    Same opcodes as cPickle with numpy 1.x, less the memo: Python-2 `str` (SHORT_BINSTRING /
+    BINSTRING) for keys, typecodes and the raw array bytes, and the `numpy.core` names.
+    """
+    def string(raw):
+        if len(raw) < 256:
+            return pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw
+        return pickle.BINSTRING + struct.pack("<i", len(raw)) + raw
+
+    def tuple_of(*items):
+        return pickle.MARK + b"".join(items) + pickle.TUPLE
+
+    def integer(i):
+        return pickle.BININT + struct.pack("<i", i)
+
+    def array(a):
+        dtype = (pickle.GLOBAL + b"numpy\ndtype\n"
+                 + tuple_of(string(a.dtype.str[1:].encode()), integer(0), integer(1))
+                 + pickle.REDUCE
+                 + tuple_of(integer(3), string(b"<"), pickle.NONE * 3, integer(-1), integer(-1),
+                            integer(0)) + pickle.BUILD)
+        fortran = a.flags.f_contiguous and not a.flags.c_contiguous
+        return (pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n"
+                + tuple_of(pickle.GLOBAL + b"numpy\nndarray\n", tuple_of(integer(0)), string(b"b"))
+                + pickle.REDUCE
+                + tuple_of(integer(1), tuple_of(*map(integer, a.shape)), dtype,
+                           pickle.NEWTRUE if fortran else pickle.NEWFALSE,
+                           string(a.tobytes(order="A")))
+                + pickle.BUILD)
+
+    if isinstance(obj, dict):
+        body = (pickle.EMPTY_DICT + pickle.MARK
+                + b"".join(string(k.encode()) + array(v) for k, v in obj.items()) + pickle.SETITEMS)
+    else:
+        body = array(obj)
+    return pickle.PROTO + b"\x02" + body + pickle.STOP
+
+
+def _arrays(dtype, order):
+    rng = np.random.default_rng(0)
+    return {"data": np.asarray(rng.normal(0.0, 10.0, (3, 4, 5)), dtype, order=order),
+            "labels": np.asarray(rng.uniform(1.0, 9.0, (3, 4)), dtype, order=order)}
+
+
+def _assert_same_arrays(got, want):
+    assert set(got) == set(want)
+    for name, array in want.items():
+        assert got[name].dtype == array.dtype, name
+        assert got[name].flags.f_contiguous == array.flags.f_contiguous, name
+        np.testing.assert_array_equal(got[name], array)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_array_unpickler_reads_arrays_of_every_protocol(tmp_path, protocol, order, dtype):
+    want = _arrays(dtype, order)
+    path = dummy_data.write_pickle(tmp_path / "s01.dat", want, protocol=protocol)
+    _assert_same_arrays(file_readers.load_latin1_pickle(path), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_array_unpickler_reads_python2_pickles(tmp_path, order, dtype):
+    want = _arrays(dtype, order)
+    path = tmp_path / "s01.dat"
+    path.write_bytes(_python2_pickle(want))
+    _assert_same_arrays(file_readers.load_latin1_pickle(path), want)
+    path.write_bytes(_python2_pickle(want["data"]))
+    np.testing.assert_array_equal(file_readers.load_latin1_pickle(path), want["data"])
+
+
+class _Reduce:
+    """Pickles as `func(*args)`, `func` named as pickle names it (GLOBAL or STACK_GLOBAL)."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def test_payloads_would_run_under_a_plain_unpickler(tmp_path):
+    """The calls the hostile pickles of the builder tests name do create their marker."""
+    for i, target in enumerate(testing.PAYLOAD_TARGETS):
+        marker = tmp_path / f"marker{i}"
+        func, args = testing.payload_call(target, marker)
+        result = func(*args)
+        if hasattr(result, "wait"):
+            result.wait()
+        if hasattr(result, "close"):
+            result.close()
+        assert marker.exists(), target
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_array_unpickler_refuses_any_other_global_and_runs_nothing(tmp_path, protocol):
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "sub000.pkl"
+    cases = [  # (pickled object, the global it names as pickle writes it, e.g. io.open)
+        (_Reduce(builtins.open, (os.fspath(marker), "w")), builtins.open),
+        ({"data": np.zeros(2), "labels": _Reduce(os.system, (f"touch {marker}",))}, os.system),
+        ([np.zeros(2), _Reduce(builtins.eval, (f"open({os.fspath(marker)!r}, 'w')",))],
+         builtins.eval),
+        ((np.zeros(2), _Reduce(subprocess.Popen, (["touch", os.fspath(marker)],))),
+         subprocess.Popen),
+        (np.float64(1.5), np.zeros(1)[0].__reduce__()[0]),  # numpy scalars are not needed.
+    ]
+    for obj, func in cases:
+        refused = re.escape(f"{func.__module__}.{func.__name__}")
+        dummy_data.write_pickle(path, obj, protocol=protocol)
+        match = rf"sub000\.pkl: refused global {refused}\b.*nothing in the file was run"
+        with pytest.raises(validation.InvalidDataError, match=match):
+            file_readers.load_latin1_pickle(path)
+    assert not marker.exists()
+
+
+def test_array_unpickler_rebuilds_bytes_from_latin1_text_only(tmp_path):
+    path = dummy_data.write_pickle(tmp_path / "s01.dat", _Reduce(codecs.encode, ("abc", "rot13")))
+    with pytest.raises(validation.InvalidDataError, match=r"s01\.dat: unreadable pickle.*'latin1'"):
+        file_readers.load_latin1_pickle(path)
+
+
 class ToyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Two configs; one record per `trial<i>.npy` in manual_dir, labels cycling 0, 1."""
 
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = eeg_schema.standard_configs()
     MANUAL_DOWNLOAD_INSTRUCTIONS = "test data"
+    N_TRIALS = 4
 
     def _info(self):
         fs = self.builder_config.target_fs if self.builder_config.preprocess else 250.0
@@ -115,10 +254,10 @@ class ToyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {"train": self._generate_examples(dl_manager.manual_dir)}
 
     def _generate_examples(self, manual_dir):
-        for i in range(4):
+        for i in range(self.N_TRIALS):
             path = os.path.join(manual_dir, f"trial{i}.npy")
             validation.require_file(path)
-            eeg = validation.check_eeg(np.load(path), path, "eeg", n_chans=2)
+            eeg = validation.check_eeg(np.load(path, allow_pickle=False), path, "eeg", n_chans=2)
             if self.builder_config.preprocess:
                 eeg = preprocessing.preprocess_trial(eeg, 250.0)
             yield f"trial{i}", {
@@ -159,6 +298,17 @@ class TestToyContract(testing.BuilderContract):
             testing.assert_records(builder, [bad])
         with pytest.raises(AssertionError):
             testing.assert_records(builder, [dict(records[0], label=2)])
+
+    def test_class_overrides_hold_during_the_build_only(self, tmp_path):
+        class ThreeTrials(TestToyContract):
+            CLASS_OVERRIDES = {"N_TRIALS": 3}
+
+        manual = self.make_manual_dir(tmp_path / "manual")
+        builder = ThreeTrials().build("raw", manual, tmp_path / "three")
+        assert builder.info.splits["train"].num_examples == 3 and ToyBuilder.N_TRIALS == 4
+        builder = ThreeTrials().build("raw", manual, tmp_path / "two", N_TRIALS=2)
+        assert builder.info.splits["train"].num_examples == 2 and ToyBuilder.N_TRIALS == 4
+        assert ThreeTrials.CLASS_OVERRIDES == {"N_TRIALS": 3}
 
     def test_corrupt_copy_bad_input_names_file_and_leaves_nothing(self, tmp_path):
         bad = testing.corrupt_copy(self.make_manual_dir(tmp_path / "good"), tmp_path)

@@ -57,7 +57,7 @@ def test_two_processes_equal_one_process(tmp_path):
     multi, single = tmp_path / "two_processes.npz", tmp_path / "one_process.npz"
     _wait_all([_start(multi, 0, 2, 2, port), _start(multi, 1, 2, 2, port)])
     _wait_all([_start(single, 0, 1, 4, 0)])
-    got, want = np.load(multi), np.load(single)
+    got, want = np.load(multi, allow_pickle=False), np.load(single, allow_pickle=False)
     assert sorted(got.files) == sorted(want.files)
     assert got["metric_loss"].shape == (2,) and np.all(got["metric_finite"])
     for name in want.files:

@@ -8,6 +8,7 @@ record's `eeg` (raw: stored values as float32; preprocessed: `preprocess_trial`)
 
 from __future__ import annotations
 
+import _compat_pickle
 import os
 import pickle
 from typing import Sequence
@@ -20,12 +21,68 @@ from tfds_builders import validation
 from tfds_builders.validation import fail
 
 
+def _latin1_bytes(text, encoding):
+  """`_codecs.encode(text, 'latin1')`: how a Python-3 protocol 0-2 pickle stores `bytes`."""
+  if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+    raise pickle.UnpicklingError(f"_codecs.encode is only allowed on text with encoding "
+                                 f"'latin1', got {type(text).__name__} and {encoding!r}")
+  return text.encode("latin1")
+
+
+# The only globals a pickle may name, and what each resolves to. The official DEAP (a dict
+# of two float ndarrays) and FACED (one float ndarray) files need numpy's array rebuilders:
+# `_reconstruct` (protocols 0-4, C or Fortran order) or `_frombuffer` (protocol 5, Python
+# 3.14's default), under their numpy 1.x (`numpy.core`) and 2.x (`numpy._core`) names,
+# plus `ndarray` and `dtype`; a Python-3 writer at protocol 0-2 (a re-saved DEAP file, the
+# tests' fakes) also stores bytes as `_codecs.encode(text, 'latin1')`, allowed for latin1
+# only. Dicts, lists, tuples and str are pickle opcodes and need no global.
+# The functions are taken from what numpy itself pickles with, not from private modules.
+_ARRAY_GLOBALS = {
+    **{(module, "_reconstruct"): np.zeros(1).__reduce_ex__(4)[0]
+       for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(module, "_frombuffer"): np.zeros(1).__reduce_ex__(5)[0]
+       for module in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+  """An unpickler that can only rebuild numpy arrays and plain containers.
+
+  Unpickling calls whatever callable the file names; `find_class` is where the file names
+  it, so refusing every global outside `_ARRAY_GLOBALS` means a downloaded pickle cannot run
+  code (`builtins.open`, `os.system`, `subprocess.Popen`, ...): it is refused before any call.
+  """
+
+  def __init__(self, file, path):
+    super().__init__(file, encoding="latin1")  # Python-2 str (DEAP's arrays) -> latin1 text.
+    self.path = path
+
+  def find_class(self, module, name):
+    if (module, name) in _ARRAY_GLOBALS:
+      return _ARRAY_GLOBALS[(module, name)]
+    # Named as Python 3 reads a Python-2 name (`__builtin__.eval` is `builtins.eval`).
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    fail(self.path, f"refused global {module}.{name} in the pickle: only numpy arrays and "
+                    f"plain containers are unpickled, nothing in the file was run "
+                    f"(not the official download?)")
+
+
 def load_latin1_pickle(path):
-  """Loads a (Python-2) pickle with `encoding='latin1'`; raises naming the file."""
+  """Loads a (Python-2) pickle of numpy arrays / containers; raises naming the file.
+
+  Uses `ArrayUnpickler` (`encoding='latin1'`): a file that names any other global is refused
+  with an `InvalidDataError` and nothing in it is run.
+  """
   validation.require_file(path)
   try:
     with open(path, "rb") as f:
-      return pickle.load(f, encoding="latin1")
+      return ArrayUnpickler(f, path).load()
+  except validation.InvalidDataError:
+    raise
   except Exception as e:  # EOFError, UnpicklingError, ValueError... all mean "broken".
     fail(path, f"unreadable pickle ({type(e).__name__}: {e}); truncated or corrupt download?")
 

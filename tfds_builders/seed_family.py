@@ -94,29 +94,6 @@ class MatFile:
     return arrays
 
 
-def write_mat(path, arrays: Mapping[str, np.ndarray], *, version: str = "5") -> None:
-  """Writes `arrays` as MAT v5 (scipy, compressed) or v7.3 (HDF5 + MATLAB header).
-
-  Only fake downloads use this (make_dummy_data.py of each SEED-family builder).
-  """
-  os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-  if version == "5":
-    from scipy import io as sio
-    sio.savemat(path, dict(arrays), do_compression=True, oned_as="row")
-    return
-  if version != "7.3":
-    raise ValueError(f"version must be '5' or '7.3', got {version!r}")
-  import h5py
-  with h5py.File(path, "w", userblock_size=512) as f:
-    for name, array in arrays.items():
-      f.create_dataset(name, data=np.asarray(array).T)
-      f[name].attrs["MATLAB_class"] = np.bytes_("double")
-  text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: fake. HDF5 schema 1.00 ."
-  header = text.ljust(116, b" ") + b"\0" * 8 + b"\x00\x02" + b"IM"
-  with open(path, "r+b") as f:
-    f.write(header.ljust(512, b"\0"))
-
-
 def numbered_keys(names: Sequence[str], pattern: re.Pattern, n: int, path) -> list[str]:
   """Variable names ordered by the trial number parsed from them (never by file order).
 

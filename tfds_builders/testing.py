@@ -14,21 +14,22 @@ each config once per test class and runs the contract checks as test methods:
       DATASET_CLASS = seed_dataset_builder.Builder
       SPLITS = {"train": 90}
       BUILDER_CONFIG_NAMES_TO_TEST = ["preprocessed", "raw"]   # None: every config
+      CLASS_OVERRIDES = {"SUBJECTS": (1, 2)}                   # set on the class while building
 
       @classmethod
       def make_manual_dir(cls, tmp_path):
         make_dummy_data.write(tmp_path)                        # fake official files
         return tmp_path
 
-      def test_first_trial_values(self, contract_builds):
+      def test_first_trial_values(self, contract_builds, contract_manual_dir):
         builder, records = contract_builds["raw"]               # (builder, list[dict])
-        ...
+        ...                                                     # vs the files in manual_dir
 
       def test_nan_names_the_file(self, tmp_path):
         bad = testing.corrupt_copy(self.make_manual_dir(tmp_path / "good"), tmp_path)
         ...                                                     # damage a file in `bad`
         with pytest.raises(validation.InvalidDataError, match="sub01.mat"):
-          self.build("raw", bad, tmp_path / "data")
+          self.build("raw", bad, tmp_path / "data")            # or (..., SUBJECTS=(1,))
 
 `build` goes through the same atomic path as `python -m tfds_builders.build`, so a
 bad-input test also checks that a failed build leaves nothing behind.
@@ -36,9 +37,11 @@ bad-input test also checks that a failed build leaves nothing behind.
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import os
 import pathlib
+import pickle
+import shlex
 import shutil
 
 import numpy as np
@@ -51,25 +54,6 @@ METADATA_KEYS = ("channel_names", "sampling_rate", "label_names", "valence_names
                  "label_to_valence")
 _SCALARS = ("subject", "session", "trial", "stimulus", "valence")
 
-
-
-def dummy_data_args(doc: str, script: str, **options) -> argparse.Namespace:
-  """Parses the command line of a `make_dummy_data.py`.
-
-  Args:
-    doc: the script's docstring (the --help text).
-    script: the script's `__file__`; `out_dir` defaults to `dummy_data/` beside it.
-    **options: `--NAME` flags with their defaults (the flag takes the default's type).
-
-  Returns:
-    The parsed arguments: `out_dir` and one attribute per option.
-  """
-  parser = argparse.ArgumentParser(description=doc)
-  parser.add_argument("out_dir", nargs="?",
-                      default=os.path.join(os.path.dirname(os.path.abspath(script)), "dummy_data"))
-  for name, default in options.items():
-    parser.add_argument(f"--{name}", type=type(default), default=default)
-  return parser.parse_args()
 
 def build(builder_cls, config: str | None, manual_dir, data_dir):
   """Builds config of builder_cls from manual_dir into data_dir; returns the builder.
@@ -95,6 +79,62 @@ def corrupt_copy(manual_dir, tmp_path) -> pathlib.Path:
   target = pathlib.Path(tmp_path) / f"corrupt_{pathlib.Path(manual_dir).name}"
   shutil.copytree(manual_dir, target)
   return target
+
+
+def assert_same_records(got: list[dict], want: list[dict]) -> None:
+  """Same number of records, in the same order, with equal fields (arrays compared exactly)."""
+  assert len(got) == len(want), (len(got), len(want))
+  for g, w in zip(got, want):
+    assert set(g) == set(w), (set(g), set(w))
+    for name in w:
+      where = f"{w['source_file']}:{w['key']} {name}"
+      np.testing.assert_array_equal(g[name], w[name], err_msg=where)
+
+
+# Globals a hostile pickle calls to run code; each payload creates a marker file.
+PAYLOAD_TARGETS = ("builtins.open", "os.system", "builtins.eval", "subprocess.Popen")
+
+
+def payload_call(target: str, marker) -> tuple:
+  """(callable, args): what a pickle naming `target` would call to create the file `marker`."""
+  marker = os.fspath(marker)
+  args = {"builtins.open": (marker, "w"),
+          "os.system": (f"touch {shlex.quote(marker)}",),
+          "builtins.eval": (f"open({marker!r}, 'w').close()",),
+          "subprocess.Popen": (["touch", marker],)}[target]
+  module, name = target.rsplit(".", 1)
+  return getattr(importlib.import_module(module), name), args
+
+
+def _stand_in(*args):
+  """Pickled in place of a payload's target; the pickle's bytes then name the target."""
+  raise AssertionError(f"the stand-in is never called ({args})")
+
+
+class _Call:
+  """Pickles as a call of `_stand_in(*args)` (REDUCE)."""
+
+  def __init__(self, args):
+    self.args = args
+
+  def __reduce__(self):
+    return _stand_in, self.args
+
+
+def code_running_pickle(target: str, marker, wrap=lambda call: call) -> bytes:
+  """A protocol-2 pickle that, unpickled without restriction, calls `target` to create `marker`.
+
+  Args:
+    target: one of PAYLOAD_TARGETS, written as a GLOBAL opcode `module.name`.
+    marker: the file the call would create.
+    wrap: places the call in a container (e.g. DEAP's dict) to hide it among valid data.
+  """
+  _, args = payload_call(target, marker)
+  data = pickle.dumps(wrap(_Call(args)), protocol=2)
+  stand_in = f"c{__name__}\n{_stand_in.__name__}\n".encode()
+  assert data.count(stand_in) == 1, "the stand-in global must appear exactly once"
+  module, name = target.rsplit(".", 1)
+  return data.replace(stand_in, f"c{module}\n{name}\n".encode())
 
 
 def assert_records(builder, records: list[dict]) -> None:
@@ -135,13 +175,16 @@ class BuilderContract:
 
   Subclasses set DATASET_CLASS, SPLITS (split -> record count, the same for every config
   tested, or override `expected_splits(config)`) and optionally
-  BUILDER_CONFIG_NAMES_TO_TEST, and implement `make_manual_dir`. A subclass whose data is
-  already built elsewhere (a session fixture) may override the `contract_builds` fixture.
+  BUILDER_CONFIG_NAMES_TO_TEST and CLASS_OVERRIDES (DATASET_CLASS attributes set while
+  building, e.g. {"N_SUBJECTS": 2, "N_TIMES": 640} for small fakes), and implement
+  `make_manual_dir`. A subclass whose data is already built elsewhere (a session fixture)
+  may override the `contract_builds` fixture.
   """
 
   DATASET_CLASS = None
   SPLITS: dict[str, int] = {}
   BUILDER_CONFIG_NAMES_TO_TEST: list[str] | None = None
+  CLASS_OVERRIDES: dict[str, object] = {}
 
   @classmethod
   def make_manual_dir(cls, tmp_path) -> pathlib.Path | None:
@@ -160,8 +203,22 @@ class BuilderContract:
       return list(cls.BUILDER_CONFIG_NAMES_TO_TEST)
     return [c.name for c in cls.DATASET_CLASS.BUILDER_CONFIGS] or [None]
 
-  def build(self, config, manual_dir, data_dir):
-    return build(self.DATASET_CLASS, config, manual_dir, data_dir)
+  @classmethod
+  def patches(cls, **overrides) -> list[tuple[object, str, object]]:
+    """(object, attribute, value) triples set while building.
+
+    CLASS_OVERRIDES updated by `overrides`, on DATASET_CLASS; a subclass extends the list
+    when the build also needs a library patched (e.g. a reader of a format no library writes).
+    """
+    return [(cls.DATASET_CLASS, name, value)
+            for name, value in {**cls.CLASS_OVERRIDES, **overrides}.items()]
+
+  def build(self, config, manual_dir, data_dir, **overrides):
+    """`build` of DATASET_CLASS with `patches(**overrides)` set during the build only."""
+    with pytest.MonkeyPatch.context() as mp:
+      for target, name, value in self.patches(**overrides):
+        mp.setattr(target, name, value)
+      return build(self.DATASET_CLASS, config, manual_dir, data_dir)
 
   @staticmethod
   def read_all(builder) -> list[dict]:
@@ -169,13 +226,17 @@ class BuilderContract:
     return [r for split in builder.info.splits for r in read_records(builder, split)]
 
   @pytest.fixture(scope="class")
-  def contract_builds(self, tmp_path_factory) -> dict:
+  def contract_manual_dir(self, tmp_path_factory) -> pathlib.Path | None:
+    """The fake download the contract builds from (written once per class)."""
+    return type(self).make_manual_dir(tmp_path_factory.mktemp(type(self).__name__) / "manual")
+
+  @pytest.fixture(scope="class")
+  def contract_builds(self, contract_manual_dir, tmp_path_factory) -> dict:
     """config -> (builder, records of all splits); each config built once per class."""
-    root = tmp_path_factory.mktemp(type(self).__name__)
-    manual_dir = type(self).make_manual_dir(root / "manual")
+    data_dir = tmp_path_factory.mktemp(f"{type(self).__name__}_data")
     return {config: (builder, self.read_all(builder))
             for config in self.config_names()
-            for builder in [self.build(config, manual_dir, root / "data")]}
+            for builder in [self.build(config, contract_manual_dir, data_dir)]}
 
   def test_contract_split_counts(self, contract_builds):
     for config, (builder, _) in contract_builds.items():

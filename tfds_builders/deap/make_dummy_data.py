@@ -1,7 +1,8 @@
 """Writes a fake DEAP download (`data_preprocessed_python/sNN.dat`) from a seed.
 
 Same container as the official files: a protocol-2 (Python-2 compatible) pickle of a dict
-{'data': float64 [40, 40, n_times], 'labels': float64 [40, 4]} with ratings on 1-9.
+{'data': float64 [40, 40, n_times], 'labels': float64 [40, 4]} with ratings on 1-9
+(tests also store them as float32 and/or in Fortran order).
 The official trials have 8064 samples; tests use fewer to stay small. No real data.
 
   python -m tfds_builders.deap.make_dummy_data OUT_DIR [--subjects 2] [--n_times 8064]
@@ -10,12 +11,11 @@ The official trials have 8064 samples; tests use fewer to stay small. No real da
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 
 from tfds_builders.deap import deap_dataset_builder as deap
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 
 def subject_content(rng: np.random.Generator, n_times: int) -> dict:
@@ -26,22 +26,25 @@ def subject_content(rng: np.random.Generator, n_times: int) -> dict:
   return {"data": data, "labels": labels}
 
 
-def write(root, *, n_subjects: int = 2, n_times: int = deap.N_TIMES, seed: int = 0) -> list[str]:
-  """Writes `root/data_preprocessed_python/s01.dat ...`; returns the written paths."""
+def write(root, *, n_subjects: int = 2, n_times: int = deap.N_TIMES, seed: int = 0,
+          dtype=np.float64, order: str = "C", protocol: int = 2) -> list[str]:
+  """Writes `root/data_preprocessed_python/s01.dat ...`; returns the written paths.
+
+  `dtype` and `order` ("C" or "F") are how both arrays are stored; the values (drawn as
+  float64 from `seed`) are the same for every choice, up to the cast to `dtype`.
+  """
   rng = np.random.default_rng(seed)
-  folder = os.path.join(root, "data_preprocessed_python")
-  os.makedirs(folder, exist_ok=True)
   paths = []
   for s in range(n_subjects):
-    path = os.path.join(folder, f"s{s + 1:02d}.dat")
-    with open(path, "wb") as f:
-      pickle.dump(subject_content(rng, n_times), f, protocol=2)
-    paths.append(path)
+    content = {k: np.asarray(v, dtype=dtype, order=order)
+               for k, v in subject_content(rng, n_times).items()}
+    path = os.path.join(root, "data_preprocessed_python", f"s{s + 1:02d}.dat")
+    paths.append(dummy_data.write_pickle(path, content, protocol=protocol))
   return paths
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, n_times=deap.N_TIMES, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, n_times=deap.N_TIMES, seed=0)
   print("\n".join(write(args.out_dir, n_subjects=args.subjects, n_times=args.n_times, seed=args.seed)))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import io as sio
 
 from tfds_builders.dreamer import dreamer_dataset_builder as dreamer
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 
 def _cell(arrays) -> np.ndarray:
@@ -67,7 +67,7 @@ def write(root, *, n_subjects: int = 2, seed: int = 0, top: dict | None = None) 
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print(write(args.out_dir, n_subjects=args.subjects, seed=args.seed))
 
 

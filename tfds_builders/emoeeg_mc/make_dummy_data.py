@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from tfds_builders.emoeeg_mc import emoeeg_mc_dataset_builder as emo
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 FS = 1200.0
 SEQUENCES = {1: {"vid": ["joy5", "sad4", "neu8"], "ima": ["joy5", "sad4", "neu8"]},
@@ -91,7 +91,7 @@ def write(root, *, seed: int = 0) -> dict:
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, seed=0)
   print("\n".join(write(args.out_dir, seed=args.seed).values()))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed import seed_dataset_builder as seed_builder
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 OFFICIAL_LABELS = (1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1)  # label.mat, all sessions.
 # Three recording dates per subject; session order = date order.
@@ -34,7 +34,7 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
   rng = np.random.default_rng(seed)
   folder = os.path.join(root, "Preprocessed_EEG")
   paths = [os.path.join(folder, "label.mat")]
-  seed_family.write_mat(paths[0], {"label": np.array([OFFICIAL_LABELS], float)}, version=version)
+  dummy_data.write_mat(paths[0], {"label": np.array([OFFICIAL_LABELS], float)}, version=version)
   for subject in subjects:
     initials = "ab" if subject % 2 else "xyz"
     for session, date in enumerate(sorted(_DATES)):
@@ -43,14 +43,14 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
         n_times = 200 * trial_seconds(subject, session, trial) + 1
         arrays[f"{initials}_eeg{trial + 1}"] = rng.normal(0.0, 20.0, (seed_family.N_CHANS, n_times))
       paths.append(os.path.join(folder, f"{subject}_{date}.mat"))
-      seed_family.write_mat(paths[-1], arrays, version=version)
+      dummy_data.write_mat(paths[-1], arrays, version=version)
   with open(os.path.join(folder, "readme.txt"), "w") as f:
     f.write("Fake SEED download for tests.\n")
   return paths
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed_iv import seed_iv_dataset_builder as seed_iv
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 
 def trial_samples(session: int, trial: int) -> int:
@@ -37,12 +37,12 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
         arrays[f"{initials}_eeg{trial + 1}"] = rng.normal(0.0, 20.0, shape)
       date = f"2016{session + 5:02d}{subject + 10:02d}"
       paths.append(os.path.join(root, "eeg_raw_data", str(session + 1), f"{subject}_{date}.mat"))
-      seed_family.write_mat(paths[-1], arrays, version=version)
+      dummy_data.write_mat(paths[-1], arrays, version=version)
   return paths
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed_v import seed_v_dataset_builder as seed_v
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 FS = 1000.0
 # The CNT's 66 channels: SEED order with the mastoids and EOG channels interleaved.
@@ -81,7 +81,7 @@ def read_raw_cnt(input_fname, **kwargs):
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 

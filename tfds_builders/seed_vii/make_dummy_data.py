@@ -17,7 +17,7 @@ import numpy as np
 
 from tfds_builders import seed_family
 from tfds_builders.seed_vii import seed_vii_dataset_builder as seed_vii
-from tfds_builders import testing
+from tfds_builders import dummy_data
 
 
 def trial_samples(index: int) -> int:
@@ -33,12 +33,12 @@ def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[s
     arrays = {str(i + 1): rng.normal(0.0, 20.0, (seed_family.N_CHANS, trial_samples(i)))
               for i in rng.permutation(seed_vii.N_TRIALS)}
     paths.append(os.path.join(root, "EEG_preprocessed", f"{subject}.mat"))
-    seed_family.write_mat(paths[-1], arrays, version=version)
+    dummy_data.write_mat(paths[-1], arrays, version=version)
   return paths
 
 
 def main():
-  args = testing.dummy_data_args(__doc__, __file__, subjects=2, seed=0, version="5")
+  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0, version="5")
   print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed,
                         version=args.version)))
 
