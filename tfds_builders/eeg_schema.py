@@ -13,11 +13,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders.preprocessing import BAND, TARGET_FS
+
 VALENCE_NAMES = ("negative", "neutral", "positive")
 NO_VALENCE = -1  # `valence` value for a label that has no valence in its dataset.
-
-TARGET_FS = 125.0  # Hz, rate of the `preprocessed` config.
-BAND = (0.5, 47.0)  # Hz, band-pass of the `preprocessed` config.
 
 
 @dataclasses.dataclass
