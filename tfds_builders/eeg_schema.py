@@ -45,6 +45,27 @@ def standard_configs(version: str = "1.0.0") -> list[EegConfig]:
   ]
 
 
+def selected_subjects(builder, n_subjects: int) -> list[int]:
+  """0-based positions, in the dataset's official subject order, of the subjects to build.
+
+  Strict by default: all `n_subjects`. A partial build (`tfds_builders.build --subjects`,
+  `build.subset_builder`) sets the builder class's SELECTED_SUBJECTS to 1-based positions
+  (subject k = the k-th subject of the official layout); only their files are then read and
+  required, and records keep the subject index they have in the full dataset.
+
+  Raises:
+    ValueError: a selected position outside 1..n_subjects.
+  """
+  selected = getattr(builder, "SELECTED_SUBJECTS", None)
+  if selected is None:
+    return list(range(n_subjects))
+  outside = sorted(k for k in selected if not 1 <= k <= n_subjects)
+  if outside or not selected:
+    raise ValueError(f"{builder.name}: --subjects {sorted(selected)}: {outside or 'none'} "
+                     f"outside the dataset's subjects 1..{n_subjects}")
+  return sorted({k - 1 for k in selected})
+
+
 def trial_features(n_chans: int, label_names: Sequence[str],
                    n_ratings: int | None = None) -> tfds.features.FeaturesDict:
   """FeaturesDict of one trial record.
