@@ -11,6 +11,7 @@ import os
 import subprocess
 
 import mdjpt_jax
+from mdjpt_jax import channels, contract
 from tfds_builders import preprocessing
 
 CARD_FILE = "README.md"
@@ -49,10 +50,10 @@ def card_text(info: dict, config: dict | None) -> str:
         f"(`window_s` = {info.get('window_s', n_times / fs)})",
         "- **Units**: µV (`embed` converts MNE objects from volts; numpy arrays must be µV)",
         f"- **Preprocessing**: {preprocessing.describe(fs, band)}",
-        "- **Channel contract**: names are normalized (case, dots, `EEG ` prefix, `-REF`/`-LE`"
-        " suffixes); missing channels are interpolated with spherical splines on the "
-        "colin27_1005 montage up to half of the channels; extra channels are dropped and "
-        "listed (see `mdjpt_jax/contract.py`).",
+        ("- **Channel contract**: names are normalized (case, dots, `EEG ` prefix, `-REF`/`-LE`"
+         " suffixes); missing channels are interpolated with spherical splines on the "
+         f"{channels.MONTAGE} montage for at most {contract.MAX_MISSING_FRACTION:.0%} of the "
+         "channels; extra channels are dropped and listed (see `mdjpt_jax/contract.py`)."),
         "- **Normalization**: stratified normalization over blocks of windows of ONE subject "
         "(`embed` treats one call as one subject).",
         "",
@@ -68,7 +69,8 @@ def card_text(info: dict, config: dict | None) -> str:
         "```python",
         "import mdjpt_jax",
         "encoder = mdjpt_jax.load_encoder('path/to/encoder')",
-        "result = mdjpt_jax.embed(raw, encoder)   # raw: mne.io.Raw (volts) -> features [W, 512]",
+        f"result = mdjpt_jax.embed(raw, encoder)   # mne.io.Raw (volts) -> features [W, "
+        f"{info.get('feature_dim', 'D')}]",
         "print(result.report.summary())",
         "```",
         "",

@@ -70,9 +70,9 @@ class ChannelReport:
                  f"{len(self.interpolated)} interpolated, {len(self.dropped)} dropped"]
         if self.interpolated:
             lines.append(f"  interpolated (spherical spline): {', '.join(self.interpolated)}")
-        if self.dropped:
-            lines.append("  dropped: " + ", ".join(f"{name} ({why})"
-                                                  for name, why in self.dropped.items()))
+        for reason in dict.fromkeys(self.dropped.values()):
+            names = [name for name, why in self.dropped.items() if why == reason]
+            lines.append(f"  dropped ({reason}): {', '.join(names)}")
         return "\n".join(lines)
 
     def to_json(self) -> str:
