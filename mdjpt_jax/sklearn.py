@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from mdjpt_jax import contract
+
 
 class EncoderTransformer(TransformerMixin, BaseEstimator):
     """[N, C, T] µV epochs -> [N, D] mean encoder features per epoch.
@@ -31,7 +33,7 @@ class EncoderTransformer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, encoder_dir: str, ch_names, fs: float, step_s: float | None = None,
-                 max_missing: float = 0.5):
+                 max_missing: float = contract.MAX_MISSING_FRACTION):
         self.encoder_dir = encoder_dir
         self.ch_names = ch_names
         self.fs = fs
