@@ -9,7 +9,7 @@ from flax import nnx
 from scipy import signal
 
 import mdjpt_jax
-from mdjpt_jax import channels, checkpointing, contract, embedding
+from mdjpt_jax import channels, checkpointing, contract
 from mdjpt_jax.models import Encoder
 
 EDF = os.path.join(os.path.dirname(__file__), "data", "eegmmidb_S001R02.edf")
