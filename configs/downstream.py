@@ -72,6 +72,16 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.mlp = ml_collections.ConfigDict(dict(
         hidden=(128, 64), dropout=0.5, learning_rate=1e-3, weight_decay=1e-4,
         epochs=100 if arg.paper else 30, batch_size=256))
+    # --mode=finetune (mdjpt_jax/finetune.py): encoder + the probe's MLP head end to end on
+    # the few-shot folds (same k, n_folds, probe_seed); fixed epochs, no test-set selection.
+    config.finetune = ml_collections.ConfigDict(dict(
+        methods=("joint",),
+        train_layers=-1,              # encoder layers trained from the top; -1 all, 0 head only
+        layer_decay=0.75,             # lr of the layer d below the head: learning_rate * 0.75**d
+        learning_rate=1e-4 if arg.paper else 1e-3, weight_decay=1e-4,
+        epochs=10 if arg.paper else 30,   # synthetic: 2 subjects x 80 windows -> 60 steps
+        windows_per_block=32,         # W windows of ONE subject per block (stratified norm)
+        blocks_per_step=2))
     config.report = ml_collections.ConfigDict(dict(
         tsne_methods=("random", "joint"), tsne_windows_per_dataset=300,
         cda_methods=("random", "joint_no_cda", "joint"), cda_windows_per_subject=32,

@@ -1,3 +1,18 @@
-"""mdJPT in JAX: multi-dataset joint pre-training of emotional EEG."""
+"""mdJPT in JAX: multi-dataset joint pre-training of emotional EEG.
+
+Public API (imported on first use, so `import mdjpt_jax` stays light and does not import jax):
+    mdjpt_jax.load_encoder(dir) -> (Encoder, info)
+    mdjpt_jax.embed(data, encoder, *, ch_names=None, fs=None, window_s=None, step_s=None)
+"""
 
 __version__ = "0.1.0"
+
+_PUBLIC = {"embed": "mdjpt_jax.embedding", "load_encoder": "mdjpt_jax.embedding"}
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'mdjpt_jax' has no attribute {name!r}")

@@ -12,6 +12,7 @@ Source channels without a montage position (SEED's CB1/CB2) get zero weight.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Sequence
 
 import numpy as np
@@ -81,9 +82,25 @@ def spline_interpolation(pos_from: np.ndarray, pos_to: np.ndarray) -> np.ndarray
     return rhs @ np.linalg.pinv(system)[:, :n_from]
 
 
+_PREFIX = re.compile(r"^EEG[\s_]+")         # "EEG Fp1" (EDF labels of many amplifiers)
+_SUFFIX = re.compile(r"-(REF|LE|RE|AVG|AR)$")  # referential suffixes: "Fp1-REF", "C3-LE"
+
+
+def normalize_name(name: str) -> str:
+    """A recording's channel label -> the upper-case montage name it stands for.
+
+    Case-insensitive; strips surrounding spaces and dots (BCI2000 pads to 4 characters:
+    `Fc5.` -> `FC5`, `Cz..` -> `CZ`), an `EEG ` prefix and a referential suffix
+    (`EEG Fp1-REF` -> `FP1`, `C3-LE` -> `C3`). Bipolar labels like `FP1-F7` are kept.
+    """
+    upper = str(name).strip().strip(".").strip().upper()
+    upper = _SUFFIX.sub("", _PREFIX.sub("", upper))
+    return upper.strip().strip(".").strip()
+
+
 def _check_names(names: Sequence[str], role: str) -> list[str]:
-    """Upper-cased names; raises on duplicates or names unknown to the montage."""
-    upper = [str(n).strip().upper() for n in names]
+    """Normalized names (`normalize_name`); raises on duplicates or names unknown to the montage."""
+    upper = [normalize_name(n) for n in names]
     known = montage_positions()
     unknown = [n for n in upper if n not in known and n not in NO_POSITION]
     if unknown:
@@ -101,7 +118,7 @@ def projection_matrix(src_names: Sequence[str], dst_names: Sequence[str]) -> np.
     """The map from a montage onto a channel set: eeg_dst [C_dst, T] = W @ eeg_src [C_src, T].
 
     Args:
-        src_names: the dataset's channel names (file order); case-insensitive.
+        src_names: the dataset's channel names (file order); normalized by `normalize_name`.
         dst_names: the unified channel names, e.g. UNIFIED_SETS["seed60"].
 
     Returns:

@@ -11,9 +11,10 @@ calls `save` with the same step; Orbax writes the JSON items from the primary ho
 Restoring goes onto an abstract target (`abstract_like`) whose leaves carry the shardings
 of *this* run's mesh, so a checkpoint written on 8 devices restores on 1 and vice versa.
 
-The exported encoder (WORKDIR/encoder/) is `params/` (an Orbax StandardCheckpointer tree)
-plus `encoder.json` = {"model_kwargs": ..., "extra": ...}; encoder.json is written last,
-so its presence means the export is complete.
+The exported encoder (WORKDIR/encoder/) is `params/` (an Orbax StandardCheckpointer tree),
+a generated card `README.md` (card.py: input contract, training, config, how to load), and
+`encoder.json` = {"model_kwargs": ..., "extra": ...}; encoder.json is written last, so its
+presence means the export is complete.
 """
 
 import json
@@ -24,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from mdjpt_jax import card
 from mdjpt_jax.models import Encoder
 
 ITEMS = ("state", "data", "config")
@@ -94,8 +96,18 @@ def _write_json_atomically(path: str, value: dict) -> None:
     os.replace(temporary, path)
 
 
-def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: dict) -> None:
-    """Writes the encoder's parameters and how to rebuild it (collective call).
+def _run_config(path: str) -> dict | None:
+    """The run's config.json beside `path` (train.py writes WORKDIR/config.json), or None."""
+    config_path = os.path.join(os.path.dirname(path), "config.json")
+    if not os.path.exists(config_path):
+        return None
+    with open(config_path) as f:
+        return json.load(f)
+
+
+def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: dict,
+                   config: dict | None = None) -> None:
+    """Writes the encoder's parameters, its card and how to rebuild it (collective call).
 
     Args:
         path: output directory (created; an existing export there is replaced).
@@ -103,6 +115,8 @@ def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: d
         model_kwargs: keyword arguments of `Encoder(...)` without `rngs`
             (n_chans, n_times, variant, attention).
         extra: JSON-serializable provenance: ch_names, fs (Hz), window_s (s), step, ...
+        config: the run's config for the card; None = the `config.json` beside `path`
+            (WORKDIR/config.json for WORKDIR/encoder), if any.
     """
     path = os.path.abspath(path)
     clash = set(model_kwargs) & set(extra)
@@ -115,6 +129,8 @@ def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: d
         checkpointer.save(os.path.join(path, ENCODER_PARAMS), params, force=True)
         checkpointer.wait_until_finished()
     if jax.process_index() == 0:
+        card.write_card(path, dict(model_kwargs, **extra),
+                        _run_config(path) if config is None else config)
         _write_json_atomically(os.path.join(path, ENCODER_JSON),
                                dict(model_kwargs=dict(model_kwargs), extra=dict(extra)))
 
@@ -125,7 +141,7 @@ def is_exported(path: str) -> bool:
 
 
 def load_encoder(path: str) -> tuple[Encoder, dict]:
-    """Rebuilds an exported encoder on the default device.
+    """Rebuilds an exported encoder on the default device (public as mdjpt_jax.load_encoder).
 
     Returns:
         (encoder, info): info = model_kwargs merged with extra (n_chans, n_times, variant,

@@ -116,7 +116,8 @@ def _embed(encoder: Encoder, x: jax.Array) -> jax.Array:
 
 
 def learned_features(encoder: Encoder, trials: list, table: dict, *, window: int,
-                     windows_per_block: int, blocks_per_call: int, seed: int) -> np.ndarray:
+                     windows_per_block: int, blocks_per_call: int, seed: int,
+                     progress: bool = True) -> np.ndarray:
     """[N, D] encoder features; each call holds [S, W] windows of one subject only.
 
     Args:
@@ -125,6 +126,7 @@ def learned_features(encoder: Encoder, trials: list, table: dict, *, window: int
         window: T samples (must equal encoder.n_times).
         windows_per_block, blocks_per_call: W and S of a call.
         seed: the per-subject window order (seed + subject).
+        progress: show a progress bar.
     """
     n = len(table["start"])
     out = np.full((n, encoder.feature_dim), np.nan, np.float32)
@@ -137,7 +139,7 @@ def learned_features(encoder: Encoder, trials: list, table: dict, *, window: int
             padding = (chunk[0][0], np.zeros_like(chunk[0][1]))   # computed, never kept
             chunk = chunk + [padding] * (blocks_per_call - len(chunk))
             calls.append([(rows[pos], keep) for pos, keep in chunk])
-    for call in tqdm(calls, desc="embed", unit="call"):
+    for call in tqdm(calls, desc="embed", unit="call", disable=not progress):
         x = np.stack([gather_windows(trials, table, r, window) for r, _ in call])
         feats = np.asarray(_embed(encoder, jnp.asarray(x)))           # [S, W, D]
         for (r, keep), f in zip(call, feats):

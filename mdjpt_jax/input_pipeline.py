@@ -99,7 +99,8 @@ def _metadata(dataset: str, info) -> dict:
     missing = [k for k in ("channel_names", "sampling_rate", "label_names") if k not in meta]
     if missing:
         raise ValueError(f"{dataset} ({info.data_dir}): info.metadata lacks {missing}")
-    return dict(dataset=dataset, ch_names=[c.upper() for c in meta["channel_names"]],
+    return dict(dataset=dataset,
+                ch_names=[channels.normalize_name(c) for c in meta["channel_names"]],
                 fs=float(meta["sampling_rate"]), label_names=list(meta["label_names"]),
                 valence_names=list(meta.get("valence_names", [])),
                 label_to_valence=dict(meta.get("label_to_valence", {})))

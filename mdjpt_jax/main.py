@@ -2,16 +2,19 @@
 
     python -m mdjpt_jax.main --config=configs/pretrain.py:synthetic --workdir=runs/pretrain
     python -m mdjpt_jax.main --mode=all --config=configs/demo.py --workdir=runs/demo
+    python -m mdjpt_jax.main --mode=embed --encoder=DIR --input=REC.edf --output=OUT.npz
 
 Any config field can be overridden: `--config.train.steps=50`. Modes: pretrain (default),
-extract, probe, report, all (the whole experiment). Multi-process launches (SLURM, TPU
-pods, explicit --coordinator_address) start jax.distributed first; see launch/.
+extract, probe, finetune, report, all (the whole experiment), and embed (a recording
+`mne.io.read_raw` opens, or a BIDS root with --bids_subject/--bids_task; no config).
+Multi-process launches (SLURM, TPU pods, explicit --coordinator_address) start
+jax.distributed first; see launch/.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("pretrain", "extract", "probe", "report", "all")
+MODES = ("pretrain", "extract", "probe", "finetune", "report", "all", "embed")
 
 config_flags.DEFINE_config_file("config", None, "configs/<name>.py[:ARG] file.",
                                 lock_config=True)
@@ -21,7 +24,12 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (explic
                     "multi-process runs only; SLURM and TPU pods are detected).")
 flags.DEFINE_integer("num_processes", None, "Process count (with --coordinator_address).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string("encoder", None, "embed: exported encoder directory.")
+flags.DEFINE_string("input", None, "embed: a recording file, or a BIDS root.")
+flags.DEFINE_string("output", None, "embed: the .npz to write.")
+flags.DEFINE_string("bids_subject", None, "embed: BIDS subject label (input is a BIDS root).")
+flags.DEFINE_string("bids_task", None, "embed: BIDS task label.")
+flags.DEFINE_string("bids_session", None, "embed: BIDS session label, if any.")
 FLAGS = flags.FLAGS
 
 
@@ -30,15 +38,9 @@ def dispatch(mode: str, config, workdir: str):
     if mode == "pretrain":
         from mdjpt_jax import train
         return train.run(config, workdir)
-    if mode == "extract":
-        from mdjpt_jax import extract
-        return extract.run(config, workdir)
-    if mode == "probe":
-        from mdjpt_jax import probe
-        return probe.run(config, workdir)
-    if mode == "report":
-        from mdjpt_jax import report
-        return report.run(config, workdir)
+    if mode in ("extract", "probe", "finetune", "report"):
+        import importlib
+        return importlib.import_module(f"mdjpt_jax.{mode}").run(config, workdir)
     from mdjpt_jax import experiment
     return experiment.run_all(config, workdir)
 
@@ -48,6 +50,16 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:  # Orbax and TFDS log every file at INFO.
         logging.set_verbosity(logging.WARNING)
+    if FLAGS.mode == "embed":
+        if not (FLAGS.encoder and FLAGS.input and FLAGS.output):
+            raise app.UsageError("--mode=embed needs --encoder, --input and --output")
+        from mdjpt_jax import embedding
+        embedding.run(encoder=FLAGS.encoder, input_path=FLAGS.input, output=FLAGS.output,
+                      bids_subject=FLAGS.bids_subject, bids_task=FLAGS.bids_task,
+                      bids_session=FLAGS.bids_session)
+        return
+    if FLAGS.config is None or FLAGS.workdir is None:
+        raise app.UsageError(f"--mode={FLAGS.mode} needs --config and --workdir")
     from mdjpt_jax import distributed  # After flag parsing: importing jax is slow.
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     dispatch(FLAGS.mode, FLAGS.config, FLAGS.workdir)

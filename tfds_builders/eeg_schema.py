@@ -13,11 +13,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tfds_builders.preprocessing import BAND, TARGET_FS
+
 VALENCE_NAMES = ("negative", "neutral", "positive")
 NO_VALENCE = -1  # `valence` value for a label that has no valence in its dataset.
-
-TARGET_FS = 125.0  # Hz, rate of the `preprocessed` config.
-BAND = (0.5, 47.0)  # Hz, band-pass of the `preprocessed` config.
 
 
 @dataclasses.dataclass
@@ -44,6 +43,27 @@ def standard_configs(version: str = "1.0.0") -> list[EegConfig]:
       EegConfig(name="raw", version=version, preprocess=False,
                 description="Each trial's EEG channels exactly as stored, native rate, unfiltered."),
   ]
+
+
+def selected_subjects(builder, n_subjects: int) -> list[int]:
+  """0-based positions, in the dataset's official subject order, of the subjects to build.
+
+  Strict by default: all `n_subjects`. A partial build (`tfds_builders.build --subjects`,
+  `build.subset_builder`) sets the builder class's SELECTED_SUBJECTS to 1-based positions
+  (subject k = the k-th subject of the official layout); only their files are then read and
+  required, and records keep the subject index they have in the full dataset.
+
+  Raises:
+    ValueError: a selected position outside 1..n_subjects.
+  """
+  selected = getattr(builder, "SELECTED_SUBJECTS", None)
+  if selected is None:
+    return list(range(n_subjects))
+  outside = sorted(k for k in selected if not 1 <= k <= n_subjects)
+  if outside or not selected:
+    raise ValueError(f"{builder.name}: --subjects {sorted(selected)}: {outside or 'none'} "
+                     f"outside the dataset's subjects 1..{n_subjects}")
+  return sorted({k - 1 for k in selected})
 
 
 def trial_features(n_chans: int, label_names: Sequence[str],

@@ -13,6 +13,15 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
+TARGET_FS = 125.0  # Hz, rate of the `preprocessed` configs (and of the encoders trained on them).
+BAND = (0.5, 47.0)  # Hz, band-pass edges of the `preprocessed` configs.
+
+
+def describe(target_fs: float = TARGET_FS, band: tuple[float, float] = BAND) -> str:
+  """One line stating `preprocess_trial` with these settings (for cards and provenance)."""
+  return (f"per-channel mean removed; polyphase resampling to {target_fs:g} Hz; zero-phase "
+          f"4th-order Butterworth band-pass {band[0]:g}-{band[1]:g} Hz (sosfiltfilt)")
+
 
 def resample(eeg: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
   """Resamples [..., T] from fs to target_fs Hz (polyphase); returns float64 [..., T']."""
@@ -33,9 +42,9 @@ def bandpass(eeg: np.ndarray, fs: float, band: tuple[float, float], order: int =
   return signal.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
 
 
-def preprocess_trial(eeg: np.ndarray, fs: float, *, target_fs: float = 125.0,
-                     band: tuple[float, float] = (0.5, 47.0)) -> np.ndarray:
-  """[C, T] µV at fs Hz -> [C, T'] float32 µV at target_fs Hz, band-passed."""
+def preprocess_trial(eeg: np.ndarray, fs: float, *, target_fs: float = TARGET_FS,
+                     band: tuple[float, float] = BAND) -> np.ndarray:
+  """[..., C, T] µV at fs Hz -> [..., C, T'] float32 µV at target_fs Hz, band-passed."""
   x = np.asarray(eeg, np.float64)
   x = x - x.mean(axis=-1, keepdims=True)
   x = resample(x, fs, target_fs)

@@ -302,6 +302,20 @@ class SeedFamilyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     for index, (key, eeg) in enumerate(mat.read(keys)):
       yield index, key, self._check_trial(eeg, path, key)
 
+  def _selected_subjects(self) -> list[tuple[int, int]]:
+    """(0-based subject index, subject number) of the subjects to build, in SUBJECTS order."""
+    numbers = sorted(self.SUBJECTS)
+    return [(i, numbers[i]) for i in eeg_schema.selected_subjects(self, len(numbers))]
+
+  def _require_subjects(self, found: Mapping[int, object], folder, what: str) -> dict:
+    """`require_subjects` over the selected subjects; returns `found` restricted to them
+    (files of unselected subjects are ignored by a partial build)."""
+    numbers = [number for _, number in self._selected_subjects()]
+    selected = {k: v for k, v in found.items() if k in numbers}
+    require_subjects(found if len(numbers) == len(self.SUBJECTS) else selected, numbers,
+                     folder, what)
+    return selected
+
   @abc.abstractmethod
   def _recording_files(self, manual_dir: str) -> list[RecordingFile]:
     """Checks the expected file set; returns files in (subject, session) order."""

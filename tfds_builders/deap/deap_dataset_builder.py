@@ -66,15 +66,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = dl_manager.manual_dir
+    subjects = eeg_schema.selected_subjects(self, self.N_SUBJECTS)
     paths = [os.path.join(manual_dir, "data_preprocessed_python", f"s{s + 1:02d}.dat")
-             for s in range(self.N_SUBJECTS)]
+             for s in subjects]
     file_readers.require_files(paths)
-    return {"train": self._generate_examples(manual_dir, paths)}
+    return {"train": self._generate_examples(manual_dir, subjects, paths)}
 
-  def _generate_examples(self, manual_dir, paths):
+  def _generate_examples(self, manual_dir, subjects, paths):
     config = self.builder_config
     start = BASELINE_SAMPLES if config.preprocess else 0
-    for subject, path in enumerate(paths):
+    for subject, path in zip(subjects, paths):
       trials, ratings = _read_subject(path, self.N_TIMES)
       source = file_readers.relative(path, manual_dir)
       for t in range(N_TRIALS):

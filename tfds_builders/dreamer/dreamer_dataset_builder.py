@@ -60,7 +60,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, path):
     subjects = _read_file(path)
-    for subject, struct in enumerate(subjects):
+    for subject in eeg_schema.selected_subjects(self, len(subjects)):
+      struct = subjects[subject]
       trials = _subject_trials(struct, path, subject)
       ratings = _subject_ratings(struct, path, subject)
       for clip in range(N_CLIPS):

@@ -66,6 +66,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     root = os.fspath(dl_manager.manual_dir)
     readme = _find_readme(root)
     participants = bids_layout.read_participants(os.path.join(root, "participants.tsv"))
+    participants = [participants[i]
+                    for i in eeg_schema.selected_subjects(self, len(participants))]
     sources = [_subject_sources(root, p) for p in participants]  # Fail early on missing files.
     sequences = bids_layout.parse_sequences(readme)
     return {"train": self._generate_examples(root, sources, sequences)}

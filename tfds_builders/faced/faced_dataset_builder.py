@@ -60,13 +60,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = dl_manager.manual_dir
-    paths = [os.path.join(manual_dir, "Processed_data", f"sub{s:03d}.pkl")
-             for s in range(self.N_SUBJECTS)]
+    subjects = eeg_schema.selected_subjects(self, self.N_SUBJECTS)
+    paths = [os.path.join(manual_dir, "Processed_data", f"sub{s:03d}.pkl") for s in subjects]
     file_readers.require_files(paths)
-    return {"train": self._generate_examples(manual_dir, paths)}
+    return {"train": self._generate_examples(manual_dir, subjects, paths)}
 
-  def _generate_examples(self, manual_dir, paths):
-    for subject, path in enumerate(paths):
+  def _generate_examples(self, manual_dir, subjects, paths):
+    for subject, path in zip(subjects, paths):
       trials = _read_subject(path, self.N_TIMES)
       source = file_readers.relative(path, manual_dir)
       for video in range(N_VIDEOS):

@@ -51,9 +51,9 @@ class Builder(seed_family.SeedFamilyBuilder):
     dates: dict[int, list[int]] = {}
     for subject, date in found:
       dates.setdefault(subject, []).append(date)
-    seed_family.require_subjects(dates, self.SUBJECTS, folder, "<subject>_<date>.mat files")
+    dates = self._require_subjects(dates, folder, "<subject>_<date>.mat files")
     files = []
-    for subject_index, subject in enumerate(sorted(self.SUBJECTS)):
+    for subject_index, subject in self._selected_subjects():
       if len(dates[subject]) != N_SESSIONS:
         validation.fail(folder, f"subject {subject}: expected {N_SESSIONS} session files "
                                 f"{subject}_<date>.mat, found dates {sorted(dates[subject])}")

@@ -54,13 +54,12 @@ class Builder(seed_family.SeedFamilyBuilder):
       by_subject: dict[int, list[str]] = {}
       for (subject, _), path in found.items():
         by_subject.setdefault(subject, []).append(path)
-      seed_family.require_subjects(by_subject, self.SUBJECTS, folder,
-                                   "one <subject>_<date>.mat file")
+      by_subject = self._require_subjects(by_subject, folder, "one <subject>_<date>.mat file")
       for subject, paths in by_subject.items():
         if len(paths) != 1:
           validation.fail(folder, f"subject {subject}: expected one file, found {paths}")
       by_session.append(by_subject)
-    for subject_index, subject in enumerate(sorted(self.SUBJECTS)):
+    for subject_index, subject in self._selected_subjects():
       for session in range(N_SESSIONS):
         files.append(seed_family.RecordingFile(by_session[session][subject][0], subject_index,
                                                session))

@@ -64,9 +64,9 @@ class Builder(seed_family.SeedFamilyBuilder):
         validation.fail(path, f"second file for subject {subject} session {session} "
                               f"(first: {sessions[session]})")
       sessions[session] = path
-    seed_family.require_subjects(by_subject, self.SUBJECTS, folder, "<sub>_<sess>_<date>.cnt")
+    by_subject = self._require_subjects(by_subject, folder, "<sub>_<sess>_<date>.cnt")
     files = []
-    for subject_index, subject in enumerate(sorted(self.SUBJECTS)):
+    for subject_index, subject in self._selected_subjects():
       if sorted(by_subject[subject]) != list(range(1, N_SESSIONS + 1)):
         validation.fail(folder, f"subject {subject}: expected sessions 1..{N_SESSIONS}, found "
                                 f"{sorted(by_subject[subject])}")

@@ -56,9 +56,9 @@ class Builder(seed_family.SeedFamilyBuilder):
   def _recording_files(self, manual_dir):
     folder = os.path.join(manual_dir, "EEG_preprocessed")
     found = {ids[0]: path for ids, path in seed_family.match_files(folder, FILE_NAME).items()}
-    seed_family.require_subjects(found, self.SUBJECTS, folder, "<subject>.mat files")
+    found = self._require_subjects(found, folder, "<subject>.mat files")
     return [seed_family.RecordingFile(found[subject], subject_index)
-            for subject_index, subject in enumerate(sorted(self.SUBJECTS))]
+            for subject_index, subject in self._selected_subjects()]
 
   def _read_file(self, file) -> Iterator[seed_family.StoredTrial]:
     for index, key, eeg in self._numbered_mat_trials(file.path, TRIAL_KEY, N_TRIALS):

@@ -60,7 +60,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self):
     spec, cfg, name = self.spec, self.builder_config, self.builder_config.name
-    for subject in range(spec.n_subjects):
+    for subject in eeg_schema.selected_subjects(self, spec.n_subjects):
       for session in range(spec.n_sessions):
         stimuli = simulation.session_stimuli(spec, cfg.seed, name, session)
         for trial, stimulus in enumerate(stimuli):
