@@ -306,3 +306,24 @@ def test_lsl_stream_survives_a_nan_burst_and_a_gap_then_ends_with_a_summary(
     assert (np.diff(times) > 0).all() and summary["predictions"] == len(times)
     assert (times > times[0] + 6.0 - 1.0).any()                     # resumed after the gap
     assert all(np.isfinite(p.proba).all() for p in result["predictions"])
+
+
+@pytest.mark.slow
+def test_probe_mode_exports_a_stream_probe_from_the_target_dataset(synthetic_data_dir,
+                                                                    encoder_dir, tmp_path):
+    from configs import downstream
+
+    config = downstream.get_config("synthetic")
+    with config.unlocked():
+        config.data_dir = str(synthetic_data_dir)
+        config.mlp.epochs = 2
+    output = streaming.export_probe_from_dataset(config, encoder_dir,
+                                                 str(tmp_path / "p.npz"), hop_s=HOP_S)
+    trained = streaming.load_probe(output)
+    from mdjpt_jax import input_pipeline
+
+    trials, metadata = input_pipeline.load_trials(config.target, config.data_dir, SEED60)
+    assert trained.class_names == list(metadata["label_names"])
+    assert trained.meta["dataset"] == config.target
+    assert trained.meta["n_recordings"] == len(trials)
+    assert trained.settings.hop_tokens == 10 and trained.meta["n_outputs"] > len(trials)
