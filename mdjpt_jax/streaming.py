@@ -655,7 +655,7 @@ def _outlet(name: str, class_names, feature_dim: int | None):
 def run(*, encoder: str, probe_path: str | None, stream_name: str, replay: str | None = None,
         hop_s: float | None = None, emit_features: bool = False, idle_timeout_s: float = 3.0,
         connect_timeout_s: float = 10.0, max_duration_s: float | None = None,
-        replay_chunk: int = 16, keep_input: bool = False, verbose: bool = True) -> dict:
+        replay_chunk: int = 1, keep_input: bool = False, verbose: bool = True) -> dict:
     """--mode=stream: decodes the LSL stream `stream_name` until it disappears.
 
     Args:
@@ -671,7 +671,9 @@ def run(*, encoder: str, probe_path: str | None, stream_name: str, replay: str |
             (decay ** (hop / probe hop) per output).
         idle_timeout_s: no sample for this long = the stream is gone: end with a summary.
         max_duration_s: stop after this long (None = until the stream ends).
-        replay_chunk: samples per LSL chunk of the replay.
+        replay_chunk: samples per LSL chunk of the replay (PlayerLSL stamps a chunk's
+            last sample with the end of its play period, up to one chunk ahead of the
+            push; single samples keep the timestamps, hence the latencies, honest).
         keep_input: return the received samples (µV, stream channel order) and timestamps.
 
     Returns:
