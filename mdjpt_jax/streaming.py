@@ -382,6 +382,8 @@ class StreamDecoder:
             start = 0.0 if self._last is None else self._last[1] + 1.0 / self.fs
             timestamps = start + np.arange(x.shape[1]) / self.fs
         ts = np.asarray(timestamps, np.float64)
+        if ts.shape != (x.shape[1],):
+            raise ValueError(f"{ts.shape} timestamps for {x.shape[1]} samples")
         self.stats["samples"] += x.shape[1]
         finite = np.isfinite(x).all(axis=0)
         if not finite.all():
