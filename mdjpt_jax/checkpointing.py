@@ -140,8 +140,12 @@ def is_exported(path: str) -> bool:
     return os.path.exists(os.path.join(path, ENCODER_JSON))
 
 
-def load_encoder(path: str) -> tuple[Encoder, dict]:
+def load_encoder(path: str, *, attention: str | None = None) -> tuple[Encoder, dict]:
     """Rebuilds an exported encoder on the default device (public as mdjpt_jax.load_encoder).
+
+    `attention` ("global" / "causal") overrides the exported mode: both modes have the
+    same parameters, so a global encoder can be loaded causal for streaming (info then
+    says attention=causal and trained_attention=<the exported mode>).
 
     Returns:
         (encoder, info): info = model_kwargs merged with extra (n_chans, n_times, variant,
@@ -157,7 +161,11 @@ def load_encoder(path: str) -> tuple[Encoder, dict]:
                                 "encoder (pre-training writes WORKDIR/encoder at its end)")
     with open(json_path) as f:
         exported = json.load(f)
-    model_kwargs = exported["model_kwargs"]
+    model_kwargs = dict(exported["model_kwargs"])
+    trained = {}
+    if attention is not None and attention != model_kwargs.get("attention", "global"):
+        trained = dict(trained_attention=model_kwargs.get("attention", "global"))
+        model_kwargs["attention"] = attention
     abstract_model = nnx.eval_shape(lambda: Encoder(**model_kwargs, rngs=nnx.Rngs(params=0)))
     graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -166,4 +174,4 @@ def load_encoder(path: str) -> tuple[Encoder, dict]:
     with ocp.StandardCheckpointer() as checkpointer:
         params = checkpointer.restore(os.path.join(path, ENCODER_PARAMS), target)
     encoder = nnx.merge(graphdef, params, rest)
-    return encoder, dict(model_kwargs, **exported["extra"])
+    return encoder, dict(model_kwargs, **exported["extra"], **trained)

@@ -8,6 +8,7 @@ All are pure JAX functions (jit/vmap-able); the sequential ones use `jax.lax.sca
 """
 
 import math
+from typing import NamedTuple
 
 import chex
 import jax
@@ -53,6 +54,35 @@ def differential_entropy(eeg: jax.Array, fs: float, *, bands=DE_BANDS,
     return 0.5 * jnp.log(2.0 * math.pi * math.e * (var + eps))
 
 
+class RunningMoments(NamedTuple):
+    """Welford moments of the features seen so far: count (= the next time index t),
+    mean [F] and m2 [F] (sum of squared deviations)."""
+
+    count: jax.Array
+    mean: jax.Array
+    m2: jax.Array
+
+
+def running_moments(n_features: int) -> RunningMoments:
+    """Moments before the first step."""
+    zeros = jnp.zeros(n_features, jnp.float32)
+    return RunningMoments(jnp.float32(0.0), zeros, zeros)
+
+
+def running_normalize_step(moments: RunningMoments, x_t: jax.Array, mean: jax.Array,
+                           var: jax.Array, decay: float = 0.99, *, eps: float = 1e-6):
+    """One step of `running_normalize`: (moments including x_t [F], normalized x_t [F])."""
+    t = moments.count
+    count = t + 1.0
+    delta = x_t - moments.mean
+    run_mean = moments.mean + delta / count
+    run_m2 = moments.m2 + delta * (x_t - run_mean)
+    weight = decay ** t
+    mu = weight * mean + (1.0 - weight) * run_mean
+    sigma2 = weight * var + (1.0 - weight) * run_m2 / count
+    return RunningMoments(count, run_mean, run_m2), (x_t - mu) / jnp.sqrt(sigma2 + eps)
+
+
 def running_normalize(x: jax.Array, mean: jax.Array, var: jax.Array, decay: float = 0.99,
                       *, eps: float = 1e-6) -> jax.Array:
     """Causal standardization blending prior statistics with the running ones.
@@ -65,7 +95,8 @@ def running_normalize(x: jax.Array, mean: jax.Array, var: jax.Array, decay: floa
         out_t = (x_t - mu_t) / sqrt(var_t + eps)
 
     so at t = 0 only the prior is used and it fades out geometrically. Running moments
-    are Welford updates inside `jax.lax.scan` (stable in float32).
+    are Welford updates (`running_normalize_step`, which an online decoder calls one
+    step at a time) inside `jax.lax.scan` (stable in float32).
 
     Args:
         x: [T, F] features in time order (one subject-session).
@@ -79,23 +110,11 @@ def running_normalize(x: jax.Array, mean: jax.Array, var: jax.Array, decay: floa
     """
     chex.assert_rank(x, 2)
     chex.assert_shape([mean, var], (x.shape[1],))
-    x = x.astype(jnp.float32)
 
-    def step(carry, inputs):
-        count, run_mean, run_m2 = carry
-        x_t, t = inputs
-        count = count + 1.0
-        delta = x_t - run_mean
-        run_mean = run_mean + delta / count
-        run_m2 = run_m2 + delta * (x_t - run_mean)
-        weight = decay ** t
-        mu = weight * mean + (1.0 - weight) * run_mean
-        sigma2 = weight * var + (1.0 - weight) * run_m2 / count
-        return (count, run_mean, run_m2), (x_t - mu) / jnp.sqrt(sigma2 + eps)
+    def step(moments, x_t):
+        return running_normalize_step(moments, x_t, mean, var, decay, eps=eps)
 
-    zeros = jnp.zeros(x.shape[1], jnp.float32)
-    times = jnp.arange(x.shape[0], dtype=jnp.float32)
-    _, out = jax.lax.scan(step, (jnp.float32(0.0), zeros, zeros), (x, times))
+    _, out = jax.lax.scan(step, running_moments(x.shape[1]), x.astype(jnp.float32))
     return out
 
 

@@ -3,10 +3,14 @@
     python -m mdjpt_jax.main --config=configs/pretrain.py:synthetic --workdir=runs/pretrain
     python -m mdjpt_jax.main --mode=all --config=configs/demo.py --workdir=runs/demo
     python -m mdjpt_jax.main --mode=embed --encoder=DIR --input=REC.edf --output=OUT.npz
+    python -m mdjpt_jax.main --mode=stream --encoder=DIR --probe=P.npz --stream_name=EEG
 
 Any config field can be overridden: `--config.train.steps=50`. Modes: pretrain (default),
 extract, probe, finetune, report, all (the whole experiment), and embed (a recording
-`mne.io.read_raw` opens, or a BIDS root with --bids_subject/--bids_task; no config).
+`mne.io.read_raw` opens, or a BIDS root with --bids_subject/--bids_task; no config), and
+stream (decode the LSL stream --stream_name live, or --replay=FILE played as that stream;
+no config). `--mode=probe --stream_probe=P.npz --encoder=DIR` exports the stream's probe
+(trained on the causal pipeline's features of config.target) instead of probing.
 Multi-process launches (SLURM, TPU pods, explicit --coordinator_address) start
 jax.distributed first; see launch/.
 """
@@ -14,7 +18,7 @@ jax.distributed first; see launch/.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("pretrain", "extract", "probe", "finetune", "report", "all", "embed")
+MODES = ("pretrain", "extract", "probe", "finetune", "report", "all", "embed", "stream")
 
 config_flags.DEFINE_config_file("config", None, "configs/<name>.py[:ARG] file.",
                                 lock_config=True)
@@ -30,6 +34,13 @@ flags.DEFINE_string("output", None, "embed: the .npz to write.")
 flags.DEFINE_string("bids_subject", None, "embed: BIDS subject label (input is a BIDS root).")
 flags.DEFINE_string("bids_task", None, "embed: BIDS task label.")
 flags.DEFINE_string("bids_session", None, "embed: BIDS session label, if any.")
+flags.DEFINE_string("probe", None, "stream: probe file (from --mode=probe --stream_probe).")
+flags.DEFINE_string("stream_name", None, "stream: LSL name of the EEG stream; outputs go "
+                    "to <NAME>-mdjpt.")
+flags.DEFINE_string("replay", None, "stream: play this recording as the stream (PlayerLSL).")
+flags.DEFINE_float("hop_s", None, "stream / stream_probe: output period in s (default 1).")
+flags.DEFINE_bool("emit_features", False, "stream: also send the features on the outlet.")
+flags.DEFINE_string("stream_probe", None, "probe: export the stream probe to this file.")
 FLAGS = flags.FLAGS
 
 
@@ -57,6 +68,21 @@ def main(argv):
         embedding.run(encoder=FLAGS.encoder, input_path=FLAGS.input, output=FLAGS.output,
                       bids_subject=FLAGS.bids_subject, bids_task=FLAGS.bids_task,
                       bids_session=FLAGS.bids_session)
+        return
+    if FLAGS.mode == "stream":
+        if not (FLAGS.encoder and FLAGS.probe and FLAGS.stream_name):
+            raise app.UsageError("--mode=stream needs --encoder, --probe and --stream_name")
+        from mdjpt_jax import streaming
+        streaming.run(encoder=FLAGS.encoder, probe_path=FLAGS.probe,
+                      stream_name=FLAGS.stream_name, replay=FLAGS.replay, hop_s=FLAGS.hop_s,
+                      emit_features=FLAGS.emit_features)
+        return
+    if FLAGS.mode == "probe" and FLAGS.stream_probe:
+        if not (FLAGS.encoder and FLAGS.config):
+            raise app.UsageError("--stream_probe needs --encoder and --config")
+        from mdjpt_jax import streaming
+        streaming.export_probe_from_dataset(FLAGS.config, FLAGS.encoder, FLAGS.stream_probe,
+                                            hop_s=FLAGS.hop_s or streaming.HOP_S)
         return
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError(f"--mode={FLAGS.mode} needs --config and --workdir")

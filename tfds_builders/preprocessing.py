@@ -23,20 +23,30 @@ def describe(target_fs: float = TARGET_FS, band: tuple[float, float] = BAND) -> 
           f"4th-order Butterworth band-pass {band[0]:g}-{band[1]:g} Hz (sosfiltfilt)")
 
 
+def resample_ratio(fs: float, target_fs: float) -> Fraction:
+  """target_fs / fs as the rational up/down factor the polyphase resamplers use."""
+  return Fraction(float(target_fs) / float(fs)).limit_denominator(1000)
+
+
 def resample(eeg: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
   """Resamples [..., T] from fs to target_fs Hz (polyphase); returns float64 [..., T']."""
-  ratio = Fraction(float(target_fs) / float(fs)).limit_denominator(1000)
+  ratio = resample_ratio(fs, target_fs)
   x = np.asarray(eeg, np.float64)
   if ratio == 1:
     return x
   return signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
 
 
-def bandpass(eeg: np.ndarray, fs: float, band: tuple[float, float], order: int = 4) -> np.ndarray:
-  """Zero-phase Butterworth band-pass of [..., T] at fs Hz; returns float64 [..., T]."""
+def bandpass_sos(fs: float, band: tuple[float, float], order: int = 4) -> np.ndarray:
+  """Second-order sections of the Butterworth band-pass (upper edge capped at 0.45 fs)."""
   low, high = band
   high = min(high, 0.45 * fs)
-  sos = signal.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+  return signal.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+
+
+def bandpass(eeg: np.ndarray, fs: float, band: tuple[float, float], order: int = 4) -> np.ndarray:
+  """Zero-phase Butterworth band-pass of [..., T] at fs Hz; returns float64 [..., T]."""
+  sos = bandpass_sos(fs, band, order)
   x = np.asarray(eeg, np.float64)
   padlen = min(3 * (2 * len(sos) + 1), x.shape[-1] - 1)
   return signal.sosfiltfilt(sos, x, axis=-1, padlen=padlen)

@@ -5,7 +5,12 @@ every feature (all axes except windows and time) is standardized with the mean a
 unbiased standard deviation over that block's windows and time steps, then divided by
 (std + 1e-3). The batch layout [S, W, ...] makes the blocks explicit: S subject blocks of
 W windows each, so statistics can never mix subjects.
+
+`running_stratified_norm` replaces the block statistics by running ones for online
+decoding (streaming.py): one subject's stream, statistics of the past only.
 """
+
+from typing import NamedTuple
 
 import chex
 import jax
@@ -40,3 +45,56 @@ def stratified_norm(x: jax.Array, *, time_axis: int = -1, eps: float = STD_EPS) 
     positive = var > 0
     std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
     return (x - mean) / (std + eps)
+
+
+class RunningNormState(NamedTuple):
+    """Streaming statistics of `running_stratified_norm`: count of steps seen (scalar),
+    mean and var [...] per feature (population variance)."""
+
+    count: jax.Array
+    mean: jax.Array
+    var: jax.Array
+
+
+def running_norm_state(feature_shape) -> RunningNormState:
+    """Statistics before the first step (feature_shape = x's shape without the time axis)."""
+    zeros = jnp.zeros(tuple(feature_shape), jnp.float32)
+    return RunningNormState(jnp.float32(0.0), zeros, zeros)
+
+
+def running_stratified_norm(state: RunningNormState, x: jax.Array, *, time_axis: int,
+                            horizon: float, eps: float = STD_EPS):
+    """The online counterpart of `stratified_norm` for one subject's stream.
+
+    Every step t (in time order along `time_axis`) updates the per-feature mean and
+    population variance with weight alpha_t = max(1 / (t + 1), 1 / horizon), then
+    standardizes x_t with them (x_t included), as stratified_norm does: (x - mean) /
+    (std + eps). For the first `horizon` steps this is exactly the cumulative mean and
+    variance of the stream so far (Welford); afterwards an exponential moving average
+    with time constant `horizon` steps, so slow drifts (electrode impedance, fatigue)
+    are followed instead of averaged over hours.
+
+    Args:
+        state: from `running_norm_state` or the previous call.
+        x: [..., N, ...] with N steps along `time_axis`; features = the other axes.
+        time_axis: the time axis of x.
+        horizon: steps after which the weights stop shrinking (>= 1).
+        eps: added to the standard deviation.
+
+    Returns:
+        (state after the N steps, normalized x of x's shape).
+    """
+    steps = jnp.moveaxis(x.astype(jnp.float32), time_axis, 0)
+    chex.assert_shape(state.mean, steps.shape[1:])
+
+    def step(carry, x_t):
+        count, mean, var = carry
+        count = count + 1.0
+        alpha = jnp.maximum(1.0 / count, 1.0 / horizon)
+        delta = x_t - mean
+        mean = mean + alpha * delta
+        var = (1.0 - alpha) * (var + alpha * jnp.square(delta))
+        return RunningNormState(count, mean, var), (x_t - mean) / (jnp.sqrt(var) + eps)
+
+    state, out = jax.lax.scan(step, state, steps)
+    return state, jnp.moveaxis(out, 0, time_axis)
