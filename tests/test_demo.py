@@ -36,7 +36,9 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
     assert set(methods) == {"de", "random", "single", "joint", "joint_no_cda"}
     for entry in methods.values():
         for protocol in ("few_shot", "zero_shot"):
-            assert 0.0 <= entry[protocol]["accuracy"]["mean"] <= 1.0
+            assert 0.0 <= entry[protocol]["metrics"]["accuracy"]["mean"] <= 1.0
+            assert set(entry[protocol]["per_seed"]) == {"0", "1"}        # the tiny preset's seeds
+        assert set(entry["retrieval"]) == {f"synthetic_emotion/d{i}" for i in range(3)}
     assert "| Joint (mdJPT) |" in out                                  # the table is printed
     again = run_all(workdir, data_dir)
     assert "already exported" in again and "[extract] cached" in again
