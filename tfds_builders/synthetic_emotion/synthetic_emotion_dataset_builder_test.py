@@ -64,11 +64,16 @@ class TestContract(testing.BuilderContract):
 
 
 def test_every_dataset_has_negative_and_positive_labels_and_distinct_design():
-  designs = set()
+  designs = {code: set() for code in simulation.EMOTION_CODES}
   for name, spec in simulation.DATASETS.items():
     assert {0, 2} <= {simulation.valence_class(label) for label in spec.labels}, name
-    designs.add((spec.channels, spec.fs, spec.labels))
-  assert len(designs) == len(simulation.DATASETS) == 6
+    designs[spec.emotion_code].add((spec.channels, spec.fs, spec.labels))
+  assert len(designs["band_power"]) == 6 and len(designs["modulation"]) == 4
+  assert len(simulation.DATASETS) == 10
+  for i in range(4):  # the known-answer configs repeat d0-d3's designs, coded differently
+    d, k = simulation.DATASETS[f"d{i}"], simulation.DATASETS[f"k{i}"]
+    assert (d.channels, d.fs, d.labels) == (k.channels, k.fs, k.labels)
+    assert (k.emotion_code, k.subject_mixing > 0, k.dataset_shift > 0) == ("modulation", True, True)
 
 
 def test_records_equal_documented_simulation_and_preprocessing(synthetic_data_dir):
