@@ -60,6 +60,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             config.seeds = (0, 1)
             config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
             config.mlp.epochs = 3
+            config.finetune.epochs = 1
             config.report.tsne_windows_per_dataset = 60
             config.report.cda_windows_per_subject = 8
             for run in config.pretrain_runs.values():

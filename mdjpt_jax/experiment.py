@@ -6,14 +6,15 @@
 2. pretrain: one `train.run` per entry of `config.pretrain_runs` (joint, single-dataset,
    joint without CDA) and per seed of `config.seeds`, in WORKDIR/runs/<name>/seed<k>; a
    run whose encoder is exported is done;
-3. extract, 4. probe, 5. report: the downstream entry points on the same config (each
-   re-uses what is already on disk for identical inputs).
+3. extract, 4. probe, 5. finetune (config.finetune.methods; skipped when empty), 6. report:
+   the downstream entry points on the same config (each re-uses what is already on disk
+   for identical inputs).
 Re-running the same command therefore resumes where it stopped.
 """
 
 import time
 
-from mdjpt_jax import checkpointing, extract, probe, report, train, workdir
+from mdjpt_jax import checkpointing, extract, finetune, probe, report, train, workdir
 
 
 def pretrain_all(runs: dict, seeds, root: str) -> None:
@@ -40,6 +41,7 @@ def run_all(config, root: str) -> dict:
         ("pretrain", lambda: pretrain_all(config.pretrain_runs, config.seeds, root)),
         ("extract", lambda: extract.run(config, root)),
         ("probe", lambda: probe.run(config, root)),
+        ("finetune", lambda: finetune.run(config, root) if config.finetune.methods else None),
         ("report", lambda: report.run(config, root)),
     )
     summary, total = None, time.perf_counter()

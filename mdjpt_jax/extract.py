@@ -264,7 +264,7 @@ def method_encoder(method: str, run: str, seed: int) -> tuple:
     return random_encoder(kwargs, seed), info
 
 
-def _method_inputs(method: str, seed: int, config, root: str) -> dict:
+def method_inputs(method: str, seed: int, config, root: str) -> dict:
     """Encoder (None for DE), its provenance info, channels, rate and windowing of a method."""
     ex = config.extract
     if method == "de":
@@ -290,7 +290,7 @@ def run(config, root: str):
     for method in config.methods:
         seeds = sorted({workdir.feature_seed(method, seed) for seed in config.seeds})
         for seed in seeds:
-            inputs = _method_inputs(method, seed, config, root)
+            inputs = method_inputs(method, seed, config, root)
             for dataset in [config.target] + list(config.sources):
                 centroids = (workdir.centroid_path(root, method, seed, dataset)
                              if method in config.report.cda_methods else None)

@@ -17,8 +17,8 @@ channel_encoder.read_in, each MLLA block, channel_encoder.read_out, mixer, dynam
 projector is unused downstream and frozen); `layer_decay` = layer-wise learning-rate decay:
 the layer at depth d below the head learns at learning_rate * layer_decay**d.
 
-Output: WORKDIR/finetune/<method>.json and WORKDIR/finetune/results.json ({method: result});
-a result holds per-fold `finetuned` and `frozen` (the same head, encoder frozen, same
+Output: WORKDIR/finetune/<method>/seed<k>.json (one per pre-training seed) and
+WORKDIR/finetune/results.json ({method: {seed: result}}); a result holds per-fold `finetuned` and `frozen` (the same head, encoder frozen, same
 steps) metrics, their summaries, and `improved_over_frozen` (mean balanced accuracy).
 """
 
@@ -32,7 +32,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from mdjpt_jax import extract, input_pipeline, probe
+from mdjpt_jax import extract, input_pipeline, probe, workdir
 from mdjpt_jax.models import Encoder
 
 FROZEN = "projector"  # encoder parts never trained downstream
@@ -215,32 +215,50 @@ def finetune_method(encoder: Encoder, trials: list, table: dict, *, n_classes: i
     return dict(k=k, seed=seed, folds=folds, summary=summary, improved_over_frozen=improved)
 
 
-def run(config, workdir: str) -> dict:
-    """--mode=finetune: every method of config.finetune.methods on config.target."""
-    ft, ex = config.finetune, config.extract
+def run(config, root: str) -> dict:
+    """--mode=finetune: every method of config.finetune.methods and seed of config.seeds on
+    config.target; writes ROOT/finetune/<method>/seed<k>.json and ROOT/finetune/results.json
+    ({method: {seed: result}}). A result file is re-used when its settings, protocol and
+    encoder are unchanged."""
+    ft = config.finetune
     settings = dict(hidden=list(config.mlp.hidden), dropout=config.mlp.dropout,
                     learning_rate=ft.learning_rate, weight_decay=ft.weight_decay,
                     layer_decay=ft.layer_decay, epochs=ft.epochs, train_layers=ft.train_layers,
                     windows_per_block=ft.windows_per_block, blocks_per_step=ft.blocks_per_step)
+    protocol = dict(target=config.target, k=config.fewshot.k, n_folds=config.fewshot.n_folds,
+                    seed=config.probe_seed, step_s=config.extract.step_s)
     results = {}
     for method in ft.methods:
-        encoder, info = extract.load_method_encoder(
-            method, encoders=config.encoders, random_like=ex.random_like,
-            random_seed=ex.random_seed, workdir=workdir)
-        fs = float(info["fs"])
-        trials, metadata = input_pipeline.load_trials(config.target, config.data_dir,
-                                                      info["ch_names"], fs=fs)
-        table = extract.window_table(trials, encoder.n_times, int(round(ex.step_s * fs)))
-        result = finetune_method(encoder, trials, table, n_classes=len(metadata["label_names"]),
-                                 k=config.fewshot.k, n_folds=config.fewshot.n_folds,
-                                 seed=config.probe_seed, settings=settings)
-        results[method] = dict(method=method, target=config.target, settings=settings,
-                               encoder=info, class_names=list(metadata["label_names"]),
-                               **result)
-        probe._write_json(os.path.join(workdir, "finetune", f"{method}.json"), results[method])
-        verdict = "improved over" if result["improved_over_frozen"] else "did NOT improve over"
-        print(f"[finetune] {method}: fine-tuning {verdict} the frozen encoder "
-              f"(balanced accuracy {result['summary']['finetuned']['balanced_accuracy']['mean']:.3f}"
-              f" vs {result['summary']['frozen']['balanced_accuracy']['mean']:.3f})", flush=True)
-    probe._write_json(os.path.join(workdir, "finetune", "results.json"), results)
+        results[method] = {}
+        for seed in config.seeds:
+            path = workdir.finetune_path(root, method, seed)
+            inputs = extract.method_inputs(method, seed, config, root)
+            key = workdir.canonical(dict(settings=settings, protocol=protocol,
+                                         encoder=inputs["info"]))
+            if os.path.exists(path):
+                cached = workdir.read_json(path)
+                if {k: cached.get(k) for k in key} == key:
+                    results[method][str(seed)] = cached
+                    print(f"[finetune] cached {path}")
+                    continue
+            encoder, fs = inputs["encoder"], inputs["fs"]
+            trials, metadata = input_pipeline.load_trials(config.target, config.data_dir,
+                                                          inputs["ch_names"], fs=fs)
+            table = extract.window_table(trials, encoder.n_times,
+                                         int(round(inputs["step_s"] * fs)))
+            result = finetune_method(encoder, trials, table,
+                                     n_classes=len(metadata["label_names"]),
+                                     k=config.fewshot.k, n_folds=config.fewshot.n_folds,
+                                     seed=config.probe_seed, settings=settings)
+            result = workdir.canonical(dict(key, method=method, pretrain_seed=seed,
+                                            class_names=list(metadata["label_names"]),
+                                            **result))
+            workdir.write_json(path, result)
+            results[method][str(seed)] = result
+            summary = result["summary"]
+            verdict = "improved over" if result["improved_over_frozen"] else "did NOT improve over"
+            print(f"[finetune] {method} seed {seed}: fine-tuning {verdict} the frozen encoder "
+                  f"(balanced accuracy {summary['finetuned']['balanced_accuracy']['mean']:.3f}"
+                  f" vs {summary['frozen']['balanced_accuracy']['mean']:.3f})", flush=True)
+    workdir.write_json(workdir.finetune_results_path(root), results)
     return results

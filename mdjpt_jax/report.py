@@ -134,8 +134,35 @@ def retrieval_markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def finetune_table(results: dict) -> dict:
+    """{method: {seed: finetune result}} -> {method: {finetuned, frozen: {metric: {mean, std}}
+    across seeds of the fold means, improved: seeds where fine-tuning beat the frozen head,
+    seeds}}."""
+    table = {}
+    for method, per_seed in results.items():
+        entry = {name: {m: _mean_std([r["summary"][name][m]["mean"] for r in per_seed.values()])
+                        for m in METRICS} for name in ("finetuned", "frozen")}
+        entry["improved"] = sum(bool(r["improved_over_frozen"]) for r in per_seed.values())
+        entry["seeds"] = sorted(per_seed, key=int)
+        table[method] = entry
+    return table
+
+
+def finetune_markdown(table: dict, *, k: int) -> str:
+    """Fine-tuned encoder + head against the same head on the frozen encoder (same folds)."""
+    lines = [f"### Fine-tuning on {k} labelled subject(s) vs the frozen encoder (same folds, "
+             "same head)", "", "| Method | seeds | Balanced acc. fine-tuned | frozen | "
+             "AUROC fine-tuned | frozen | seeds improved |", "|---" * 7 + "|"]
+    for method, entry in table.items():
+        cells = [f"{entry[name][m]['mean']:.3f} ± {entry[name][m]['std']:.3f}"
+                 for m in ("balanced_accuracy", "auroc") for name in ("finetuned", "frozen")]
+        lines.append(f"| {_title(method)} | {len(entry['seeds'])} | " + " | ".join(cells)
+                     + f" | {entry['improved']}/{len(entry['seeds'])} |")
+    return "\n".join(lines)
+
+
 def results_markdown(table: dict, *, target: str, k: int, n_folds: int,
-                     cda_ratios: dict | None = None) -> str:
+                     cda_ratios: dict | None = None, finetune: dict | None = None) -> str:
     """Both protocols' tables, retrieval and CDA ratios, with a line describing each."""
     parts = [f"## Downstream results on `{target}`", "",
              "Mean ± std across pre-training seeds (each seed: mean over folds).", "",
@@ -146,6 +173,8 @@ def results_markdown(table: dict, *, target: str, k: int, n_folds: int,
         parts += ["", markdown_table(table, "zero_shot",
                                      "Zero-shot: negative vs positive, classifier trained "
                                      "on the other datasets")]
+    if finetune:
+        parts += ["", finetune_markdown(finetune, k=k)]
     retrieval_text = retrieval_markdown(table)
     if retrieval_text:
         parts += ["", retrieval_text]
@@ -312,10 +341,14 @@ def run(config, root: str) -> dict:
                    f"{_title(method)}: few-shot, seed {first_seed}, all folds",
                    os.path.join(out_dir, "confusion.png"))
 
+    finetune = None
+    if os.path.exists(workdir.finetune_results_path(root)):
+        finetune = finetune_table(workdir.read_json(workdir.finetune_results_path(root)))
     markdown = results_markdown(table, target=config.target, k=config.fewshot.k,
-                                n_folds=config.fewshot.n_folds, cda_ratios=ratios)
+                                n_folds=config.fewshot.n_folds, cda_ratios=ratios,
+                                finetune=finetune)
     summary = dict(target=config.target, seeds=list(config.seeds), methods=table,
-                   cda_between_within=ratios)
+                   cda_between_within=ratios, finetune=finetune)
     workdir.write_json(os.path.join(out_dir, "results.json"), summary)
     workdir.write_text(os.path.join(out_dir, "results.md"), markdown)
     print(markdown)

@@ -92,6 +92,14 @@ def probe_results_path(workdir: str) -> str:
     return os.path.join(workdir, "probe", "results.json")
 
 
+def finetune_path(workdir: str, method: str, seed: int) -> str:
+    return os.path.join(workdir, "finetune", method, f"seed{seed}.json")
+
+
+def finetune_results_path(workdir: str) -> str:
+    return os.path.join(workdir, "finetune", "results.json")
+
+
 def report_dir(workdir: str) -> str:
     return os.path.join(workdir, "report")
 

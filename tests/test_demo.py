@@ -40,7 +40,9 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
             assert set(entry[protocol]["per_seed"]) == {"0", "1"}        # the tiny preset's seeds
         assert set(entry["retrieval"]) == {f"synthetic_emotion/d{i}" for i in range(3)}
     assert "| Joint (mdJPT) |" in out                                  # the table is printed
+    assert set(summary["finetune"]["joint"]["seeds"]) == {"0", "1"}     # fine-tuned per seed
+    assert "Fine-tuning on" in (report_dir / "results.md").read_text()
     again = run_all(workdir, data_dir)
     assert "already exported" in again and "[extract] cached" in again
-    assert "[probe] cached" in again
+    assert "[probe] cached" in again and "[finetune] cached" in again
     assert json.loads((report_dir / "results.json").read_text())["methods"] == methods

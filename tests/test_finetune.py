@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from configs import downstream
-from mdjpt_jax import channels, checkpointing, extract, finetune, input_pipeline, probe
+from mdjpt_jax import channels, checkpointing, extract, finetune, input_pipeline, probe, workdir
 from mdjpt_jax.models import Encoder
 
 CH_NAMES = channels.UNIFIED_SETS["standard_1020"]
@@ -85,33 +85,41 @@ def test_test_subjects_never_reach_training(target):
 
 
 @pytest.mark.slow
-def test_run_writes_results_beside_the_frozen_baseline(synthetic_data_dir, tmp_path):
-    workdir = tmp_path / "work"
-    encoder_dir = workdir / "runs" / "joint" / "encoder"
-    checkpointing.export_encoder(str(encoder_dir), Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(0)),
-                                 model_kwargs=MODEL_KWARGS,
-                                 extra=dict(ch_names=CH_NAMES, fs=125.0, window_s=2.0, step=0))
+def test_run_writes_results_beside_the_frozen_baseline(synthetic_data_dir, tmp_path, capsys):
+    root = tmp_path / "work"
+    for seed in (0, 1):   # the pre-training runs of two seeds (workdir.run_dir layout)
+        checkpointing.export_encoder(
+            workdir.encoder_dir(workdir.run_dir(str(root), "joint", seed)),
+            Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(seed)), model_kwargs=MODEL_KWARGS,
+            extra=dict(ch_names=CH_NAMES, fs=125.0, window_s=2.0, step=0))
     config = downstream.get_config("synthetic")
     with config.unlocked():
         config.data_dir = str(synthetic_data_dir)
+        config.seeds = (0, 1)
         config.fewshot.n_folds = 2
-        config.extract.step_s = 2.0
+        config.extract.window_s, config.extract.step_s = 2.0, 2.0
         config.mlp.hidden = (16,)
         config.finetune.epochs = 2
         config.finetune.windows_per_block = 16
-    results = finetune.run(config, str(workdir))
-    with open(workdir / "finetune" / "joint.json") as f:
-        written = json.load(f)
-    assert written == json.loads(json.dumps(results["joint"]))
-    assert os.path.exists(workdir / "finetune" / "results.json")
-    folds = written["folds"]
-    expected = probe.subject_folds(np.arange(8), config.fewshot.k, 2, config.probe_seed)
-    assert [(f["train_subjects"], f["test_subjects"]) for f in folds] == \
-        [(list(a), list(b)) for a, b in expected]
-    for fold in folds:
-        for name in ("finetuned", "frozen"):
-            assert 0.0 <= fold[name]["balanced_accuracy"] <= 1.0
-    summary = written["summary"]
-    assert written["improved_over_frozen"] == (
-        summary["finetuned"]["balanced_accuracy"]["mean"]
-        > summary["frozen"]["balanced_accuracy"]["mean"])
+    results = finetune.run(config, str(root))
+    assert set(results["joint"]) == {"0", "1"}
+    assert workdir.read_json(workdir.finetune_results_path(str(root))) == results
+    for seed in ("0", "1"):
+        written = workdir.read_json(workdir.finetune_path(str(root), "joint", int(seed)))
+        assert written == results["joint"][seed]
+        folds = written["folds"]
+        expected = probe.subject_folds(np.arange(8), config.fewshot.k, 2, config.probe_seed)
+        assert [(f["train_subjects"], f["test_subjects"]) for f in folds] == \
+            [(list(a), list(b)) for a, b in expected]
+        for fold in folds:
+            for name in ("finetuned", "frozen"):
+                assert 0.0 <= fold[name]["balanced_accuracy"] <= 1.0
+        summary = written["summary"]
+        assert written["improved_over_frozen"] == (
+            summary["finetuned"]["balanced_accuracy"]["mean"]
+            > summary["frozen"]["balanced_accuracy"]["mean"])
+    # The seeds' encoders differ, so their fine-tuned results do too.
+    assert results["joint"]["0"]["folds"] != results["joint"]["1"]["folds"]
+    capsys.readouterr()
+    assert finetune.run(config, str(root)) == results             # re-used, not recomputed
+    assert capsys.readouterr().out.count("[finetune] cached") == 2
