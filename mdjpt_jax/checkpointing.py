@@ -96,15 +96,6 @@ def _write_json_atomically(path: str, value: dict) -> None:
     os.replace(temporary, path)
 
 
-def _run_config(path: str) -> dict | None:
-    """The run's config.json beside `path` (train.py writes WORKDIR/config.json), or None."""
-    config_path = os.path.join(os.path.dirname(path), "config.json")
-    if not os.path.exists(config_path):
-        return None
-    with open(config_path) as f:
-        return json.load(f)
-
-
 def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: dict,
                    config: dict | None = None) -> None:
     """Writes the encoder's parameters, its card and how to rebuild it (collective call).
@@ -115,8 +106,7 @@ def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: d
         model_kwargs: keyword arguments of `Encoder(...)` without `rngs`
             (n_chans, n_times, variant, attention).
         extra: JSON-serializable provenance: ch_names, fs (Hz), window_s (s), step, ...
-        config: the run's config for the card; None = the `config.json` beside `path`
-            (WORKDIR/config.json for WORKDIR/encoder), if any.
+        config: the run's config (JSON-able dict) for the card; None = no config section.
     """
     path = os.path.abspath(path)
     clash = set(model_kwargs) & set(extra)
@@ -130,7 +120,7 @@ def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: d
         checkpointer.wait_until_finished()
     if jax.process_index() == 0:
         card.write_card(path, dict(model_kwargs, **extra),
-                        _run_config(path) if config is None else config)
+                        config)
         _write_json_atomically(os.path.join(path, ENCODER_JSON),
                                dict(model_kwargs=dict(model_kwargs), extra=dict(extra)))
 

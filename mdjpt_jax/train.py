@@ -365,7 +365,8 @@ def run(config, directory: str) -> str:
                  fs=settings.loader["fs"], window_s=settings.loader["window_s"],
                  datasets=settings.loader["datasets"], step=step)
     checkpointing.export_encoder(encoder_dir, nnx.merge(graphdef, state.params),
-                                 model_kwargs=settings.model, extra=extra)
+                                 model_kwargs=settings.model, extra=extra,
+                                 config=run_.config_json)
     if jax.process_index() == 0:
         rows = metrics_writer.read_metrics(workdir.metrics_path(directory))
         metrics_writer.plot_learning_curves({os.path.basename(os.path.normpath(directory)): rows},

@@ -71,6 +71,7 @@ def test_cli_pretrains_then_resumes(synthetic_data_dir, tmp_path):
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
     encoder = json.loads((workdir / "encoder" / "encoder.json").read_text())
     assert encoder["extra"]["step"] == 40
+    assert '"steps": 40' in (workdir / "encoder" / "README.md").read_text()   # the run's config
 
 
 @pytest.mark.slow

@@ -19,10 +19,11 @@ MODEL_KWARGS = dict(n_chans=60, n_times=250, variant="tiny", attention="global")
 EXTRA = dict(ch_names=SEED60, fs=125.0, window_s=2.0, step=0, datasets=["none"])
 
 
-def export_tiny_encoder(path, seed=0) -> str:
+def export_tiny_encoder(path, seed=0, config=None) -> str:
     """Exports a random tiny encoder (tests only need the contract, not trained weights)."""
     model = Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=seed))
-    checkpointing.export_encoder(str(path), model, model_kwargs=MODEL_KWARGS, extra=EXTRA)
+    checkpointing.export_encoder(str(path), model, model_kwargs=MODEL_KWARGS, extra=EXTRA,
+                                 config=config)
     return str(path)
 
 
@@ -123,10 +124,8 @@ def test_encoder_card_states_the_contract(encoder_dir):
     assert " ".join(SEED60) in card
     assert "125 Hz" in card and "250 samples = 2 s" in card and "µV" in card
     assert "0.5-47 Hz" in card and "mdjpt_jax.load_encoder" in card
-    assert "Not recorded." in card                       # no config.json beside this export
+    assert "Not recorded." in card                       # exported without a config
     workdir = os.path.dirname(encoder_dir)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write('{"train": {"steps": 123}}')
-    export_tiny_encoder(os.path.join(workdir, "encoder2"))
+    export_tiny_encoder(os.path.join(workdir, "encoder2"), config={"train": {"steps": 123}})
     with open(os.path.join(workdir, "encoder2", "README.md"), encoding="utf-8") as f:
         assert '"steps": 123' in f.read()

@@ -1,7 +1,5 @@
 """finetune.py: fine-tuning on the few-shot folds of the probe, on synthetic data."""
 
-import json
-import os
 
 import jax
 import numpy as np

@@ -109,3 +109,20 @@ def test_plots_are_written(tmp_path):
 def test_smooth_is_a_trailing_mean():
     np.testing.assert_allclose(metrics_writer.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2),
                                [1.0, 2.0, 4.0, 6.0])
+
+
+def test_finetune_table_is_mean_and_std_across_seeds():
+    def result(finetuned, frozen):
+        summary = {name: {m: dict(mean=value, std=0.0) for m in report.METRICS}
+                   for name, value in (("finetuned", finetuned), ("frozen", frozen))}
+        return dict(summary=summary, improved_over_frozen=finetuned > frozen)
+
+    table = report.finetune_table({"joint": {"0": result(0.6, 0.5), "1": result(0.4, 0.5),
+                                             "2": result(0.8, 0.5)}})
+    entry = table["joint"]
+    assert entry["finetuned"]["balanced_accuracy"]["mean"] == pytest.approx(0.6)
+    assert entry["finetuned"]["balanced_accuracy"]["std"] == pytest.approx(np.std([.6, .4, .8]))
+    assert entry["frozen"]["auroc"] == dict(mean=pytest.approx(0.5), std=pytest.approx(0.0))
+    assert entry["improved"] == 2 and entry["seeds"] == ["0", "1", "2"]
+    text = report.finetune_markdown(table, k=2)
+    assert "| Joint (mdJPT) | 3 | 0.600 ± 0.163 | 0.500 ± 0.000 |" in text and "| 2/3 |" in text
