@@ -12,7 +12,7 @@ subject per block):
     *_at_init                the same numbers for the initial (random) parameters
     wall_s                   wall time of the run (compilation included)
 
-    python bench/learning_bench.py --grid knobs --steps 150            # the README's grid
+    python bench/learning_bench.py --grid knobs --steps 100            # the README's grid
     python bench/learning_bench.py --grid "windows_per_pair=4;windows_per_pair=16"
 
 A grid point is `field=value,field=value` over the config's `data`, `optim`, `loss`,
@@ -29,10 +29,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 GRIDS = {
-    # One knob at a time around the synthetic preset.
-    "knobs": ["", "windows_per_pair=4", "windows_per_pair=32", "pairs_per_step=2",
-              "learning_rate=0.003", "learning_rate=0.0003", "temperature=0.2",
-              "variant=paper_narrow", "dataset_reduction=mean", "use_cda=false"],
+    # One knob at a time around the synthetic preset (P=2, M=16, lr 1e-2, temperature 0.2),
+    # and the preset the demo used before this grid (P=8, M=4, lr 1e-3, temperature 0.07).
+    "knobs": ["", "pairs_per_step=8,windows_per_pair=4",
+              "learning_rate=0.003", "learning_rate=0.03", "temperature=0.07",
+              "use_cda=false",
+              "pairs_per_step=8,windows_per_pair=4,learning_rate=0.001,temperature=0.07"],
 }
 
 

@@ -1,6 +1,6 @@
 """Downstream evaluation: extraction, post-processing, few-shot and zero-shot probes, report.
 
-Commands (after pre-training runs exported encoders to WORKDIR/runs/<method>/encoder/):
+Commands (after pre-training runs exported encoders to WORKDIR/runs/<method>/seed<k>/encoder/):
 
     python -m mdjpt_jax.main --mode=extract --config=configs/downstream.py:synthetic --workdir=DIR
     python -m mdjpt_jax.main --mode=probe   --config=configs/downstream.py:synthetic --workdir=DIR

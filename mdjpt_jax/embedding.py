@@ -1,6 +1,6 @@
 """Embedding a user's recording with an exported encoder: `mdjpt_jax.embed` and --mode=embed.
 
-    result = mdjpt_jax.embed(raw, "runs/demo/runs/joint/encoder")
+    result = mdjpt_jax.embed(raw, "runs/demo/runs/joint/seed0/encoder")
     result.features   # [W, D] float32, one row per window
     result.times      # [W] s, window starts from the first sample given
     print(result.report.summary())

@@ -14,6 +14,8 @@ Re-running the same command therefore resumes where it stopped.
 
 import time
 
+import jax
+
 from mdjpt_jax import checkpointing, extract, finetune, probe, report, train, workdir
 
 
@@ -35,6 +37,8 @@ def pretrain_all(runs: dict, seeds, root: str) -> None:
 
 def run_all(config, root: str) -> dict:
     """Runs every stage, printing each stage's wall time; returns report.run's summary."""
+    jax.config.update("jax_compilation_cache_dir", workdir.compilation_cache_dir(root))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     stages = (
         ("data", lambda: train.ensure_datasets(
             [f"{train.SYNTHETIC}/{c}" for c in config.synthetic_configs], config.data_dir)),

@@ -7,7 +7,9 @@ An experiment workdir (`--mode=all`, the demo) holds:
     features/<method>/seed<k>/<dataset>.centroids.npz per-subject CDA centroids (report)
     probe/<method>/seed<k>.json       few-shot / zero-shot results of one feature set
     probe/results.json                every probe result
+    finetune/<method>/seed<k>.json    fine-tuning beside the frozen head; finetune/results.json
     report/                           results.md, results.json, *.png
+    xla_cache/                        XLA's persistent compilation cache (speed only)
 
 A pre-training run directory (`--mode=pretrain`, or one `runs/<method>/seed<k>`) holds
 config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/ (Orbax), encoder/ (the
@@ -102,6 +104,12 @@ def finetune_results_path(workdir: str) -> str:
 
 def report_dir(workdir: str) -> str:
     return os.path.join(workdir, "report")
+
+
+def compilation_cache_dir(workdir: str) -> str:
+    """XLA's persistent compilation cache of an experiment: the runs of one method differ
+    only in their seed, so every seed after the first loads the compiled step."""
+    return os.path.join(workdir, "xla_cache")
 
 
 def is_built(data_dir: str, dataset: str) -> bool:

@@ -27,9 +27,11 @@ def _command(workdir, data_dir, steps, checkpoint_every=10, log_every=5):
 
 
 def _env(cache_dir):
-    """Subprocesses share one persistent XLA cache: only the first compiles the step."""
+    """Subprocesses share one persistent XLA cache: only the first compiles the step. Two
+    simulated devices: the synthetic preset's P = 2 pairs split one per device."""
     return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                XLA_FLAGS="--xla_force_host_platform_device_count=2")
 
 
 def _main(workdir, data_dir, steps, cache_dir, **fields):

@@ -114,8 +114,8 @@ def test_command_line_overrides():
 
 def test_validate_names_the_numbers():
     settings = train.read_config(pretrain.get_config("synthetic"))
-    train.validate(settings, num_devices=8, process_count=1)
-    with pytest.raises(ValueError, match=r"pairs_per_step \(8\) must be divisible by the "
+    train.validate(settings, num_devices=2, process_count=1)
+    with pytest.raises(ValueError, match=r"pairs_per_step \(2\) must be divisible by the "
                                          r"number of devices \(3\)"):
         train.validate(settings, num_devices=3, process_count=1)
     config = pretrain.get_config("synthetic")

@@ -41,6 +41,7 @@ def small_config(data_dir, **train_fields):
     config.data.update(dict(datasets=DATASETS, data_dir=str(data_dir), window_s=2.0,
                             pairs_per_step=8, windows_per_pair=4, num_threads=0, prefetch=0))
     config.optim.update(dict(learning_rate=1e-3, warmup_steps=0))
+    config.loss.temperature = 0.07
     config.train.update(dict(steps=STEPS, log_every=1, checkpoint_every=CHECKPOINT_EVERY,
                              eval_every=0))
     config.train.update(train_fields)
@@ -104,22 +105,21 @@ def test_learning_curve_evaluation_is_logged(synthetic_data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_pretraining_learns_what_extraction_sees(synthetic_data_dir, tmp_path):
-    """The learning test: within 100 steps on the synthetic datasets (a strong shared
-    stimulus-locked signal), cross-subject retrieval of windows embedded OUTSIDE the
-    training batch (one subject per block, as extraction does) rises by >= 0.05 above the
-    initial (random) encoder's, on the features and on the projection."""
+    """The learning test: within 60 steps of the synthetic preset (a strong shared
+    stimulus-locked signal; its lr 1e-2 and temperature 0.2), cross-subject retrieval of
+    windows embedded OUTSIDE the training batch (one subject per block, as extraction does)
+    rises by >= 0.10 above the initial (random) encoder's, on the features and on the
+    projection (bench/learning_bench.py: +0.23 on the features after 50 steps with P = 2)."""
     config = pretrain.get_config("synthetic")
-    # M = 16 windows per pair and lr 3e-3: the settings under which bench/learning_bench.py
-    # measured +0.08 retrieval within 50 steps (M = 4, lr 1e-3: +0.03 in 150 steps).
+    # P = 8 pairs: one per simulated device.
     config.data.update(dict(data_dir=str(synthetic_data_dir), num_threads=0, prefetch=0,
-                            pairs_per_step=8, windows_per_pair=16))
-    config.optim.learning_rate = 3e-3
-    config.train.update(dict(steps=100, eval_every=100, checkpoint_every=100))
+                            pairs_per_step=8))
+    config.train.update(dict(steps=60, eval_every=60, checkpoint_every=60))
     train.run(config, str(tmp_path))
     first, last = [row for row in metric_rows(str(tmp_path)) if EVAL_KEYS[0] in row]
-    assert (first["step"], last["step"]) == (0, 100)
+    assert (first["step"], last["step"]) == (0, 60)
     for key in ("eval/retrieval_features", "eval/retrieval_projection"):
-        assert last[key] >= first[key] + 0.05, (key, first[key], last[key])
+        assert last[key] >= first[key] + 0.10, (key, first[key], last[key])
 
 
 @pytest.mark.slow
