@@ -106,3 +106,33 @@ def test_bf16_training_follows_f32_loss_curve():
 def test_unknown_dtype_is_an_error():
     with pytest.raises(ValueError, match="dtype must be one of"):
         Encoder(N_CHANS, N_TIMES, "tiny", rngs=nnx.Rngs(params=0), dtype="float16")
+
+
+@pytest.mark.slow
+def test_bf16_pretraining_on_synthetic_data_follows_f32(synthetic_data_dir, tmp_path):
+    """train.run on the small synthetic config (2 datasets, P=8 over 8 devices, M=4, tiny
+    encoder, 6 steps, lr 1e-3): the bf16 run's logged losses follow the f32 run's."""
+    from configs import pretrain
+    from mdjpt_jax import checkpointing, metrics_writer, train
+    from mdjpt_jax.workdir import metrics_path
+
+    def loss_curve(dtype):
+        config = pretrain.get_config("synthetic")
+        config.data.update(dict(datasets=("synthetic_emotion/d1", "synthetic_emotion/d2"),
+                                data_dir=str(synthetic_data_dir), pairs_per_step=8,
+                                windows_per_pair=4, num_threads=0, prefetch=0))
+        config.optim.update(dict(learning_rate=1e-3, warmup_steps=0))
+        config.train.update(dict(steps=6, log_every=1, checkpoint_every=6, eval_every=0))
+        config.model.dtype = dtype
+        workdir = str(tmp_path / dtype)
+        encoder_dir = train.run(config, workdir)
+        rows = metrics_writer.read_metrics(metrics_path(workdir))
+        return np.array([row["loss"] for row in rows]), encoder_dir
+
+    want, _ = loss_curve("float32")
+    got, encoder_dir = loss_curve("bfloat16")
+    np.testing.assert_allclose(got, want, rtol=LOSS_CURVE_RTOL)
+    encoder, info = checkpointing.load_encoder(encoder_dir)
+    assert info["dtype"] == "bfloat16"
+    params = jax.tree.leaves(nnx.state(encoder, nnx.Param))
+    assert {leaf.dtype for leaf in params} == {jnp.dtype("float32")}
