@@ -34,6 +34,7 @@ INSTALL_MESSAGE = ("--mode=compile needs the libtpu package (TPU compiler; no TP
                    "Install it into its own venv with `MDJPT_TPU=1 bash scripts/ensure_venv.sh` "
                    "and run with .venv-tpu/bin/python, or `pip install -r requirements-tpu.txt`.")
 GIB = 1024 ** 3
+MEGACORE = ("v4:", "v5p:")  # generations whose JAX device is a two-core chip
 REMEDY = ("lower data.pairs_per_step or data.windows_per_pair, or use "
           "--config.model.dtype=bfloat16 or more chips")
 
@@ -49,9 +50,10 @@ class Chip:
 
 
 # Keyed by jax Device.device_kind. Source: Google Cloud TPU documentation, "TPU versions"
-# system architecture pages (cloud.google.com/tpu/docs/v4, /v5e, /v5p, /v6e), per chip.
+# system architecture pages (cloud.google.com/tpu/docs/v4, /v5e, /v5p, /v6e), per chip:
+# peak bf16 compute and HBM capacity and bandwidth as listed there (GB read as GiB).
 CHIPS = {
-    "TPU v4": Chip("v4", 32 * GIB, 275e12, 1228e9),
+    "TPU v4": Chip("v4", 32 * GIB, 275e12, 1200e9),
     "TPU v5 lite": Chip("v5e", 16 * GIB, 197e12, 819e9),
     "TPU v5": Chip("v5p", 95 * GIB, 459e12, 2765e9),
     "TPU v6 lite": Chip("v6e", 32 * GIB, 918e12, 1640e9),
@@ -67,7 +69,10 @@ def topology_devices(topology: str) -> list:
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
-    return list(topologies.get_topology_desc(topology, "tpu").devices)
+    # v4 and v5p chips have two TensorCores that JAX runs as one device ("megacore"), as
+    # on a real pod; without it libtpu describes one device per core.
+    options = dict(chip_config_name="megacore") if topology.startswith(MEGACORE) else {}
+    return list(topologies.get_topology_desc(topology, "tpu", **options).devices)
 
 
 def compile_step(config, devices: list):
@@ -124,7 +129,7 @@ def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = N
     total = arguments + outputs - aliased + temporaries + code
     cost = _cost(compiled)
     report = dict(
-        chips=chips, hosts=len({d.process_index for d in mesh.devices.flat}),
+        chips=chips, processes=len({d.process_index for d in mesh.devices.flat}),
         device_kind=mesh.devices.flat[0].device_kind,
         dtype=settings.model.get("dtype", "float32"), variant=settings.model["variant"],
         pairs_per_step=loader["pairs_per_step"], pairs_per_chip=pairs_per_chip,
@@ -153,7 +158,7 @@ def format_table(report: dict) -> str:
     def gib(value):
         return f"{value / GIB:.3f} GiB"
 
-    rows = [("topology chips / hosts", f"{report['chips']} / {report['hosts']} "
+    rows = [("chips / processes", f"{report['chips']} / {report['processes']} "
                                         f"({report['device_kind']})"),
             ("model", f"{report['variant']}, compute dtype {report['dtype']}"),
             ("pairs per step / per chip", f"{report['pairs_per_step']} / "

@@ -88,3 +88,12 @@ def test_compiled_step_splits_the_batch_over_the_data_axis():
     assert all(batch_shardings[name] in (None, eeg) for name in program.batch)
     assert all(s.is_fully_replicated for s in jax.tree.leaves(state_shardings))
     assert mesh.devices.size == 4
+
+
+@pytest.mark.tpu_compile
+@pytest.mark.parametrize("topology, chips, chip", [
+    ("v5e:2x2", 4, "v5e"), ("v4:2x2x2", 8, "v4"), ("v5p:2x2x2", 8, "v5p"), ("v6e:2x2", 4, "v6e")])
+def test_topologies_have_one_device_per_chip_and_known_chip_numbers(topology, chips, chip):
+    devices = aot.topology_devices(topology)  # v4 / v5p: megacore, as on a real pod
+    assert len(devices) == chips
+    assert aot.CHIPS[devices[0].device_kind].name == chip
