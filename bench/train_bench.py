@@ -13,6 +13,11 @@ for each case. Cases:
     python bench/train_bench.py --devices 1                     # both cases, 1 device
     python bench/train_bench.py --devices 8 --pairs 8           # 8 simulated CPU devices
     python bench/train_bench.py --cases issue --reps 5
+    python bench/train_bench.py --cases issue --dtypes float32 bfloat16   # mixed precision
+    python bench/train_bench.py --cases demo --windows 2 --reps 1        # quick smoke run
+
+--dtypes runs every case once per compute dtype (model.dtype; bfloat16 = bf16 activations
+and matmuls, float32 parameters and optimizer), side by side in the one JSON.
 
 --devices N > 1 on CPU simulates N devices (XLA_FLAGS, set before jax is imported); on a
 GPU/TPU host the first N real devices are used. The pairs P must be divisible by N
@@ -41,6 +46,10 @@ def _parse():
     parser.add_argument("--pairs", type=int, default=None, help="override P of every case")
     parser.add_argument("--attention", default="global", choices=("global", "causal"))
     parser.add_argument("--reps", type=int, default=3, help="timed warm steps per case")
+    parser.add_argument("--dtypes", nargs="+", default=["float32"],
+                        choices=("float32", "bfloat16"), help="compute dtypes to compare")
+    parser.add_argument("--windows", type=int, default=None,
+                        help="override M (windows per subject) of every case (smaller = quicker)")
     parser.add_argument("--platform", default="cpu", help="JAX_PLATFORMS unless already set")
     return parser.parse_args()
 
@@ -60,9 +69,11 @@ from mdjpt_jax import distributed, optimizer, train_step  # noqa: E402
 from mdjpt_jax.models import Encoder  # noqa: E402
 
 
-def bench_case(name: str, mesh, pairs: int) -> dict:
-    """Compile once, then time `ARGS.reps` warm steps of one case."""
-    case = dict(CASES[name], pairs=pairs)
+def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
+    """Compile once, then time `ARGS.reps` warm steps of one case in one compute dtype."""
+    case = dict(CASES[name], pairs=pairs, dtype=dtype)
+    if ARGS.windows:
+        case["windows"] = ARGS.windows
     n_times = int(case["window_s"] * FS)
     shape = (case["datasets"], pairs, 2, case["windows"], case["n_chans"], n_times)
     info = dict(case=name, **case, n_times=n_times, batch_shape=list(shape),
@@ -72,7 +83,7 @@ def bench_case(name: str, mesh, pairs: int) -> dict:
     except ValueError as error:
         return dict(info, skipped=str(error))
     model = Encoder(case["n_chans"], n_times, case["variant"], ARGS.attention,
-                    rngs=nnx.Rngs(params=0))
+                    rngs=nnx.Rngs(params=0), dtype=dtype)
     opt = optimizer.make_optimizer(learning_rate=5e-4, weight_decay=1e-4, warmup_steps=10,
                                    total_steps=1000)
     graphdef, state = train_step.init_train_state(model, opt, mesh=mesh)
@@ -103,11 +114,12 @@ def main():
     if len(devices) < ARGS.devices:
         raise SystemExit(f"--devices {ARGS.devices}: only {len(devices)} available")
     mesh = distributed.make_mesh(devices)
-    results = [bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"])
-               for name in ARGS.cases]
+    results = [bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"], dtype)
+               for name in ARGS.cases for dtype in ARGS.dtypes]
     print(json.dumps(dict(
         bench="train_step", devices=ARGS.devices, device_kind=devices[0].device_kind,
         platform=devices[0].platform, attention=ARGS.attention, reps=ARGS.reps,
+        dtypes=ARGS.dtypes,
         cpu_count=os.cpu_count(), machine=platform.machine(), jax=jax.__version__,
         results=results), indent=1))
 

@@ -39,6 +39,9 @@ Presets and switches (parsed by configs/common.py::parse_arg):
     attention=global|causal        linear attention over the whole window or causal.
     cda_groups=subject|dataset     one CDA group per subject of each pair, or per dataset.
     cda_centroid=arithmetic|log_euclidean  CDA group mean.
+    --config.model.dtype=bfloat16  mixed precision: activations and matmuls in bfloat16;
+                        parameters, optimizer state, normalization statistics, losses and
+                        the CDA covariances stay float32 (models/mdjpt.py).
 
 Expected runtime and numbers (synthetic, 2 CPU cores, 192 windows per step): on 1 CPU
 device about 0.5-1 s per step after a ~40 s compile, i.e. ~3 min for 200 steps; the summed
@@ -99,7 +102,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.data = _data(arg)
     config.model = ml_collections.ConfigDict(dict(
         variant="paper" if arg.paper else "tiny",   # key of models.VARIANTS
-        attention=arg.attention))                   # "global" | "causal"
+        attention=arg.attention,                    # "global" | "causal"
+        dtype="float32"))  # compute dtype: "bfloat16" = bf16 activations/matmuls, f32 params
     config.loss = ml_collections.ConfigDict(dict(
         temperature=0.07 if arg.paper else 0.2, use_cda=not arg.no_cda, cda_weight=0.01,
         dataset_reduction="sum",  # sum_k NT-Xent_k + w CDA, as the original code ("mean")

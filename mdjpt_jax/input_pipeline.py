@@ -305,6 +305,16 @@ class _DatasetSampler:
             batch["offset"][k, row] = offsets
 
 
+def batch_spec(num_datasets: int, pairs: int, windows_per_pair: int, n_chans: int,
+               window: int) -> dict:
+    """name -> (shape, numpy dtype) of every entry of a batch of `pairs` pairs (module
+    docstring): a host's batch (P_host) or, with the global P, the step's global batch."""
+    k, p, m = num_datasets, pairs, windows_per_pair
+    return {"eeg": ((k, p, 2, m, n_chans, window), np.float32),
+            "subject": ((k, p, 2), np.int32), "stimulus": ((k, p, m), np.int32),
+            "offset": ((k, p, m), np.int32)}
+
+
 class PretrainBatcher:
     """step -> batch dict (see module docstring); a pure function of (seed, step)."""
 
@@ -315,10 +325,8 @@ class PretrainBatcher:
         pairs_per_host = pairs_per_step // process_count
         self.pair_slice = range(process_index * pairs_per_host,
                                 (process_index + 1) * pairs_per_host)
-        k, p, m = len(samplers), pairs_per_host, windows_per_pair
-        self.spec = {"eeg": ((k, p, 2, m, n_chans, window), np.float32),
-                     "subject": ((k, p, 2), np.int32), "stimulus": ((k, p, m), np.int32),
-                     "offset": ((k, p, m), np.int32)}
+        self.spec = batch_spec(len(samplers), pairs_per_host, windows_per_pair, n_chans,
+                               window)
 
     def __call__(self, step: int) -> dict:
         batch = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.spec.items()}

@@ -4,12 +4,14 @@
     python -m mdjpt_jax.main --mode=all --config=configs/demo.py --workdir=runs/demo
     python -m mdjpt_jax.main --mode=embed --encoder=DIR --input=REC.edf --output=OUT.npz
     python -m mdjpt_jax.main --mode=stream --encoder=DIR --probe=P.npz --stream_name=EEG
+    python -m mdjpt_jax.main --mode=compile --config=configs/pretrain.py:paper --topology=v5e:16x16
 
 Any config field can be overridden: `--config.train.steps=50`. Modes: pretrain (default),
 extract, probe, finetune, report, all (the whole experiment), and embed (a recording
 `mne.io.read_raw` opens, or a BIDS root with --bids_subject/--bids_task; no config), and
 stream (decode the LSL stream --stream_name live, or --replay=FILE played as that stream;
-no config). `--mode=probe --stream_probe=P.npz --encoder=DIR` exports the stream's probe
+no config), and compile (ahead-of-time compile of the train step for --topology, no
+workdir, needs libtpu; see aot.py). `--mode=probe --stream_probe=P.npz --encoder=DIR` exports the stream's probe
 (trained on the causal pipeline's features of config.target) instead of probing.
 Multi-process launches (SLURM, TPU pods, explicit --coordinator_address) start
 jax.distributed first; see launch/.
@@ -18,7 +20,8 @@ jax.distributed first; see launch/.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("pretrain", "extract", "probe", "finetune", "report", "all", "embed", "stream")
+MODES = ("pretrain", "extract", "probe", "finetune", "report", "all", "embed", "stream",
+         "compile")
 
 config_flags.DEFINE_config_file("config", None, "configs/<name>.py[:ARG] file.",
                                 lock_config=True)
@@ -40,6 +43,7 @@ flags.DEFINE_string("stream_name", None, "stream: LSL name of the EEG stream; ou
 flags.DEFINE_string("replay", None, "stream: play this recording as the stream (PlayerLSL).")
 flags.DEFINE_float("hop_s", None, "stream / stream_probe: output period in s (default 1).")
 flags.DEFINE_bool("emit_features", False, "stream: also send the features on the outlet.")
+flags.DEFINE_string("topology", None, "compile: TPU topology, e.g. v5e:16x16 or v5p:2x2x2.")
 flags.DEFINE_string("stream_probe", None, "probe: export the stream probe to this file.")
 FLAGS = flags.FLAGS
 
@@ -76,6 +80,12 @@ def main(argv):
         streaming.run(encoder=FLAGS.encoder, probe_path=FLAGS.probe,
                       stream_name=FLAGS.stream_name, replay=FLAGS.replay, hop_s=FLAGS.hop_s,
                       emit_features=FLAGS.emit_features)
+        return
+    if FLAGS.mode == "compile":
+        if not (FLAGS.config and FLAGS.topology):
+            raise app.UsageError("--mode=compile needs --config and --topology")
+        from mdjpt_jax import aot
+        aot.run(FLAGS.config, FLAGS.topology)
         return
     if FLAGS.mode == "probe" and FLAGS.stream_probe:
         if not (FLAGS.encoder and FLAGS.config):

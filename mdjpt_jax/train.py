@@ -204,6 +204,66 @@ def named_keys(seed: int) -> dict:
     return dict(init=init, data=data, step=step)
 
 
+@dataclasses.dataclass(frozen=True)
+class StepProgram:
+    """The jitted train step and the abstract arguments it is compiled for.
+
+    One source for the real run (`setup`) and for ahead-of-time compilation (aot.py):
+    same model, optimizer, mesh, shardings and global batch shapes.
+
+    Attributes:
+        graphdef: the encoder's graph definition.
+        init: key -> the step-0 TrainState (unsharded; `setup` replicates it).
+        step_fn: jitted train_step(state, batch, key) -> (state, metrics).
+        state: TrainState of jax.ShapeDtypeStruct, replicated over the mesh.
+        batch: name -> jax.ShapeDtypeStruct of the global batch (K, P, ...), the pairs
+            (axis 1) split over "data" (input_pipeline.batch_spec with the global P).
+        key: jax.ShapeDtypeStruct of the step key (replicated).
+    """
+
+    graphdef: nnx.GraphDef
+    init: Callable[[jax.Array], train_step.TrainState]
+    step_fn: Callable
+    state: Any
+    batch: dict
+    key: jax.ShapeDtypeStruct
+
+    def lower(self):
+        """`step_fn.lower` on the abstract arguments (no device memory is touched)."""
+        return self.step_fn.lower(self.state, self.batch, self.key)
+
+
+def make_step_program(settings: Settings, mesh: jax.sharding.Mesh) -> StepProgram:
+    """Builds the train step of `settings` on `mesh` and its abstract arguments."""
+    tx = optimizer.make_optimizer(**settings.optim)
+    schedule = optimizer.learning_rate_schedule(**{k: settings.optim[k] for k in (
+        "learning_rate", "warmup_steps", "total_steps")})
+
+    def init(key: jax.Array) -> train_step.TrainState:
+        model = Encoder(**settings.model, rngs=nnx.Rngs(params=key))
+        return train_step.init_train_state(model, tx)[1]
+
+    abstract_model = nnx.eval_shape(lambda: Encoder(**settings.model, rngs=nnx.Rngs(params=0)))
+    graphdef = nnx.split(abstract_model, nnx.Param)[0]
+    replicated = distributed.replicated_sharding(mesh)
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    state = jax.eval_shape(init, key)
+    loader = settings.loader
+    global_batch = input_pipeline.batch_spec(
+        len(loader["datasets"]), loader["pairs_per_step"], loader["windows_per_pair"],
+        len(loader["ch_names"]), int(round(loader["window_s"] * loader["fs"])))
+    batch_sharding = distributed.batch_sharding(mesh)
+    step_fn = train_step.make_train_step(graphdef, tx, mesh, **settings.loss,
+                                         learning_rate_fn=schedule)
+    return StepProgram(
+        graphdef=graphdef, init=init, step_fn=step_fn,
+        state=jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                          sharding=replicated), state),
+        batch={name: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
+               for name, (shape, dtype) in global_batch.items()},
+        key=jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated))
+
+
 def make_loader(settings: Settings, data_key: jax.Array) -> input_pipeline.PretrainLoader:
     data_seed = int(jax.random.randint(data_key, (), 0, np.iinfo(np.int32).max))
     return input_pipeline.make_pretrain_loader(
@@ -316,13 +376,9 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
         workdir.write_json(workdir.config_path(directory), config_json)
     keys = named_keys(settings.seed)
     loader = make_loader(settings, keys["data"])
-    model = Encoder(**settings.model, rngs=nnx.Rngs(params=keys["init"]))
-    tx = optimizer.make_optimizer(**settings.optim)
-    schedule = optimizer.learning_rate_schedule(**{k: settings.optim[k] for k in (
-        "learning_rate", "warmup_steps", "total_steps")})
-    graphdef, state = train_step.init_train_state(model, tx, mesh=mesh)
-    step_fn = train_step.make_train_step(graphdef, tx, mesh, **settings.loss,
-                                         learning_rate_fn=schedule)
+    program = make_step_program(settings, mesh)
+    graphdef = program.graphdef
+    state = distributed.replicate(program.init(keys["init"]), mesh)
     manager = checkpointing.make_manager(workdir.checkpoints_dir(directory),
                                          max_to_keep=settings.max_to_keep)
     latest = manager.latest_step()
@@ -333,7 +389,7 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
         if jax.process_index() == 0:
             print(f"[pretrain] resumed from step {latest} of {directory}", flush=True)
     step_key = distributed.replicate(keys["step"], mesh)
-    return Run(settings, directory, mesh, loader, manager, step_fn, state, step_key,
+    return Run(settings, directory, mesh, loader, manager, program.step_fn, state, step_key,
                config_json, make_evaluator(settings, graphdef)), graphdef
 
 

@@ -15,11 +15,19 @@ already). Pooling drops the last N mod 15 tokens (floor, like torch AvgPool). Th
 convs are unpadded ('valid') as in the original; only when a sequence is shorter than the
 kernel (2.5 s windows: 47 tokens -> 3 pooled -> 1) is it zero-padded to keep its length,
 so the embedding size is 512 x L with L = 1 (2.5 s), 2 (5 s), 9 (10 s), 23 (20 s).
+
+Mixed precision: `Encoder(..., dtype="bfloat16")` casts the input and every parameter at
+its use to bfloat16, so activations and matmuls run in bfloat16 while the parameters (and
+so their gradients and the optimizer state) stay float32. LayerNorm and stratified
+normalization compute their statistics in float32, the attention softmax runs in float32,
+and the outputs (projection, L2-normalized in float32; mixed, which feeds the CDA
+covariances; features) are float32, so the losses are float32.
 """
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from mdjpt_jax.models.mlla import REMAT_CHUNK, ChannelEncoder
@@ -34,6 +42,7 @@ VARIANTS = {
                  dilations=(1, 3, 6, 12), att_len=15, pool_len=15, smoother_len=3),
 }
 ATTENTION_MODES = ("global", "causal")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def _uniform(rngs, shape, fan_in):
@@ -44,6 +53,7 @@ def _uniform(rngs, shape, fan_in):
 def _time_conv(x, kernel, bias, padding):
     """Depthwise conv along the last axis: x [..., D, N], kernel [D, K], padding (l, r)."""
     size = kernel.shape[-1]
+    kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [padding])
     n_out = x.shape[-1] - size + 1
     return sum(x[..., j:j + n_out] * kernel[:, j:j + 1] for j in range(size)) + bias[:, None]
@@ -56,8 +66,9 @@ class SpatialMixer(nnx.Module):
         self.linear = nnx.Linear(n_chans, mixed_chans, rngs=rngs)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        mixed = jnp.einsum("swcnf,ck->swfkn", tokens, self.linear.kernel[...])
-        return jax.nn.relu(mixed + self.linear.bias[...][:, None])
+        dtype = tokens.dtype
+        mixed = jnp.einsum("swcnf,ck->swfkn", tokens, self.linear.kernel[...].astype(dtype))
+        return jax.nn.relu(mixed + self.linear.bias[...].astype(dtype)[:, None])
 
 
 class DynamicsModel(nnx.Module):
@@ -90,7 +101,8 @@ class DynamicsModel(nnx.Module):
         n_groups, n_out, _, n_chans, size = self.ms_kernel.shape
         s, w, f, _, n = x.shape
         per_feature = n_out // f
-        kernel = self.ms_kernel[...].reshape(n_groups, f, per_feature, n_chans, size)
+        kernel = self.ms_kernel[...].astype(x.dtype).reshape(
+            n_groups, f, per_feature, n_chans, size)
         kernel = jnp.transpose(kernel, (1, 0, 2, 4, 3))                  # [F, G, M, K, C]
         taps = jnp.einsum("fgmkc,swfcn->swgfmkn", kernel, x)             # [S,W,G,F,M,K,N]
         outs = []
@@ -99,20 +111,23 @@ class DynamicsModel(nnx.Module):
             pad = (pad, 0) if self.causal else (pad // 2, pad - pad // 2)
             padded = jnp.pad(taps[:, :, g], [(0, 0)] * 5 + [pad])          # [S,W,F,M,K,N']
             y = sum(padded[..., j, j * dilation:j * dilation + n] for j in range(size))
-            outs.append(y.reshape(s, w, n_out, n) + self.ms_bias[g][:, None])
+            outs.append(y.reshape(s, w, n_out, n) + self.ms_bias[g].astype(x.dtype)[:, None])
         return jnp.concatenate(outs, axis=2)                                # [S,W,D,N]
 
     def __call__(self, mixed: jax.Array) -> jax.Array:
         """mixed [S, W, F, C2, N] (already stratified-normalized) -> [S, W, D, N]."""
         maps = self._multiscale(mixed)
+        dtype = maps.dtype
         att = jax.nn.relu(_time_conv(maps, self.att_kernel[...], self.att_bias[...],
                                      (self.att_len - 1, 0)))
         window = (1,) * (att.ndim - 1) + (self.att_len,)
-        att = jax.lax.reduce_window(att, 0.0, jax.lax.add, window, (1,) * att.ndim,
+        att = jax.lax.reduce_window(att, np.zeros((), dtype), jax.lax.add, window,
+                                    (1,) * att.ndim,
                                     [(0, 0)] * (att.ndim - 1) + [(self.att_len - 1, 0)])
         att = att / self.att_len  # zero padding counts in the mean, as in the original
-        att = jnp.einsum("swgn,gh->swhn", att, self.att_point.kernel[...])
-        att = jax.nn.softmax(att + self.att_point.bias[...][:, None], axis=2)
+        att = jnp.einsum("swgn,gh->swhn", att, self.att_point.kernel[...].astype(dtype))
+        logits = (att + self.att_point.bias[...].astype(dtype)[:, None]).astype(jnp.float32)
+        att = jax.nn.softmax(logits, axis=2).astype(dtype)  # softmax in float32
         return att * jax.nn.relu(maps)
 
 
@@ -148,7 +163,7 @@ class Projector(nnx.Module):
                 pad = (size - 1, 0) if self.causal else ((size - 1) // 2, size // 2)
             h = jax.nn.relu(_time_conv(h, kernel[...], bias[...], pad))
         h = stratified_norm(h)
-        flat = h.reshape(h.shape[:2] + (-1,))
+        flat = h.reshape(h.shape[:2] + (-1,)).astype(jnp.float32)
         # torch F.normalize (x / max(|x|, 1e-12)) with a finite gradient at x = 0.
         sq = jnp.sum(jnp.square(flat), axis=-1, keepdims=True)
         return flat * jax.lax.rsqrt(jnp.maximum(sq, 1e-24))
@@ -166,11 +181,16 @@ class Encoder(nnx.Module):
         chunk_size: tokens per scan step of the causal attention.
         remat_chunk: channel sequences per rematerialized chunk of the channel encoder
             (bounds training memory; None = all at once). Same results either way.
+        dtype: compute dtype, "float32" or "bfloat16" (mixed precision: parameters stay
+            float32; see the module docstring).
     """
 
     def __init__(self, n_chans: int, n_times: int, variant: str = "paper",
                  attention: str = "global", *, rngs: nnx.Rngs, chunk_size: int = 64,
-                 remat_chunk: int | None = REMAT_CHUNK):
+                 remat_chunk: int | None = REMAT_CHUNK, dtype: str = "float32"):
+        if jnp.dtype(dtype).name not in COMPUTE_DTYPES:
+            raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
+        self.dtype = jnp.dtype(dtype).name
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
         if attention not in ATTENTION_MODES:
@@ -202,16 +222,19 @@ class Encoder(nnx.Module):
         chex.assert_rank(x, 4)
         chex.assert_axis_dimension(x, 2, self.n_chans)
         chex.assert_axis_dimension(x, 3, self.n_times)
+        x = x.astype(self.dtype)  # the compute dtype of everything downstream
         tokens = stratified_norm(self.channel_encoder(x), time_axis=-2)  # [S,W,C,N,F]
         mixed = self.mixer(tokens)                                        # [S,W,F,C2,N]
         maps = self.dynamics(stratified_norm(mixed, time_axis=-1))        # [S,W,D,N]
         return mixed, maps
 
     def __call__(self, x: jax.Array) -> dict:
-        """x [S, W, C, T] µV -> dict(projection [S,W,E], mixed [S,W,F,C2,N], features [S,W,D])."""
+        """x [S, W, C, T] µV -> dict(projection [S,W,E], mixed [S,W,F,C2,N], features [S,W,D]),
+        all float32."""
         mixed, maps = self._trunk(x)
-        return dict(projection=self.projector(maps), mixed=mixed, features=maps.mean(-1))
+        return dict(projection=self.projector(maps), mixed=mixed.astype(jnp.float32),
+                    features=maps.astype(jnp.float32).mean(-1))
 
     def embed(self, x: jax.Array) -> jax.Array:
         """x [S, W, C, T] -> features [S, W, D] (mean over time; skips the projector)."""
-        return self._trunk(x)[1].mean(-1)
+        return self._trunk(x)[1].astype(jnp.float32).mean(-1)

@@ -56,7 +56,7 @@ class DepthwiseConv1d(nnx.Module):
         Returns:
             (y [..., N, D], new left context [..., K-1, D] = last K-1 inputs seen).
         """
-        kernel = self.kernel[...]
+        kernel = self.kernel[...].astype(x.dtype)
         size = kernel.shape[0]
         n_tokens = x.shape[-2]
         if left_context is None:
@@ -65,21 +65,22 @@ class DepthwiseConv1d(nnx.Module):
         else:
             padded = jnp.concatenate([left_context.astype(x.dtype), x], axis=-2)
         y = sum(padded[..., j:j + n_tokens, :] * kernel[j] for j in range(size))
-        return y + self.bias[...], padded[..., padded.shape[-2] - (size - 1):, :]
+        return y + self.bias[...].astype(x.dtype), padded[..., padded.shape[-2] - (size - 1):, :]
 
 
 def _dense(x: jax.Array, layers) -> jax.Array:
     """Applies nnx.Linear layers that share the input as one 2-D matmul.
 
     Args:
-        x: [..., D_in].
+        x: [..., D_in]; its dtype is the compute dtype (the float32 parameters are cast
+            to it: bfloat16 activations give a bfloat16 matmul).
         layers: nnx.Linear layers with in_features D_in (and biases).
 
     Returns:
-        [..., sum of out_features], the layers' outputs side by side.
+        [..., sum of out_features] of x's dtype, the layers' outputs side by side.
     """
-    kernel = jnp.concatenate([layer.kernel[...] for layer in layers], axis=1)
-    bias = jnp.concatenate([layer.bias[...] for layer in layers])
+    kernel = jnp.concatenate([layer.kernel[...] for layer in layers], axis=1).astype(x.dtype)
+    bias = jnp.concatenate([layer.bias[...] for layer in layers]).astype(x.dtype)
     y = jnp.dot(x.reshape(-1, x.shape[-1]), kernel) + bias
     return y.reshape(x.shape[:-1] + (kernel.shape[1],))
 
@@ -148,14 +149,15 @@ class MLLABlock(nnx.Module):
         h, tail1 = self.cpe1(x, ctx("cpe1"))
         x = x + h
         # W_g and W_in read the same input: one matmul with the kernels side by side.
-        gate_in = _dense(self.norm1(x), (self.gate_proj, self.in_proj))
+        # LayerNorm computes in float32 (flax upcasts); its output returns to x's dtype.
+        gate_in = _dense(self.norm1(x).astype(x.dtype), (self.gate_proj, self.in_proj))
         gate, z = jnp.split(gate_in, 2, axis=-1)
         z, tail2 = self.dwc(z, ctx("dwc"))
         attn_state, a = self._attend(nnx.silu(z), ctx("attn"))
         x = x + _dense(a * nnx.silu(gate), (self.out_proj,))
         h, tail3 = self.cpe2(x, ctx("cpe2"))
         x = x + h
-        hidden = _dense(self.norm2(x), (self.ffn_in,))
+        hidden = _dense(self.norm2(x).astype(x.dtype), (self.ffn_in,))
         x = x + _dense(nnx.gelu(hidden, approximate=False), (self.ffn_out,))
         new_state = None if state is None else BlockState(tail1, tail2, tail3, attn_state)
         return new_state, x

@@ -28,9 +28,12 @@ def stratified_norm(x: jax.Array, *, time_axis: int = -1, eps: float = STD_EPS) 
         eps: added to the standard deviation.
 
     Returns:
-        Array like x; for every s and feature, mean 0 and std ~1 over (W, time).
+        Array like x (same dtype); for every s and feature, mean 0 and std ~1 over
+        (W, time). The statistics and the standardization are computed in float32
+        whatever x's dtype (bfloat16 activations keep float32 normalization).
     """
     chex.assert_rank(x, {3, 4, 5, 6})
+    dtype, x = x.dtype, x.astype(jnp.promote_types(x.dtype, jnp.float32))
     time_axis = time_axis % x.ndim
     if time_axis < 2:
         raise ValueError(f"time_axis must come after [S, W], got {time_axis} for {x.shape}")
@@ -44,7 +47,7 @@ def stratified_norm(x: jax.Array, *, time_axis: int = -1, eps: float = STD_EPS) 
     # zero gradient, not d sqrt(0) = inf -> NaN.
     positive = var > 0
     std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-    return (x - mean) / (std + eps)
+    return ((x - mean) / (std + eps)).astype(dtype)
 
 
 class RunningNormState(NamedTuple):
