@@ -6,14 +6,15 @@ Command (from the repo root):
     # or: bash demo.sh runs/demo        (re-running resumes; finished stages are skipped)
 
 What it does: builds synthetic_emotion d0..d3 into runs/tfds; pre-trains the tiny encoder
-(19 standard 10-20 channels, 2 s windows at 125 Hz) jointly on d0 d1 d2, jointly without
-CDA, and on d0 alone (WORKDIR/runs/<method>/seed<k>, one run per seed of config.seeds); extracts features of d3 (held-out target)
-and d0..d2 for those three encoders, a randomly initialised one and DE; probes few-shot
-(2 labelled subjects of d3, 5 folds) and zero-shot (negative vs positive, trained on
-d0..d2); writes WORKDIR/report/{results.md, results.json, *.png} and prints the table.
+(19 standard 10-20 channels, 2 s windows at 125 Hz; the synthetic preset of
+configs/pretrain.py, 100 steps) jointly on d0 d1 d2 and on d0 alone for seeds 0, 1, 2, and
+jointly without CDA for seed 0 (WORKDIR/runs/<method>/seed<k>); extracts features of d3
+(held-out target) and d0..d2 for those encoders, randomly initialised ones and DE; probes
+few-shot (2 labelled subjects of d3, 5 folds) and zero-shot (negative vs positive, trained
+on d0..d2); writes WORKDIR/report/{results.md, results.json, *.png} and prints the table.
 
-Runtime: budget < 15 min on 2 CPU cores (pre-training ~2/3 of it). Measured numbers are in
-the README's results table (see the downstream report of the lead's demo run).
+Runtime: budget < 15 min on 2 CPU cores (pre-training ~2/3 of it); measured in the
+README's "Demo results". Fine-tuning is not part of it (README: `--mode=finetune`).
 Preset `tiny` (tests/test_demo.py): a few steps everywhere, for a smoke test only.
 """
 
@@ -46,7 +47,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     arg = common.parse_arg(arg, tiny=False, known_answer=False)
     family = "known_answer" if arg.known_answer else "synthetic"
     config = downstream.get_config(family)
-    steps = 4 if arg.tiny else 150
+    steps = 4 if arg.tiny else 100
     with config.unlocked():
         config.synthetic_configs = tuple(f"{'k' if arg.known_answer else 'd'}{i}"
                                          for i in range(4))
@@ -57,11 +58,17 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         # `--mode=finetune` runs it on the demo's workdir afterwards (README); the tiny
         # preset keeps the stage in the end-to-end test.
         config.finetune.methods = ("joint",) if arg.tiny else ()
+        # Budget again: joint and single-dataset pre-training over all seeds, the CDA
+        # ablation (as long as a joint run) over the first seed only.
+        config.method_seeds = ml_collections.ConfigDict(
+            {"joint_no_cda": tuple(config.seeds[:1])})
+        config.report.tsne_windows_per_dataset = 150
         config.pretrain_runs = ml_collections.ConfigDict(
             {name: _pretrain_config(a, steps=steps, data_dir=config.data_dir)
              for name, a in _runs(family, config.synthetic_configs[0]).items()})
         if arg.tiny:
             config.seeds = (0, 1)
+            config.method_seeds = ml_collections.ConfigDict({"joint_no_cda": (0,)})
             config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
             config.mlp.epochs = 3
             config.finetune.epochs = 1

@@ -55,6 +55,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.methods = ("de", "random", "single", "joint", "joint_no_cda")
     config.pretrain_methods = ("single", "joint", "joint_no_cda")
     config.seeds = (0, 1, 2)  # pre-training seeds (and the random encoder's init seeds)
+    # {method: seeds}: fewer seeds for a method (a subset starting with seeds[0]);
+    # the results table gives each method's seed count (workdir.method_seeds).
+    config.method_seeds = ml_collections.ConfigDict()
 
     config.extract = ml_collections.ConfigDict(dict(
         window_s=5.0, step_s=2.0,            # learned features: 5 s windows every 2 s

@@ -4,7 +4,8 @@
 1. data: builds the `synthetic_emotion` configs listed in `config.synthetic_configs`
    into `config.data_dir` unless already built;
 2. pretrain: one `train.run` per entry of `config.pretrain_runs` (joint, single-dataset,
-   joint without CDA) and per seed of `config.seeds`, in WORKDIR/runs/<name>/seed<k>; a
+   joint without CDA) and per seed of `workdir.method_seeds(config, name)` (`config.seeds`
+   unless `config.method_seeds` names fewer), in WORKDIR/runs/<name>/seed<k>; a
    run whose encoder is exported is done;
 3. extract, 4. probe, 5. finetune (config.finetune.methods; skipped when empty), 6. report:
    the downstream entry points on the same config (each re-uses what is already on disk
@@ -19,11 +20,12 @@ import jax
 from mdjpt_jax import checkpointing, extract, finetune, probe, report, train, workdir
 
 
-def pretrain_all(runs: dict, seeds, root: str) -> None:
-    """train.run for each named pre-training config and seed whose encoder is not exported
-    yet, in workdir.run_dir(root, name, seed), with train.seed = seed."""
+def pretrain_all(runs: dict, seeds: dict, root: str) -> None:
+    """train.run for each named pre-training config and each of its seeds (`seeds[name]`)
+    whose encoder is not exported yet, in workdir.run_dir(root, name, seed), with
+    train.seed = seed."""
     for name, run_config in runs.items():
-        for seed in seeds:
+        for seed in seeds[name]:
             directory = workdir.run_dir(root, name, seed)
             if checkpointing.is_exported(workdir.encoder_dir(directory)):
                 print(f"[pretrain] {name} seed {seed}: encoder already exported in {directory}")
@@ -42,7 +44,9 @@ def run_all(config, root: str) -> dict:
     stages = (
         ("data", lambda: train.ensure_datasets(
             [f"{train.SYNTHETIC}/{c}" for c in config.synthetic_configs], config.data_dir)),
-        ("pretrain", lambda: pretrain_all(config.pretrain_runs, config.seeds, root)),
+        ("pretrain", lambda: pretrain_all(
+            config.pretrain_runs,
+            {name: workdir.method_seeds(config, name) for name in config.pretrain_runs}, root)),
         ("extract", lambda: extract.run(config, root)),
         ("probe", lambda: probe.run(config, root)),
         ("finetune", lambda: finetune.run(config, root) if config.finetune.methods else None),

@@ -230,7 +230,7 @@ def run(config, root: str) -> dict:
     results = {}
     for method in ft.methods:
         results[method] = {}
-        for seed in config.seeds:
+        for seed in workdir.method_seeds(config, method):
             path = workdir.finetune_path(root, method, seed)
             inputs = extract.method_inputs(method, seed, config, root)
             key = workdir.canonical(dict(settings=settings, protocol=protocol,

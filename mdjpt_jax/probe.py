@@ -329,7 +329,7 @@ def run(config, root: str) -> dict:
     results = {}
     for method in config.methods:
         results[method] = {}
-        for seed in config.seeds:
+        for seed in workdir.method_seeds(config, method):
             path = workdir.probe_path(root, method, seed)
             fseed = workdir.feature_seed(method, seed)
             provenance = workdir.feature_provenance(

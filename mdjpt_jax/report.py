@@ -314,7 +314,7 @@ def run(config, root: str) -> dict:
     ratios, panels = {}, {}
     for method in config.report.cda_methods:
         per_seed = {}
-        for seed in config.seeds:
+        for seed in workdir.method_seeds(config, method):
             dist, groups = cda_distances(root, method, seed, datasets)
             per_seed[str(seed)] = between_within_ratio(dist, groups)
             if seed == first_seed:

@@ -70,6 +70,18 @@ def _dataset_file(dataset: str) -> str:
     return dataset.replace("/", "_")
 
 
+def method_seeds(config, method: str) -> tuple:
+    """The pre-training seeds of `method` in an experiment config: `config.seeds`, or
+    `config.method_seeds[method]` (a subset starting with the first seed) where an ablation
+    runs fewer seeds to fit a budget. The results table states each method's seed count."""
+    seeds = tuple(config.seeds)
+    chosen = tuple(config.get("method_seeds", {}).get(method, seeds))
+    if not chosen or chosen[0] != seeds[0] or not set(chosen) <= set(seeds):
+        raise ValueError(f"method_seeds[{method!r}] = {chosen} must be a subset of the seeds "
+                         f"{seeds} starting with {seeds[0]}")
+    return chosen
+
+
 def feature_seed(method: str, seed: int) -> int:
     """DE features do not depend on a seed: every seed reads the seed-0 extraction."""
     return 0 if method == "de" else seed
