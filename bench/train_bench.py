@@ -5,8 +5,8 @@ compilation, and prints one JSON object: median seconds per step and windows per
 for each case. Cases:
 
     issue  the issue's measurement: 2 datasets x 1 pair x 2 subjects x 15 windows of
-           60 channels x 5 s at 125 Hz, "paper" encoder (the original PyTorch code takes
-           ~20 s per step on the 2-core CPU this was written on);
+           60 channels x 5 s at 125 Hz, "paper" encoder (--torch_original times the
+           original PyTorch code on it: README, Benchmarks);
     demo   the synthetic demo's shape: 3 datasets x 8 pairs x 2 x 4 windows of
            19 channels x 2 s at 125 Hz, "tiny" encoder.
 
@@ -22,6 +22,25 @@ and matmuls, float32 parameters and optimizer), side by side in the one JSON.
 --devices N > 1 on CPU simulates N devices (XLA_FLAGS, set before jax is imported); on a
 GPU/TPU host the first N real devices are used. The pairs P must be divisible by N
 (--pairs overrides every case's P).
+
+--torch_original PATH also times the original PyTorch code (ncclab-sustech/mdJPT_nips2025,
+the user's own clone at PATH; nothing of it is in this repository) on the same shapes in the
+same process, after the JAX cases: its MultiModel_PL training_step + backward + Adam, float32,
+one pair per dataset (the original's batch), warm, median over --reps; the JSON gains
+`torch` (versions, threads, import shims), `torch_results` and `comparison` (torch_s / jax_s
+per case, torch variant and JAX dtype). Variants (--torch_variants): `published` = the released code, whose
+MLLA layer returns before its attention/FFN output (dead in backward); `full_block` = the
+same model with the layer's full output, the work our MLLABlock does. See
+bench/torch_original.py. torch is not a project requirement; use a separate venv:
+
+    python -m venv /tmp/venv-torch
+    /tmp/venv-torch/bin/pip install -r requirements.txt torch==2.13.0
+    git clone https://github.com/ncclab-sustech/mdJPT_nips2025 /tmp/mdjpt_original
+    /tmp/venv-torch/bin/python bench/train_bench.py --cases issue --reps 3 \
+        --dtypes float32 bfloat16 --torch_original /tmp/mdjpt_original
+
+Both frameworks use all the machine's cores (--threads, default os.cpu_count()): torch via
+torch.set_num_threads; XLA:CPU's thread pool is sized to the cores by default.
 """
 
 import argparse
@@ -51,6 +70,13 @@ def _parse():
     parser.add_argument("--windows", type=int, default=None,
                         help="override M (windows per subject) of every case (smaller = quicker)")
     parser.add_argument("--platform", default="cpu", help="JAX_PLATFORMS unless already set")
+    parser.add_argument("--torch_original", default=None, metavar="PATH",
+                        help="clone of ncclab-sustech/mdJPT_nips2025: also time its step")
+    parser.add_argument("--torch_variants", nargs="+", default=["published", "full_block"],
+                        choices=("published", "full_block"),
+                        help="original as released / with the MLLA layer's full output")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch intra-op threads (XLA:CPU uses all cores)")
     return parser.parse_args()
 
 
@@ -103,10 +129,32 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return dict(info, params=int(sum(x.size for x in jax.tree.leaves(state.params))),
+                **xla_gflops(case, n_times, mesh, opt, batch, key, eeg),
                 compile_and_first_step_s=round(first_s, 2), step_s_median=round(median, 3),
                 step_s_all=[round(t, 3) for t in times],
                 windows_per_s=round(info["windows_per_step"] / median, 1),
                 loss=float(metrics["loss"]), finite=bool(metrics["finite"]))
+
+
+def _gflop(lowered) -> float:
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return round(float((cost or {}).get("flops", float("nan"))) / 1e9, 1)
+
+
+def xla_gflops(case, n_times, mesh, opt, batch, key, eeg) -> dict:
+    """XLA cost analysis (lowered, not compiled) of the case's step without remat: the step's
+    useful FLOPs (a lax.map body counts once there, so the remat program can't be counted),
+    and of the channel encoder's forward, which remat runs a second time in the backward."""
+    model = Encoder(case["n_chans"], n_times, case["variant"], ARGS.attention,
+                    rngs=nnx.Rngs(params=0), dtype=case["dtype"], remat_chunk=None)
+    graphdef, state = train_step.init_train_state(model, opt, mesh=mesh)
+    step = train_step.make_train_step(graphdef, opt, mesh)
+    enc_graphdef, enc_params = nnx.split(model.channel_encoder)
+    encode = jax.jit(lambda p, x: nnx.merge(enc_graphdef, p)(x))
+    flat = jax.ShapeDtypeStruct((eeg.size // n_times, n_times), case["dtype"])
+    return dict(xla_gflop_per_step_no_remat=_gflop(step.lower(state, batch, key)),
+                xla_gflop_channel_encoder_forward=_gflop(encode.lower(enc_params, flat)))
 
 
 def main():
@@ -116,12 +164,48 @@ def main():
     mesh = distributed.make_mesh(devices)
     results = [bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"], dtype)
                for name in ARGS.cases for dtype in ARGS.dtypes]
-    print(json.dumps(dict(
+    out = dict(
         bench="train_step", devices=ARGS.devices, device_kind=devices[0].device_kind,
         platform=devices[0].platform, attention=ARGS.attention, reps=ARGS.reps,
         dtypes=ARGS.dtypes,
         cpu_count=os.cpu_count(), machine=platform.machine(), jax=jax.__version__,
-        results=results), indent=1))
+        results=results)
+    if ARGS.torch_original:
+        out.update(torch_side(results))
+    print(json.dumps(out, indent=1))
+
+
+def torch_side(results: list) -> dict:
+    """Times the original PyTorch step per case and variant; ratios to the JAX results."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_original  # noqa: PLC0415 (needs torch: only with --torch_original)
+
+    torch_original.set_threads(ARGS.threads)
+    handles = torch_original.load(ARGS.torch_original)
+    torch_results, comparison = [], []
+    for name in ARGS.cases:
+        case = dict(CASES[name])
+        if ARGS.windows:
+            case["windows"] = ARGS.windows
+        pairs = ARGS.pairs or case["pairs"]
+        if case["variant"] != "paper" or pairs != 1:
+            torch_results.append(dict(case=name, skipped="the original runs the paper "
+                                      "encoder on one pair per dataset per step"))
+            continue
+        for variant in ARGS.torch_variants:
+            row = dict(case=name, **torch_original.bench_step(
+                handles, variant, n_datasets=case["datasets"], windows=case["windows"],
+                n_chans=case["n_chans"], window_s=case["window_s"], fs=FS, reps=ARGS.reps))
+            torch_results.append(row)
+            for jax_row in results:
+                if jax_row["case"] == name and "step_s_median" in jax_row:
+                    comparison.append(dict(
+                        case=name, torch_variant=variant, jax_dtype=jax_row["dtype"],
+                        torch_step_s=row["step_s_median"], jax_step_s=jax_row["step_s_median"],
+                        torch_over_jax=round(row["step_s_median"] / jax_row["step_s_median"],
+                                             2)))
+    return dict(torch=torch_original.describe(handles), torch_results=torch_results,
+                comparison=comparison)
 
 
 if __name__ == "__main__":
