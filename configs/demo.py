@@ -7,7 +7,7 @@ Command (from the repo root):
 
 What it does: builds synthetic_emotion d0..d3 into runs/tfds; pre-trains the tiny encoder
 (19 standard 10-20 channels, 2 s windows at 125 Hz; the synthetic preset of
-configs/pretrain.py, 100 steps) jointly on d0 d1 d2 and on d0 alone for seeds 0, 1, 2, and
+configs/pretrain.py, 120 steps) jointly on d0 d1 d2 and on d0 alone for seeds 0, 1, 2, and
 jointly without CDA for seed 0 (WORKDIR/runs/<method>/seed<k>); extracts features of d3
 (held-out target) and d0..d2 for those encoders, randomly initialised ones and DE; probes
 few-shot (2 labelled subjects of d3, 5 folds) and zero-shot (negative vs positive, trained
@@ -47,7 +47,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     arg = common.parse_arg(arg, tiny=False, known_answer=False)
     family = "known_answer" if arg.known_answer else "synthetic"
     config = downstream.get_config(family)
-    steps = 4 if arg.tiny else 100
+    steps = 4 if arg.tiny else 120
     with config.unlocked():
         config.synthetic_configs = tuple(f"{'k' if arg.known_answer else 'd'}{i}"
                                          for i in range(4))

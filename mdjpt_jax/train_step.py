@@ -7,12 +7,16 @@ Gradient convention (pmap semantics, made exact): every device computes its *sha
 global loss, such that the shares summed over the D devices equal the loss of the whole
 batch on one device:
 
-    share_d = sum_{k, p in device d} contrastive[k, p] / (K P)  +  cda_weight * CDA / D
+    share_d = sum_{k, p in device d} contrastive[k, p] / (K P)  +  cda_weight * CDA_d
 
-where CDA is computed by every device from the psum of the per-group covariance sums and
-counts (so every device sees the global centroids). The gradient of the global loss is then
-the psum (not the mean) of the per-device gradients of the shares; the psum's transpose
-routes each device's CDA cotangent back to its own windows. The parameters enter the
+With CDA grouped by subject (the default) CDA is the mean over the P pair slices of each
+slice's CDA, and a slice (pair p of every dataset) lives on one device, so
+CDA_d = sum_{p in device d} CDA_p / P is computed from local statistics only: per-device
+memory does not grow with the number of devices. With CDA grouped by dataset the groups
+span devices: every device computes CDA from the psum of the per-group covariance sums and
+counts (global centroids) and CDA_d = CDA / D; the psum's transpose routes each device's
+CDA cotangent back to its own windows. The gradient of the global loss is the psum (not
+the mean) of the per-device gradients of the shares. The parameters enter the
 per-device loss as explicitly device-varying copies (`pcast`), so the per-device gradient
 is purely local and the single `psum` below is the only cross-device gradient reduction.
 """
@@ -70,17 +74,18 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation,
     return graphdef, state
 
 
-def _group_ids(num_datasets, pairs_per_device, pairs_total, windows, pair_offset, grouping):
-    """Global CDA group id of every window of this device: [K * P_dev * 2 * M] int32.
+def _group_ids(num_datasets, pairs_per_device, windows, grouping):
+    """CDA group id of every window of this device: [K * P_dev * 2 * M] int32.
 
-    subject: id = p_global * 2K + k * 2 + s, i.e. pair slice p holds the 2K groups of one
-    pair per dataset (the original code's whole batch); dataset: id = k (one slice).
+    subject: id = p * 2K + k * 2 + s for the device's pair p, i.e. pair slice p holds the
+    2K groups of one pair per dataset (the original code's whole batch); dataset: id = k
+    (one slice, global over devices).
     """
     k = jnp.arange(num_datasets)[:, None, None]
-    p_global = pair_offset + jnp.arange(pairs_per_device)[None, :, None]
+    p = jnp.arange(pairs_per_device)[None, :, None]
     s = jnp.arange(2)[None, None, :]
     if grouping == "subject":
-        block_ids = p_global * (2 * num_datasets) + k * 2 + s
+        block_ids = p * (2 * num_datasets) + k * 2 + s
     else:
         block_ids = jnp.broadcast_to(k, (num_datasets, pairs_per_device, 2))
     return jnp.repeat(block_ids.reshape(-1), windows).astype(jnp.int32)
@@ -130,17 +135,23 @@ def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devi
     cda = jnp.zeros((), jnp.float32)
     if use_cda:
         mixed = out["mixed"]                                            # [S, M, F, C2, N]
-        slices = pairs_total if cda_groups == "subject" else 1
-        num_groups = num_datasets * 2 * pairs_total if cda_groups == "subject" else num_datasets
-        group_ids = _group_ids(num_datasets, pairs_per_device, pairs_total, windows,
-                               jax.lax.axis_index(AXIS) * pairs_per_device, cda_groups)
+        by_subject = cda_groups == "subject"
+        slices = pairs_per_device if by_subject else 1
+        num_groups = num_datasets * 2 * slices if by_subject else num_datasets
         sums, counts = losses.cda_group_statistics(
-            mixed.reshape((-1,) + mixed.shape[2:]), group_ids, num_groups,
+            mixed.reshape((-1,) + mixed.shape[2:]),
+            _group_ids(num_datasets, pairs_per_device, windows, cda_groups), num_groups,
             centroid=cda_centroid)
-        sums, counts = jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
+        if not by_subject:  # dataset groups span the devices: global centroids
+            sums, counts = jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
         cda = losses.cda_from_statistics(sums.reshape((slices, -1) + sums.shape[1:]),
                                          counts.reshape(slices, -1), centroid=cda_centroid)
-        share = share + cda_weight * cda / num_devices
+        if by_subject:  # cda is the mean over this device's slices
+            cda_share = cda * pairs_per_device / pairs_total
+            cda = jax.lax.psum(cda_share, AXIS)
+        else:
+            cda_share = cda / num_devices
+        share = share + cda_weight * cda_share
     contrastive_total = scale * jnp.sum(per_dataset)
     aux = dict(loss=contrastive_total + cda_weight * cda, contrastive=contrastive_total,
                contrastive_per_dataset=per_dataset, cda=cda)

@@ -7,8 +7,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from configs import common, pretrain
-from mdjpt_jax import channels, train
+from configs import common, demo, pretrain
+from mdjpt_jax import channels, train, workdir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PRESETS = (None, "synthetic", "paper", "synthetic,no_cda", "paper,no_cda",
@@ -122,3 +122,14 @@ def test_validate_names_the_numbers():
     config.data.window_s = 0.333
     with pytest.raises(ValueError, match="not a whole number of samples"):
         train.validate(train.read_config(config), num_devices=1, process_count=1)
+
+
+def test_method_seeds_default_override_and_validation():
+    config = demo.get_config()
+    assert workdir.method_seeds(config, "joint") == (0, 1, 2) == tuple(config.seeds)
+    assert workdir.method_seeds(config, "joint_no_cda") == (0,)
+    for bad in [(1,), (0, 5), ()]:
+        with config.unlocked():
+            config.method_seeds.joint = bad
+        with pytest.raises(ValueError, match=r"method_seeds\['joint'\]"):
+            workdir.method_seeds(config, "joint")

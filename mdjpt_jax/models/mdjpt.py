@@ -45,6 +45,11 @@ ATTENTION_MODES = ("global", "causal")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
+def _full_precision(x: jax.Array) -> jax.Array:
+    """x in float32, or float64 where it already is (the float64 test oracles)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _uniform(rngs, shape, fan_in):
     bound = fan_in ** -0.5  # torch conv default init bound
     return nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound))
@@ -126,7 +131,7 @@ class DynamicsModel(nnx.Module):
                                     [(0, 0)] * (att.ndim - 1) + [(self.att_len - 1, 0)])
         att = att / self.att_len  # zero padding counts in the mean, as in the original
         att = jnp.einsum("swgn,gh->swhn", att, self.att_point.kernel[...].astype(dtype))
-        logits = (att + self.att_point.bias[...].astype(dtype)[:, None]).astype(jnp.float32)
+        logits = _full_precision(att + self.att_point.bias[...].astype(dtype)[:, None])
         att = jax.nn.softmax(logits, axis=2).astype(dtype)  # softmax in float32
         return att * jax.nn.relu(maps)
 
@@ -163,7 +168,7 @@ class Projector(nnx.Module):
                 pad = (size - 1, 0) if self.causal else ((size - 1) // 2, size // 2)
             h = jax.nn.relu(_time_conv(h, kernel[...], bias[...], pad))
         h = stratified_norm(h)
-        flat = h.reshape(h.shape[:2] + (-1,)).astype(jnp.float32)
+        flat = _full_precision(h.reshape(h.shape[:2] + (-1,)))
         # torch F.normalize (x / max(|x|, 1e-12)) with a finite gradient at x = 0.
         sq = jnp.sum(jnp.square(flat), axis=-1, keepdims=True)
         return flat * jax.lax.rsqrt(jnp.maximum(sq, 1e-24))
@@ -222,7 +227,8 @@ class Encoder(nnx.Module):
         chex.assert_rank(x, 4)
         chex.assert_axis_dimension(x, 2, self.n_chans)
         chex.assert_axis_dimension(x, 3, self.n_times)
-        x = x.astype(self.dtype)  # the compute dtype of everything downstream
+        # The compute dtype of everything downstream ("float32" keeps float64 inputs float64).
+        x = x.astype(self.dtype) if self.dtype == "bfloat16" else _full_precision(x)
         tokens = stratified_norm(self.channel_encoder(x), time_axis=-2)  # [S,W,C,N,F]
         mixed = self.mixer(tokens)                                        # [S,W,F,C2,N]
         maps = self.dynamics(stratified_norm(mixed, time_axis=-1))        # [S,W,D,N]
@@ -232,9 +238,9 @@ class Encoder(nnx.Module):
         """x [S, W, C, T] µV -> dict(projection [S,W,E], mixed [S,W,F,C2,N], features [S,W,D]),
         all float32."""
         mixed, maps = self._trunk(x)
-        return dict(projection=self.projector(maps), mixed=mixed.astype(jnp.float32),
-                    features=maps.astype(jnp.float32).mean(-1))
+        return dict(projection=self.projector(maps), mixed=_full_precision(mixed),
+                    features=_full_precision(maps).mean(-1))
 
     def embed(self, x: jax.Array) -> jax.Array:
         """x [S, W, C, T] -> features [S, W, D] (mean over time; skips the projector)."""
-        return self._trunk(x)[1].astype(jnp.float32).mean(-1)
+        return _full_precision(self._trunk(x)[1]).mean(-1)
