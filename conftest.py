@@ -15,12 +15,13 @@ SYNTHETIC_DATASETS = ("d0", "d1", "d2", "d3")
 
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
-  """A TFDS data_dir with synthetic_emotion d0..d3 (demo: d0-d2 pre-train, d3 target).
+    """A TFDS data_dir with synthetic_emotion d0..d3 (demo: d0-d2 pre-train, d3 target).
 
-  Built once per test session (about 20 s on 2 cores).
-  """
-  from tfds_builders import build
-  data_dir = tmp_path_factory.mktemp("tfds")
-  for config in SYNTHETIC_DATASETS:
-    build.build_dataset("synthetic_emotion", config, data_dir)
-  return data_dir
+    Built once per test session (about 20 s on 2 cores).
+    """
+    from tfds_builders import build
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    for config in SYNTHETIC_DATASETS:
+        build.build_dataset("synthetic_emotion", config, data_dir)
+    return data_dir

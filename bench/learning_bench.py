@@ -31,10 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GRIDS = {
     # One knob at a time around the synthetic preset (P=2, M=16, lr 1e-2, temperature 0.2),
     # and the preset the demo used before this grid (P=8, M=4, lr 1e-3, temperature 0.07).
-    "knobs": ["", "pairs_per_step=8,windows_per_pair=4",
-              "learning_rate=0.003", "learning_rate=0.03", "temperature=0.07",
-              "use_cda=false",
-              "pairs_per_step=8,windows_per_pair=4,learning_rate=0.001,temperature=0.07"],
+    "knobs": [
+        "",
+        "pairs_per_step=8,windows_per_pair=4",
+        "learning_rate=0.003",
+        "learning_rate=0.03",
+        "temperature=0.07",
+        "use_cda=false",
+        "pairs_per_step=8,windows_per_pair=4,learning_rate=0.001,temperature=0.07",
+    ],
 }
 
 
@@ -70,8 +75,9 @@ def apply_overrides(config, point: str):
     return config
 
 
-def run_point(point: str, *, preset: str, steps: int, data_dir: str, workdir: str,
-              seed: int) -> dict:
+def run_point(
+    point: str, *, preset: str, steps: int, data_dir: str, workdir: str, seed: int
+) -> dict:
     from configs import pretrain
     from mdjpt_jax import metrics_writer, train
     from mdjpt_jax import workdir as layout
@@ -90,8 +96,13 @@ def run_point(point: str, *, preset: str, steps: int, data_dir: str, workdir: st
     rows = metrics_writer.read_metrics(layout.metrics_path(workdir))
     evals = [r for r in rows if "eval/retrieval_features" in r]
     losses = [r["contrastive_over_chance"] for r in rows if "contrastive_over_chance" in r]
-    result = dict(point=point or "(preset)", seed=seed, steps=steps, wall_s=round(wall, 1),
-                  contrastive_over_chance=round(sum(losses[-3:]) / len(losses[-3:]), 4))
+    result = dict(
+        point=point or "(preset)",
+        seed=seed,
+        steps=steps,
+        wall_s=round(wall, 1),
+        contrastive_over_chance=round(sum(losses[-3:]) / len(losses[-3:]), 4),
+    )
     for name in ("retrieval_projection", "retrieval_features", "probe_auroc"):
         result[name] = round(evals[-1][f"eval/{name}"], 4)
         result[f"{name}_at_init"] = round(evals[0][f"eval/{name}"], 4)
@@ -100,8 +111,9 @@ def run_point(point: str, *, preset: str, steps: int, data_dir: str, workdir: st
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--grid", default="knobs",
-                        help=f"a name in {sorted(GRIDS)} or points separated by ';'")
+    parser.add_argument(
+        "--grid", default="knobs", help=f"a name in {sorted(GRIDS)} or points separated by ';'"
+    )
     parser.add_argument("--preset", default="synthetic", help="configs/pretrain.py ARG")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -110,6 +122,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from absl import logging
+
     logging.set_verbosity(logging.WARNING)
     points = GRIDS.get(args.grid, args.grid.split(";"))
     root = args.workdir or tempfile.mkdtemp(prefix="learning_bench-")
@@ -117,12 +130,22 @@ def main():
     for seed in args.seeds:
         for i, point in enumerate(points):
             workdir = os.path.join(root, f"point{i}_seed{seed}")
-            results.append(run_point(point, preset=args.preset, steps=args.steps,
-                                     data_dir=os.path.abspath(args.data_dir),
-                                     workdir=workdir, seed=seed))
+            results.append(
+                run_point(
+                    point,
+                    preset=args.preset,
+                    steps=args.steps,
+                    data_dir=os.path.abspath(args.data_dir),
+                    workdir=workdir,
+                    seed=seed,
+                )
+            )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    print(json.dumps(dict(bench="learning", preset=args.preset, steps=args.steps,
-                          results=results), indent=1))
+    print(
+        json.dumps(
+            dict(bench="learning", preset=args.preset, steps=args.steps, results=results), indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

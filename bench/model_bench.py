@@ -49,10 +49,10 @@ def make_step(graphdef, optimizer, n_subjects):
 
     def loss_fn(params, x):
         out = nnx.merge(graphdef, params)(x)
-        proj = out["projection"]                                   # [S, W, E]
+        proj = out["projection"]  # [S, W, E]
         pairs = proj.reshape((n_subjects // 2, 2) + proj.shape[1:])
         clisa = jnp.sum(jax.vmap(losses.contrastive_loss)(pairs))
-        mixed = out["mixed"]                                       # [S, W, F, C2, N]
+        mixed = out["mixed"]  # [S, W, F, C2, N]
         windows = mixed.reshape((-1,) + mixed.shape[2:])
         ids = jnp.repeat(jnp.arange(n_subjects), mixed.shape[1])  # CDA group = subject
         return clisa + CDA_WEIGHT * losses.covariance_alignment_loss(windows, ids, n_subjects)
@@ -67,13 +67,19 @@ def make_step(graphdef, optimizer, n_subjects):
 
 def _setup(args, attention, seconds, remat_chunk):
     n_times = int(seconds * args.fs)
-    model = Encoder(args.n_chans, n_times, args.variant, attention, rngs=nnx.Rngs(params=0),
-                    chunk_size=args.chunk_size, remat_chunk=remat_chunk)
+    model = Encoder(
+        args.n_chans,
+        n_times,
+        args.variant,
+        attention,
+        rngs=nnx.Rngs(params=0),
+        chunk_size=args.chunk_size,
+        remat_chunk=remat_chunk,
+    )
     graphdef, params = nnx.split(model, nnx.Param)
     optimizer = optax.adamw(5e-4)
     opt_state = optimizer.init(params)
-    x = jax.random.normal(jax.random.key(1), (args.subjects, args.windows, args.n_chans,
-                                              n_times))
+    x = jax.random.normal(jax.random.key(1), (args.subjects, args.windows, args.n_chans, n_times))
     step = jax.jit(make_step(graphdef, optimizer, args.subjects), donate_argnums=(0, 1))
     return model, step, params, opt_state, x
 
@@ -87,7 +93,7 @@ def model_gflops(args, attention, seconds):
 
 
 def _timed_runs(compiled, params, opt_state, x, reps):
-    params, opt_state, loss = compiled(params, opt_state, x)      # warm-up
+    params, opt_state, loss = compiled(params, opt_state, x)  # warm-up
     jax.block_until_ready(loss)
     walls, cpus = [], []
     for _ in range(reps):
@@ -106,20 +112,33 @@ def bench_one(args, attention, seconds, remat_chunk, gflops):
     compiled = step.lower(params, opt_state, x).compile()
     mem = compiled.memory_analysis()
     temp = mem.temp_size_in_bytes if mem else 0
-    info = dict(attention=attention, window_s=seconds, n_times=x.shape[-1],
-                n_tokens=model.n_tokens, remat_chunk=remat_chunk,
-                compile_s=round(time.perf_counter() - t0, 2), model_gflops=round(gflops, 1),
-                temp_gib=round(temp / 2**30, 3), load_avg=round(os.getloadavg()[0], 2))
+    info = dict(
+        attention=attention,
+        window_s=seconds,
+        n_times=x.shape[-1],
+        n_tokens=model.n_tokens,
+        remat_chunk=remat_chunk,
+        compile_s=round(time.perf_counter() - t0, 2),
+        model_gflops=round(gflops, 1),
+        temp_gib=round(temp / 2**30, 3),
+        load_avg=round(os.getloadavg()[0], 2),
+    )
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     if temp > 0.9 * ram:
-        return dict(info, skipped=f"needs {temp / 2**30:.1f} GiB temp, "
-                                  f"{ram / 2**30:.1f} GiB RAM free")
+        return dict(
+            info, skipped=f"needs {temp / 2**30:.1f} GiB temp, {ram / 2**30:.1f} GiB RAM free"
+        )
     walls, cpus, loss = _timed_runs(compiled, params, opt_state, x, args.reps)
     median = statistics.median(walls)
-    return dict(info, step_s_median=round(median, 3), step_s_all=[round(t, 2) for t in walls],
-                cpu_s_median=round(statistics.median(cpus), 3),
-                achieved_gflops_per_s=round(gflops / median, 1), loss=loss,
-                finite=bool(np.isfinite(loss)))
+    return dict(
+        info,
+        step_s_median=round(median, 3),
+        step_s_all=[round(t, 2) for t in walls],
+        cpu_s_median=round(statistics.median(cpus), 3),
+        achieved_gflops_per_s=round(gflops / median, 1),
+        loss=loss,
+        finite=bool(np.isfinite(loss)),
+    )
 
 
 def linear_fits(runs, attentions):
@@ -131,10 +150,12 @@ def linear_fits(runs, attentions):
             xs = [r["window_s"] for r in rows]
             fit = np.polyfit(xs, [r["step_s_median"] for r in rows], 1)
             cpu = np.polyfit(xs, [r["cpu_s_median"] for r in rows], 1)
-            fits[attention] = dict(wall_s_per_window_s=round(float(fit[0]), 3),
-                                   wall_intercept_s=round(float(fit[1]), 3),
-                                   cpu_s_per_window_s=round(float(cpu[0]), 3),
-                                   cpu_intercept_s=round(float(cpu[1]), 3))
+            fits[attention] = dict(
+                wall_s_per_window_s=round(float(fit[0]), 3),
+                wall_intercept_s=round(float(fit[1]), 3),
+                cpu_s_per_window_s=round(float(cpu[0]), 3),
+                cpu_intercept_s=round(float(cpu[1]), 3),
+            )
     return fits
 
 
@@ -146,13 +167,27 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="paper")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--lengths", type=float, nargs="+", default=[2.5, 5.0, 10.0, 20.0],
-                        help="window lengths in seconds (for the linear fit)")
+    parser.add_argument(
+        "--lengths",
+        type=float,
+        nargs="+",
+        default=[2.5, 5.0, 10.0, 20.0],
+        help="window lengths in seconds (for the linear fit)",
+    )
     parser.add_argument("--attention", nargs="+", default=["global", "causal"])
-    parser.add_argument("--remat_chunk", type=_chunk, default=16,
-                        help="channel sequences per remat chunk for the length sweep")
-    parser.add_argument("--compare", type=_chunk, nargs="*", default=[],
-                        help="remat chunks (0 = none) to compare at 5 s, global attention")
+    parser.add_argument(
+        "--remat_chunk",
+        type=_chunk,
+        default=16,
+        help="channel sequences per remat chunk for the length sweep",
+    )
+    parser.add_argument(
+        "--compare",
+        type=_chunk,
+        nargs="*",
+        default=[],
+        help="remat chunks (0 = none) to compare at 5 s, global attention",
+    )
     parser.add_argument("--fs", type=float, default=125.0, help="sampling rate (Hz)")
     parser.add_argument("--n_chans", type=int, default=60)
     parser.add_argument("--subjects", type=int, default=4, help="S = datasets x pairs x 2")
@@ -185,13 +220,26 @@ def main():
             run(compared, "global", 5.0, chunk)
     except KeyboardInterrupt as stop:
         print(json.dumps(dict(interrupted=str(stop))), flush=True)
-    print(json.dumps(dict(
-        variant=args.variant, batch=dict(subjects=args.subjects, windows=args.windows,
-                                         n_chans=args.n_chans, fs=args.fs),
-        step="forward+backward+adamw", device=str(jax.devices()[0]),
-        cpu_count=os.cpu_count(), machine=platform.machine(), jax=jax.__version__,
-        xla_flags=os.environ.get("XLA_FLAGS", ""), runs=sweep,
-        linear_fit=linear_fits(sweep, args.attention), remat_compare=compared), indent=1))
+    print(
+        json.dumps(
+            dict(
+                variant=args.variant,
+                batch=dict(
+                    subjects=args.subjects, windows=args.windows, n_chans=args.n_chans, fs=args.fs
+                ),
+                step="forward+backward+adamw",
+                device=str(jax.devices()[0]),
+                cpu_count=os.cpu_count(),
+                machine=platform.machine(),
+                jax=jax.__version__,
+                xla_flags=os.environ.get("XLA_FLAGS", ""),
+                runs=sweep,
+                linear_fit=linear_fits(sweep, args.attention),
+                remat_compare=compared,
+            ),
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

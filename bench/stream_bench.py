@@ -34,9 +34,10 @@ import tempfile
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_cpu_multi_thread_eigen=false"
-                           " intra_op_parallelism_threads=1").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    " intra_op_parallelism_threads=1"
+).strip()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if hasattr(os, "sched_setaffinity"):  # one core, before XLA starts its threads
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -55,35 +56,44 @@ ENC_FS = 125.0
 
 
 def causal_encoder(variant: str):
-    kwargs = dict(n_chans=60, n_times=int(WINDOW_S[variant] * ENC_FS), variant=variant,
-                  attention="causal")
+    kwargs = dict(
+        n_chans=60, n_times=int(WINDOW_S[variant] * ENC_FS), variant=variant, attention="causal"
+    )
     info = dict(kwargs, ch_names=CH_NAMES, fs=ENC_FS, window_s=WINDOW_S[variant])
     return Encoder(**kwargs, rngs=nnx.Rngs(params=0)), kwargs, info
 
 
-def real_time_factor(variant: str, *, fs: float, seconds: float, chunk_s: float,
-                     hop_s: float) -> dict:
+def real_time_factor(
+    variant: str, *, fs: float, seconds: float, chunk_s: float, hop_s: float
+) -> dict:
     model, _, info = causal_encoder(variant)
     settings = streaming.PipelineSettings(streaming.hop_tokens(model, ENC_FS, hop_s))
     eeg = np.random.default_rng(0).normal(0.0, 20.0, (60, int((seconds + 10) * fs)))
     chunk = max(1, int(round(chunk_s * fs)))
 
     def decode(n_samples):
-        decoder = streaming.StreamDecoder(model, info, ch_names=CH_NAMES, fs=fs,
-                                          settings=settings, log=None)
+        decoder = streaming.StreamDecoder(
+            model, info, ch_names=CH_NAMES, fs=fs, settings=settings, log=None
+        )
         start = time.perf_counter()
         outputs = 0
         for i in range(0, n_samples, chunk):
-            outputs += len(decoder.push(eeg[:, i:i + chunk]))
+            outputs += len(decoder.push(eeg[:, i : i + chunk]))
         return time.perf_counter() - start, outputs
 
-    decode(int(min(seconds, WINDOW_S[variant] + 4 * hop_s) * fs))   # compile
+    decode(int(min(seconds, WINDOW_S[variant] + 4 * hop_s) * fs))  # compile
     elapsed, outputs = decode(int(seconds * fs))
     per_s = elapsed / seconds
-    return dict(variant=variant, fs=fs, seconds=seconds, chunk_s=chunk_s,
-                hop_s=settings.hop_tokens * model.channel_encoder.patch_stride / ENC_FS,
-                outputs=outputs, compute_ms_per_s=round(per_s * 1e3, 2),
-                real_time_factor=round(1.0 / per_s, 1))
+    return dict(
+        variant=variant,
+        fs=fs,
+        seconds=seconds,
+        chunk_s=chunk_s,
+        hop_s=settings.hop_tokens * model.channel_encoder.patch_stride / ENC_FS,
+        outputs=outputs,
+        compute_ms_per_s=round(per_s * 1e3, 2),
+        real_time_factor=round(1.0 / per_s, 1),
+    )
 
 
 def latency(*, replay_s: float, replay_chunk: int, hop_s: float) -> dict:
@@ -93,29 +103,46 @@ def latency(*, replay_s: float, replay_chunk: int, hop_s: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         encoder_dir = os.path.join(tmp, "encoder")
         extra = {k: v for k, v in info.items() if k not in kwargs}
-        checkpointing.export_encoder(encoder_dir, model, model_kwargs=kwargs, extra=extra,
-                                     config={})
+        checkpointing.export_encoder(
+            encoder_dir, model, model_kwargs=kwargs, extra=extra, config={}
+        )
         raw = mne.io.read_raw_edf(EDF, preload=True, verbose="error")
         recording = os.path.join(tmp, "replay_raw.fif")
         raw.crop(0, replay_s, include_tmax=False).save(recording, verbose="error")
-        result = streaming.run(encoder=encoder_dir, probe_path=None,
-                               stream_name=f"mdjpt-bench-{os.getpid()}", replay=recording,
-                               hop_s=hop_s, replay_chunk=replay_chunk, idle_timeout_s=2.0,
-                               verbose=False)
-    predictions = result["predictions"][1:]      # the first one covers the warm-up window
+        result = streaming.run(
+            encoder=encoder_dir,
+            probe_path=None,
+            stream_name=f"mdjpt-bench-{os.getpid()}",
+            replay=recording,
+            hop_s=hop_s,
+            replay_chunk=replay_chunk,
+            idle_timeout_s=2.0,
+            verbose=False,
+        )
+    predictions = result["predictions"][1:]  # the first one covers the warm-up window
     newest = np.array([p.emitted - p.time for p in predictions]) * 1e3
     oldest = np.array([p.emitted - p.first_time for p in predictions]) * 1e3
 
     def stats(x):
-        return dict(median=round(float(np.median(x)), 1), p95=round(float(np.percentile(x, 95)), 1),
-                    max=round(float(np.max(x)), 1))
+        return dict(
+            median=round(float(np.median(x)), 1),
+            p95=round(float(np.percentile(x, 95)), 1),
+            max=round(float(np.max(x)), 1),
+        )
 
-    return dict(recording="tests/data/eegmmidb_S001R02.edf", replay_s=replay_s,
-                replay_chunk=replay_chunk, encoder="tiny (random init, causal)",
-                hop_s=result["summary"]["hop_s"], outputs=len(result["predictions"]),
-                latency_ms=stats(newest), first_sample_latency_ms=stats(oldest),
-                summary={k: result["summary"][k] for k in ("samples", "predictions",
-                                                          "nan_samples", "resets")})
+    return dict(
+        recording="tests/data/eegmmidb_S001R02.edf",
+        replay_s=replay_s,
+        replay_chunk=replay_chunk,
+        encoder="tiny (random init, causal)",
+        hop_s=result["summary"]["hop_s"],
+        outputs=len(result["predictions"]),
+        latency_ms=stats(newest),
+        first_sample_latency_ms=stats(oldest),
+        summary={
+            k: result["summary"][k] for k in ("samples", "predictions", "nan_samples", "resets")
+        },
+    )
 
 
 def main():
@@ -128,17 +155,22 @@ def main():
     parser.add_argument("--replay_s", type=float, default=30.0)
     parser.add_argument("--replay_chunk", type=int, default=1)
     args = parser.parse_args()
-    out = dict(platform=platform.processor() or platform.machine(),
-               load_avg=os.getloadavg()[0],
-               cores_used=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else None,
-               xla_flags=os.environ["XLA_FLAGS"])
-    out["real_time"] = [real_time_factor(v, fs=args.fs, seconds=args.seconds,
-                                         chunk_s=args.chunk_s, hop_s=args.hop_s)
-                        for v in args.variants]
+    out = dict(
+        platform=platform.processor() or platform.machine(),
+        load_avg=os.getloadavg()[0],
+        cores_used=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        xla_flags=os.environ["XLA_FLAGS"],
+    )
+    out["real_time"] = [
+        real_time_factor(
+            v, fs=args.fs, seconds=args.seconds, chunk_s=args.chunk_s, hop_s=args.hop_s
+        )
+        for v in args.variants
+    ]
     if args.replay_s > 0:
-        out["latency"] = latency(replay_s=args.replay_s, replay_chunk=args.replay_chunk,
-                                 hop_s=args.hop_s)
+        out["latency"] = latency(
+            replay_s=args.replay_s, replay_chunk=args.replay_chunk, hop_s=args.hop_s
+        )
     print(json.dumps(out, indent=1))
 
 

@@ -91,11 +91,12 @@ def _to_patch_on_input_device(data, patch_size=50, stride=25):
     """The original `to_patch` (zeros, then one slice copy per patch) without `.to('cuda')`."""
     batchsize, timelen, _ = data.shape
     num_patches = (timelen - patch_size) // stride + 1
-    patches = torch.zeros((batchsize, num_patches, patch_size), device=data.device,
-                          dtype=data.dtype)
+    patches = torch.zeros(
+        (batchsize, num_patches, patch_size), device=data.device, dtype=data.dtype
+    )
     for i in range(num_patches):
         start = i * stride
-        patches[:, i, :] = data[:, start:start + patch_size, 0]
+        patches[:, i, :] = data[:, start : start + patch_size, 0]
     return patches
 
 
@@ -134,22 +135,33 @@ def load(repo: str) -> dict:
     """Imports the original's model classes from a clone at `repo`; returns handles + shims."""
     repo = os.path.abspath(repo)
     if not os.path.isfile(os.path.join(repo, "src", "model", "MultiModel_PL.py")):
-        raise SystemExit(f"--torch_original {repo}: no src/model/MultiModel_PL.py there "
-                         "(clone ncclab-sustech/mdJPT_nips2025)")
-    shims = dict(pytorch_lightning=_stub_missing("pytorch_lightning", _lightning_stub),
-                 timm=_stub_missing("timm", _timm_stub))
+        raise SystemExit(
+            f"--torch_original {repo}: no src/model/MultiModel_PL.py there "
+            "(clone ncclab-sustech/mdJPT_nips2025)"
+        )
+    shims = dict(
+        pytorch_lightning=_stub_missing("pytorch_lightning", _lightning_stub),
+        timm=_stub_missing("timm", _timm_stub),
+    )
     if repo not in sys.path:
         sys.path.insert(0, repo)
     from src.model import MLLA_new  # noqa: PLC0415 (the user's clone, at run time)
     from src.model.MultiModel_PL import MultiModel_PL  # noqa: PLC0415
+
     MLLA_new.to_patch = _to_patch_on_input_device
     shims["to_patch"] = "same loop on the input's device (original: .to('cuda'))"
     import yaml  # noqa: PLC0415
+
     with open(os.path.join(repo, "cfgs_multi", "config_multi.yaml")) as f:
         config = yaml.safe_load(f)
-    return dict(repo=repo, MultiModel_PL=MultiModel_PL, layer=MLLA_new.MLLAEncoderLayer,
-                published_forward=MLLA_new.MLLAEncoderLayer.forward, config=config,
-                shims=shims)
+    return dict(
+        repo=repo,
+        MultiModel_PL=MultiModel_PL,
+        layer=MLLA_new.MLLAEncoderLayer,
+        published_forward=MLLA_new.MLLAEncoderLayer.forward,
+        config=config,
+        shims=shims,
+    )
 
 
 def _cfg(config: dict, n_datasets: int, n_chans: int, window_s: float, fs: float):
@@ -158,28 +170,49 @@ def _cfg(config: dict, n_datasets: int, n_chans: int, window_s: float, fs: float
     model = config["model"]
     channels = list(model["MLLA"]["uni_channels"])
     if len(channels) != n_chans:
-        raise ValueError(f"the original's unified montage has {len(channels)} channels, "
-                         f"the case has {n_chans}")
+        raise ValueError(
+            f"the original's unified montage has {len(channels)} channels, the case has {n_chans}"
+        )
     model["MLLA"]["cnn"]["extract_mode"] = config["val"]["extractor"]["fea_mode"]
-    data = [dict(dataset_name=f"d{i}", channels=channels, n_channs=n_chans,
-                 timeLen=int(window_s), fs=int(fs)) for i in range(n_datasets)]
+    data = [
+        dict(
+            dataset_name=f"d{i}",
+            channels=channels,
+            n_channs=n_chans,
+            timeLen=int(window_s),
+            fs=int(fs),
+        )
+        for i in range(n_datasets)
+    ]
     if data[0]["timeLen"] * data[0]["fs"] != round(window_s * fs):
         raise ValueError("the original needs a whole number of seconds per window")
     model["encoder"] = "MLLA"
-    return _Namespace.of(dict(model=model, train=config["train"], data_cfg_list=data,
-                              data_0=data[0]))
+    return _Namespace.of(
+        dict(model=model, train=config["train"], data_cfg_list=data, data_0=data[0])
+    )
 
 
 def _flop_counter():
     try:
         from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
         return FlopCounterMode(display=False)
     except ImportError:
         return None
 
 
-def bench_step(handles: dict, variant: str, *, n_datasets: int, windows: int, n_chans: int,
-               window_s: float, fs: float, reps: int, seed: int = 0) -> dict:
+def bench_step(
+    handles: dict,
+    variant: str,
+    *,
+    n_datasets: int,
+    windows: int,
+    n_chans: int,
+    window_s: float,
+    fs: float,
+    reps: int,
+    seed: int = 0,
+) -> dict:
     """Builds MultiModel_PL, warms one step (forward FLOPs counted there), times `reps` steps.
 
     The batch per dataset is the original's: 2 subjects x `windows` windows, subject 1 in
@@ -188,8 +221,7 @@ def bench_step(handles: dict, variant: str, *, n_datasets: int, windows: int, n_
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}")
     layer = handles["layer"]
-    layer.forward = handles["published_forward"] if variant == "published" else \
-        _full_block_forward
+    layer.forward = handles["published_forward"] if variant == "published" else _full_block_forward
     cfg = _cfg(handles["config"], n_datasets, n_chans, window_s, fs)
     torch.manual_seed(seed)
     cwd = os.getcwd()
@@ -203,8 +235,12 @@ def bench_step(handles: dict, variant: str, *, n_datasets: int, windows: int, n_
     optimizer = model.configure_optimizers()["optimizer"]
     n_times = int(round(window_s * fs))
     rng = np.random.default_rng(seed)
-    x_list = [torch.from_numpy(rng.standard_normal((1, 2 * windows, 1, n_chans, n_times))
-                               .astype(np.float32)) for _ in range(n_datasets)]
+    x_list = [
+        torch.from_numpy(
+            rng.standard_normal((1, 2 * windows, 1, n_chans, n_times)).astype(np.float32)
+        )
+        for _ in range(n_datasets)
+    ]
     batch = (x_list, [None] * n_datasets)
 
     def step(counter=None):
@@ -231,22 +267,31 @@ def bench_step(handles: dict, variant: str, *, n_datasets: int, windows: int, n_
     median = statistics.median(times)
     windows_per_step = n_datasets * 2 * windows
     return dict(
-        variant=variant, batch_shape=[n_datasets, 1, 2 * windows, 1, n_chans, n_times],
+        variant=variant,
+        batch_shape=[n_datasets, 1, 2 * windows, 1, n_chans, n_times],
         windows_per_step=windows_per_step,
         params=sum(p.numel() for p in params),
         params_trainable=sum(p.numel() for p in params if p.requires_grad),
         params_with_grad=sum(p.numel() for p in with_grad),
-        forward_matmul_conv_gflop=(round(counter.get_total_flops() / 1e9, 1)
-                                   if counter is not None else None),
-        first_step_s=round(first_s, 2), step_s_median=round(median, 3),
+        forward_matmul_conv_gflop=(
+            round(counter.get_total_flops() / 1e9, 1) if counter is not None else None
+        ),
+        first_step_s=round(first_s, 2),
+        step_s_median=round(median, 3),
         step_s_all=[round(t, 3) for t in times],
-        windows_per_s=round(windows_per_step / median, 1), loss=loss,
-        finite=bool(np.isfinite(loss)))
+        windows_per_s=round(windows_per_step / median, 1),
+        loss=loss,
+        finite=bool(np.isfinite(loss)),
+    )
 
 
 def describe(handles: dict) -> dict:
     """What the JSON says about the torch side."""
-    return dict(torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                torch_interop_threads=torch.get_num_interop_threads(),
-                mkldnn=torch.backends.mkldnn.is_available(), repo=handles["repo"],
-                shims=handles["shims"])
+    return dict(
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        torch_interop_threads=torch.get_num_interop_threads(),
+        mkldnn=torch.backends.mkldnn.is_available(),
+        repo=handles["repo"],
+        shims=handles["shims"],
+    )

@@ -65,26 +65,48 @@ def _parse():
     parser.add_argument("--pairs", type=int, default=None, help="override P of every case")
     parser.add_argument("--attention", default="global", choices=("global", "causal"))
     parser.add_argument("--reps", type=int, default=3, help="timed warm steps per case")
-    parser.add_argument("--dtypes", nargs="+", default=["float32"],
-                        choices=("float32", "bfloat16"), help="compute dtypes to compare")
-    parser.add_argument("--windows", type=int, default=None,
-                        help="override M (windows per subject) of every case (smaller = quicker)")
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=("float32", "bfloat16"),
+        help="compute dtypes to compare",
+    )
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        help="override M (windows per subject) of every case (smaller = quicker)",
+    )
     parser.add_argument("--platform", default="cpu", help="JAX_PLATFORMS unless already set")
-    parser.add_argument("--torch_original", default=None, metavar="PATH",
-                        help="clone of ncclab-sustech/mdJPT_nips2025: also time its step")
-    parser.add_argument("--torch_variants", nargs="+", default=["published", "full_block"],
-                        choices=("published", "full_block"),
-                        help="original as released / with the MLLA layer's full output")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch intra-op threads (XLA:CPU uses all cores)")
+    parser.add_argument(
+        "--torch_original",
+        default=None,
+        metavar="PATH",
+        help="clone of ncclab-sustech/mdJPT_nips2025: also time its step",
+    )
+    parser.add_argument(
+        "--torch_variants",
+        nargs="+",
+        default=["published", "full_block"],
+        choices=("published", "full_block"),
+        help="original as released / with the MLLA layer's full output",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch intra-op threads (XLA:CPU uses all cores)",
+    )
     return parser.parse_args()
 
 
 ARGS = _parse()
 os.environ.setdefault("JAX_PLATFORMS", ARGS.platform)
 if ARGS.devices > 1 and os.environ["JAX_PLATFORMS"] == "cpu":
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={ARGS.devices}")
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={ARGS.devices}"
+    )
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
@@ -102,16 +124,28 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
         case["windows"] = ARGS.windows
     n_times = int(case["window_s"] * FS)
     shape = (case["datasets"], pairs, 2, case["windows"], case["n_chans"], n_times)
-    info = dict(case=name, **case, n_times=n_times, batch_shape=list(shape),
-                windows_per_step=int(np.prod(shape[:4])))
+    info = dict(
+        case=name,
+        **case,
+        n_times=n_times,
+        batch_shape=list(shape),
+        windows_per_step=int(np.prod(shape[:4])),
+    )
     try:
         distributed.check_pairs_divisible(pairs, mesh.devices.size)
     except ValueError as error:
         return dict(info, skipped=str(error))
-    model = Encoder(case["n_chans"], n_times, case["variant"], ARGS.attention,
-                    rngs=nnx.Rngs(params=0), dtype=dtype)
-    opt = optimizer.make_optimizer(learning_rate=5e-4, weight_decay=1e-4, warmup_steps=10,
-                                   total_steps=1000)
+    model = Encoder(
+        case["n_chans"],
+        n_times,
+        case["variant"],
+        ARGS.attention,
+        rngs=nnx.Rngs(params=0),
+        dtype=dtype,
+    )
+    opt = optimizer.make_optimizer(
+        learning_rate=5e-4, weight_decay=1e-4, warmup_steps=10, total_steps=1000
+    )
     graphdef, state = train_step.init_train_state(model, opt, mesh=mesh)
     step = train_step.make_train_step(graphdef, opt, mesh)
     eeg = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -128,12 +162,17 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return dict(info, params=int(sum(x.size for x in jax.tree.leaves(state.params))),
-                **xla_gflops(case, n_times, mesh, opt, batch, key, eeg),
-                compile_and_first_step_s=round(first_s, 2), step_s_median=round(median, 3),
-                step_s_all=[round(t, 3) for t in times],
-                windows_per_s=round(info["windows_per_step"] / median, 1),
-                loss=float(metrics["loss"]), finite=bool(metrics["finite"]))
+    return dict(
+        info,
+        params=int(sum(x.size for x in jax.tree.leaves(state.params))),
+        **xla_gflops(case, n_times, mesh, opt, batch, key, eeg),
+        compile_and_first_step_s=round(first_s, 2),
+        step_s_median=round(median, 3),
+        step_s_all=[round(t, 3) for t in times],
+        windows_per_s=round(info["windows_per_step"] / median, 1),
+        loss=float(metrics["loss"]),
+        finite=bool(metrics["finite"]),
+    )
 
 
 def _gflop(lowered) -> float:
@@ -146,30 +185,49 @@ def xla_gflops(case, n_times, mesh, opt, batch, key, eeg) -> dict:
     """XLA cost analysis (lowered, not compiled) of the case's step without remat: the step's
     useful FLOPs (a lax.map body counts once there, so the remat program can't be counted),
     and of the channel encoder's forward, which remat runs a second time in the backward."""
-    model = Encoder(case["n_chans"], n_times, case["variant"], ARGS.attention,
-                    rngs=nnx.Rngs(params=0), dtype=case["dtype"], remat_chunk=None)
+    model = Encoder(
+        case["n_chans"],
+        n_times,
+        case["variant"],
+        ARGS.attention,
+        rngs=nnx.Rngs(params=0),
+        dtype=case["dtype"],
+        remat_chunk=None,
+    )
     graphdef, state = train_step.init_train_state(model, opt, mesh=mesh)
     step = train_step.make_train_step(graphdef, opt, mesh)
     enc_graphdef, enc_params = nnx.split(model.channel_encoder)
     encode = jax.jit(lambda p, x: nnx.merge(enc_graphdef, p)(x))
     flat = jax.ShapeDtypeStruct((eeg.size // n_times, n_times), case["dtype"])
-    return dict(xla_gflop_per_step_no_remat=_gflop(step.lower(state, batch, key)),
-                xla_gflop_channel_encoder_forward=_gflop(encode.lower(enc_params, flat)))
+    return dict(
+        xla_gflop_per_step_no_remat=_gflop(step.lower(state, batch, key)),
+        xla_gflop_channel_encoder_forward=_gflop(encode.lower(enc_params, flat)),
+    )
 
 
 def main():
-    devices = jax.devices()[:ARGS.devices]
+    devices = jax.devices()[: ARGS.devices]
     if len(devices) < ARGS.devices:
         raise SystemExit(f"--devices {ARGS.devices}: only {len(devices)} available")
     mesh = distributed.make_mesh(devices)
-    results = [bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"], dtype)
-               for name in ARGS.cases for dtype in ARGS.dtypes]
+    results = [
+        bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"], dtype)
+        for name in ARGS.cases
+        for dtype in ARGS.dtypes
+    ]
     out = dict(
-        bench="train_step", devices=ARGS.devices, device_kind=devices[0].device_kind,
-        platform=devices[0].platform, attention=ARGS.attention, reps=ARGS.reps,
+        bench="train_step",
+        devices=ARGS.devices,
+        device_kind=devices[0].device_kind,
+        platform=devices[0].platform,
+        attention=ARGS.attention,
+        reps=ARGS.reps,
         dtypes=ARGS.dtypes,
-        cpu_count=os.cpu_count(), machine=platform.machine(), jax=jax.__version__,
-        results=results)
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        jax=jax.__version__,
+        results=results,
+    )
     if ARGS.torch_original:
         out.update(torch_side(results))
     print(json.dumps(out, indent=1))
@@ -189,23 +247,45 @@ def torch_side(results: list) -> dict:
             case["windows"] = ARGS.windows
         pairs = ARGS.pairs or case["pairs"]
         if case["variant"] != "paper" or pairs != 1:
-            torch_results.append(dict(case=name, skipped="the original runs the paper "
-                                      "encoder on one pair per dataset per step"))
+            torch_results.append(
+                dict(
+                    case=name,
+                    skipped="the original runs the paper encoder on one pair per dataset per step",
+                )
+            )
             continue
         for variant in ARGS.torch_variants:
-            row = dict(case=name, **torch_original.bench_step(
-                handles, variant, n_datasets=case["datasets"], windows=case["windows"],
-                n_chans=case["n_chans"], window_s=case["window_s"], fs=FS, reps=ARGS.reps))
+            row = dict(
+                case=name,
+                **torch_original.bench_step(
+                    handles,
+                    variant,
+                    n_datasets=case["datasets"],
+                    windows=case["windows"],
+                    n_chans=case["n_chans"],
+                    window_s=case["window_s"],
+                    fs=FS,
+                    reps=ARGS.reps,
+                ),
+            )
             torch_results.append(row)
             for jax_row in results:
                 if jax_row["case"] == name and "step_s_median" in jax_row:
-                    comparison.append(dict(
-                        case=name, torch_variant=variant, jax_dtype=jax_row["dtype"],
-                        torch_step_s=row["step_s_median"], jax_step_s=jax_row["step_s_median"],
-                        torch_over_jax=round(row["step_s_median"] / jax_row["step_s_median"],
-                                             2)))
-    return dict(torch=torch_original.describe(handles), torch_results=torch_results,
-                comparison=comparison)
+                    comparison.append(
+                        dict(
+                            case=name,
+                            torch_variant=variant,
+                            jax_dtype=jax_row["dtype"],
+                            torch_step_s=row["step_s_median"],
+                            jax_step_s=jax_row["step_s_median"],
+                            torch_over_jax=round(
+                                row["step_s_median"] / jax_row["step_s_median"], 2
+                            ),
+                        )
+                    )
+    return dict(
+        torch=torch_original.describe(handles), torch_results=torch_results, comparison=comparison
+    )
 
 
 if __name__ == "__main__":

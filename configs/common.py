@@ -18,13 +18,16 @@ def _convert(name: str, text: str, default):
             return True
         if text.lower() in _FALSE:
             return False
-        raise ValueError(f"config arg {name}={text!r}: expected a boolean "
-                         f"({'/'.join(_TRUE)} or {'/'.join(_FALSE)})")
+        raise ValueError(
+            f"config arg {name}={text!r}: expected a boolean "
+            f"({'/'.join(_TRUE)} or {'/'.join(_FALSE)})"
+        )
     try:
         return type(default)(text)
     except ValueError as error:
-        raise ValueError(f"config arg {name}={text!r}: expected "
-                         f"{type(default).__name__}") from error
+        raise ValueError(
+            f"config arg {name}={text!r}: expected {type(default).__name__}"
+        ) from error
 
 
 def parse_arg(arg: str | None, **spec) -> ml_collections.ConfigDict:

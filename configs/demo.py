@@ -23,11 +23,13 @@ import ml_collections
 from configs import common, downstream, pretrain
 
 
-
 def _runs(family: str, first: str) -> dict:
     """Pre-training presets per method: jointly, on the first dataset only, without CDA."""
-    return {"joint": family, "single": f"{family},single_dataset={first}",
-            "joint_no_cda": f"{family},no_cda"}
+    return {
+        "joint": family,
+        "single": f"{family},single_dataset={first}",
+        "joint_no_cda": f"{family},no_cda",
+    }
 
 
 def _pretrain_config(arg: str, *, steps: int, data_dir: str):
@@ -49,8 +51,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config = downstream.get_config(family)
     steps = 4 if arg.tiny else 120
     with config.unlocked():
-        config.synthetic_configs = tuple(f"{'k' if arg.known_answer else 'd'}{i}"
-                                         for i in range(4))
+        config.synthetic_configs = tuple(f"{'k' if arg.known_answer else 'd'}{i}" for i in range(4))
         # Learned features use the encoders' own window (2 s); slide it every second.
         config.extract.window_s, config.extract.step_s = 2.0, 1.0
         config.extract.de_ch_set = "standard_1020"
@@ -60,12 +61,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.finetune.methods = ("joint",) if arg.tiny else ()
         # Budget again: joint and single-dataset pre-training over all seeds, the CDA
         # ablation (as long as a joint run) over the first seed only.
-        config.method_seeds = ml_collections.ConfigDict(
-            {"joint_no_cda": tuple(config.seeds[:1])})
+        config.method_seeds = ml_collections.ConfigDict({"joint_no_cda": tuple(config.seeds[:1])})
         config.report.tsne_windows_per_dataset = 150
         config.pretrain_runs = ml_collections.ConfigDict(
-            {name: _pretrain_config(a, steps=steps, data_dir=config.data_dir)
-             for name, a in _runs(family, config.synthetic_configs[0]).items()})
+            {
+                name: _pretrain_config(a, steps=steps, data_dir=config.data_dir)
+                for name, a in _runs(family, config.synthetic_configs[0]).items()
+            }
+        )
         if arg.tiny:
             config.seeds = (0, 1)
             config.method_seeds = ml_collections.ConfigDict({"joint_no_cda": (0,)})

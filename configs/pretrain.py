@@ -58,8 +58,13 @@ from configs import common
 
 SYNTHETIC_DATASETS = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
 KNOWN_ANSWER_DATASETS = ("synthetic_emotion/k0", "synthetic_emotion/k1", "synthetic_emotion/k2")
-PAPER_DATASETS = ("seed/preprocessed", "seed_iv/preprocessed", "seed_vii/preprocessed",
-                  "faced/preprocessed", "deap/preprocessed")
+PAPER_DATASETS = (
+    "seed/preprocessed",
+    "seed_iv/preprocessed",
+    "seed_vii/preprocessed",
+    "faced/preprocessed",
+    "deap/preprocessed",
+)
 PAPER_EPOCHS, PAPER_STEPS_PER_EPOCH = 20, 1024
 
 
@@ -69,56 +74,90 @@ def _single_dataset(name: str, candidates: tuple) -> tuple:
         return (name,)
     matches = [c for c in candidates if name in c.split("/")]
     if len(matches) != 1:
-        raise ValueError(f"single_dataset={name!r} matches {matches} of the preset's datasets "
-                         f"{candidates}; give one of them or a full 'name/config'")
+        raise ValueError(
+            f"single_dataset={name!r} matches {matches} of the preset's datasets "
+            f"{candidates}; give one of them or a full 'name/config'"
+        )
     return tuple(matches)
 
 
 def _data(arg) -> ml_collections.ConfigDict:
-    datasets = (PAPER_DATASETS if arg.paper else
-                KNOWN_ANSWER_DATASETS if arg.known_answer else SYNTHETIC_DATASETS)
+    datasets = (
+        PAPER_DATASETS
+        if arg.paper
+        else KNOWN_ANSWER_DATASETS
+        if arg.known_answer
+        else SYNTHETIC_DATASETS
+    )
     if arg.single_dataset:
         datasets = _single_dataset(arg.single_dataset, datasets)
-    return ml_collections.ConfigDict(dict(
-        datasets=datasets,
-        data_dir="~/tensorflow_datasets" if arg.paper else "runs/tfds",  # relative to the cwd
-        window_s=5.0 if arg.paper else 2.0,        # seconds
-        fs=125.0,                                   # Hz; every dataset is stored at this rate
-        ch_set="seed60" if arg.paper else "standard_1020",  # key of channels.UNIFIED_SETS
-        pairs_per_step=16 if arg.paper else 2,      # P per dataset, global over all devices
-        windows_per_pair=32 if arg.paper else 16,   # M (bench/learning_bench.py: M matters)
-        num_threads=4 if arg.paper else 1,          # grain threads building batches
-        prefetch=4 if arg.paper else 2))            # batches buffered ahead
+    return ml_collections.ConfigDict(
+        dict(
+            datasets=datasets,
+            data_dir="~/tensorflow_datasets" if arg.paper else "runs/tfds",  # relative to the cwd
+            window_s=5.0 if arg.paper else 2.0,  # seconds
+            fs=125.0,  # Hz; every dataset is stored at this rate
+            ch_set="seed60" if arg.paper else "standard_1020",  # key of channels.UNIFIED_SETS
+            pairs_per_step=16 if arg.paper else 2,  # P per dataset, global over all devices
+            windows_per_pair=32 if arg.paper else 16,  # M (bench/learning_bench.py: M matters)
+            num_threads=4 if arg.paper else 1,  # grain threads building batches
+            prefetch=4 if arg.paper else 2,
+        )
+    )  # batches buffered ahead
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """Returns the locked pre-training ConfigDict for the preset(s) in `arg`."""
-    arg = common.parse_arg(arg, synthetic=False, paper=False, known_answer=False,
-                           no_cda=False, single_dataset="",
-                           attention="global", cda_groups="subject", cda_centroid="arithmetic")
+    arg = common.parse_arg(
+        arg,
+        synthetic=False,
+        paper=False,
+        known_answer=False,
+        no_cda=False,
+        single_dataset="",
+        attention="global",
+        cda_groups="subject",
+        cda_centroid="arithmetic",
+    )
     if arg.paper and arg.synthetic:
         raise ValueError("choose one of the presets 'synthetic' and 'paper', not both")
     config = ml_collections.ConfigDict()
     config.data = _data(arg)
-    config.model = ml_collections.ConfigDict(dict(
-        variant="paper" if arg.paper else "tiny",   # key of models.VARIANTS
-        attention=arg.attention,                    # "global" | "causal"
-        dtype="float32"))  # compute dtype: "bfloat16" = bf16 activations/matmuls, f32 params
-    config.loss = ml_collections.ConfigDict(dict(
-        temperature=0.07 if arg.paper else 0.2, use_cda=not arg.no_cda, cda_weight=0.01,
-        dataset_reduction="sum",  # sum_k NT-Xent_k + w CDA, as the original code ("mean")
-        cda_groups=arg.cda_groups, cda_centroid=arg.cda_centroid))
-    config.optim = ml_collections.ConfigDict(dict(
-        learning_rate=5e-4 if arg.paper else 1e-2, weight_decay=1e-4,
-        warmup_steps=PAPER_STEPS_PER_EPOCH if arg.paper else 20,
-        grad_clip_norm=config_dict.placeholder(float)))  # None = no clipping
-    config.train = ml_collections.ConfigDict(dict(
-        steps=PAPER_EPOCHS * PAPER_STEPS_PER_EPOCH if arg.paper else 200,
-        log_every=50 if arg.paper else 10,
-        checkpoint_every=1000 if arg.paper else 50,
-        max_to_keep=3,
-        eval_every=1000 if arg.paper else 25,  # learning-curve evaluation (0 = off)
-        eval_windows_per_subject=64 if arg.paper else 32,
-        seed=0))  # split into the init, data and step keys
+    config.model = ml_collections.ConfigDict(
+        dict(
+            variant="paper" if arg.paper else "tiny",  # key of models.VARIANTS
+            attention=arg.attention,  # "global" | "causal"
+            dtype="float32",
+        )
+    )  # compute dtype: "bfloat16" = bf16 activations/matmuls, f32 params
+    config.loss = ml_collections.ConfigDict(
+        dict(
+            temperature=0.07 if arg.paper else 0.2,
+            use_cda=not arg.no_cda,
+            cda_weight=0.01,
+            dataset_reduction="sum",  # sum_k NT-Xent_k + w CDA, as the original code ("mean")
+            cda_groups=arg.cda_groups,
+            cda_centroid=arg.cda_centroid,
+        )
+    )
+    config.optim = ml_collections.ConfigDict(
+        dict(
+            learning_rate=5e-4 if arg.paper else 1e-2,
+            weight_decay=1e-4,
+            warmup_steps=PAPER_STEPS_PER_EPOCH if arg.paper else 20,
+            grad_clip_norm=config_dict.placeholder(float),
+        )
+    )  # None = no clipping
+    config.train = ml_collections.ConfigDict(
+        dict(
+            steps=PAPER_EPOCHS * PAPER_STEPS_PER_EPOCH if arg.paper else 200,
+            log_every=50 if arg.paper else 10,
+            checkpoint_every=1000 if arg.paper else 50,
+            max_to_keep=3,
+            eval_every=1000 if arg.paper else 25,  # learning-curve evaluation (0 = off)
+            eval_windows_per_subject=64 if arg.paper else 32,
+            seed=0,
+        )
+    )  # split into the init, data and step keys
     config.lock()
     return config

@@ -30,13 +30,17 @@ import importlib.util
 import json
 import os
 
-INSTALL_MESSAGE = ("--mode=compile needs the libtpu package (TPU compiler; no TPU needed). "
-                   "Install it into its own venv with `MDJPT_TPU=1 bash scripts/ensure_venv.sh` "
-                   "and run with .venv-tpu/bin/python, or `pip install -r requirements-tpu.txt`.")
-GIB = 1024 ** 3
+INSTALL_MESSAGE = (
+    "--mode=compile needs the libtpu package (TPU compiler; no TPU needed). "
+    "Install it into its own venv with `MDJPT_TPU=1 bash scripts/ensure_venv.sh` "
+    "and run with .venv-tpu/bin/python, or `pip install -r requirements-tpu.txt`."
+)
+GIB = 1024**3
 MEGACORE = ("v4:", "v5p:")  # generations whose JAX device is a two-core chip
-REMEDY = ("lower data.pairs_per_step or data.windows_per_pair, or use "
-          "--config.model.dtype=bfloat16 or more chips")
+REMEDY = (
+    "lower data.pairs_per_step or data.windows_per_pair, or use "
+    "--config.model.dtype=bfloat16 or more chips"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,7 @@ def topology_devices(topology: str) -> list:
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
+
     # v4 and v5p chips have two TensorCores that JAX runs as one device ("megacore"), as
     # on a real pod; without it libtpu describes one device per core.
     options = dict(chip_config_name="megacore") if topology.startswith(MEGACORE) else {}
@@ -85,6 +90,7 @@ def compile_step(config, devices: list):
         ValueError: the config is invalid for this many devices (train.validate).
     """
     from mdjpt_jax import distributed, train
+
     settings = train.read_config(config)
     mesh = distributed.make_mesh(devices)
     processes = len({device.process_index for device in devices})
@@ -97,8 +103,9 @@ def _cost(compiled) -> dict:
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):  # older jax: one dict per program
         cost = cost[0]
-    return dict(flops=float(cost.get("flops", 0.0)),
-                bytes_accessed=float(cost.get("bytes accessed", 0.0)))
+    return dict(
+        flops=float(cost.get("flops", 0.0)), bytes_accessed=float(cost.get("bytes accessed", 0.0))
+    )
 
 
 def model_flops(settings, chips: int) -> float:
@@ -106,9 +113,12 @@ def model_flops(settings, chips: int) -> float:
     from the step lowered (not compiled) on one CPU device."""
     import jax
     from mdjpt_jax import distributed, train
+
     per_chip = dataclasses.replace(
-        settings, model=dict(settings.model, remat_chunk=None),
-        loader=dict(settings.loader, pairs_per_step=settings.loader["pairs_per_step"] // chips))
+        settings,
+        model=dict(settings.model, remat_chunk=None),
+        loader=dict(settings.loader, pairs_per_step=settings.loader["pairs_per_step"] // chips),
+    )
     mesh = distributed.make_mesh(jax.devices("cpu")[:1])
     return _cost(train.make_step_program(per_chip, mesh).lower())["flops"]
 
@@ -129,25 +139,40 @@ def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = N
     total = arguments + outputs - aliased + temporaries + code
     cost = _cost(compiled)
     report = dict(
-        chips=chips, processes=len({d.process_index for d in mesh.devices.flat}),
+        chips=chips,
+        processes=len({d.process_index for d in mesh.devices.flat}),
         device_kind=mesh.devices.flat[0].device_kind,
-        dtype=settings.model.get("dtype", "float32"), variant=settings.model["variant"],
-        pairs_per_step=loader["pairs_per_step"], pairs_per_chip=pairs_per_chip,
+        dtype=settings.model.get("dtype", "float32"),
+        variant=settings.model["variant"],
+        pairs_per_step=loader["pairs_per_step"],
+        pairs_per_chip=pairs_per_chip,
         windows_per_chip=k * pairs_per_chip * 2 * m,
         batch_per_chip=[k, pairs_per_chip, 2, m, len(loader["ch_names"]), n_times],
-        memory_bytes=dict(arguments=arguments, outputs=outputs, aliased=aliased,
-                          temporaries=temporaries, code=code, total=total,
-                          xla_peak=int(getattr(memory, "peak_memory_in_bytes", -1))),
-        **cost, model_flops=cost["flops"] if flops is None else flops)
+        memory_bytes=dict(
+            arguments=arguments,
+            outputs=outputs,
+            aliased=aliased,
+            temporaries=temporaries,
+            code=code,
+            total=total,
+            xla_peak=int(getattr(memory, "peak_memory_in_bytes", -1)),
+        ),
+        **cost,
+        model_flops=cost["flops"] if flops is None else flops,
+    )
     if chip is not None:
         compute_s = report["model_flops"] / chip.peak_bf16_flops
         memory_s = cost["bytes_accessed"] / chip.hbm_bytes_per_s
         report.update(
-            chip=chip.name, hbm_bytes=chip.hbm_bytes, fits=total <= chip.hbm_bytes,
-            hbm_fraction=total / chip.hbm_bytes, peak_bf16_flops=chip.peak_bf16_flops,
+            chip=chip.name,
+            hbm_bytes=chip.hbm_bytes,
+            fits=total <= chip.hbm_bytes,
+            hbm_fraction=total / chip.hbm_bytes,
+            peak_bf16_flops=chip.peak_bf16_flops,
             hbm_bytes_per_s=chip.hbm_bytes_per_s,
             roofline_step_s=max(compute_s, memory_s),
-            roofline_bound="compute" if compute_s >= memory_s else "memory")
+            roofline_bound="compute" if compute_s >= memory_s else "memory",
+        )
     return report
 
 
@@ -158,30 +183,47 @@ def format_table(report: dict) -> str:
     def gib(value):
         return f"{value / GIB:.3f} GiB"
 
-    rows = [("chips / processes", f"{report['chips']} / {report['processes']} "
-                                        f"({report['device_kind']})"),
-            ("model", f"{report['variant']}, compute dtype {report['dtype']}"),
-            ("pairs per step / per chip", f"{report['pairs_per_step']} / "
-                                           f"{report['pairs_per_chip']}"),
-            ("per-chip batch [K,P,2,M,C,T]", f"{report['batch_per_chip']} = "
-                                              f"{report['windows_per_chip']} windows"),
-            ("memory: arguments", gib(mem["arguments"])),
-            ("memory: outputs (donated alias)", f"{gib(mem['outputs'])} "
-                                                 f"(-{gib(mem['aliased'])})"),
-            ("memory: temporaries", gib(mem["temporaries"])),
-            ("memory: total per chip", gib(mem["total"]) + (
+    rows = [
+        (
+            "chips / processes",
+            f"{report['chips']} / {report['processes']} ({report['device_kind']})",
+        ),
+        ("model", f"{report['variant']}, compute dtype {report['dtype']}"),
+        ("pairs per step / per chip", f"{report['pairs_per_step']} / {report['pairs_per_chip']}"),
+        (
+            "per-chip batch [K,P,2,M,C,T]",
+            f"{report['batch_per_chip']} = {report['windows_per_chip']} windows",
+        ),
+        ("memory: arguments", gib(mem["arguments"])),
+        ("memory: outputs (donated alias)", f"{gib(mem['outputs'])} (-{gib(mem['aliased'])})"),
+        ("memory: temporaries", gib(mem["temporaries"])),
+        (
+            "memory: total per chip",
+            gib(mem["total"])
+            + (
                 f" of {gib(report['hbm_bytes'])} HBM ({report['hbm_fraction']:.0%})"
-                if "hbm_bytes" in report else "")),
-            ("FLOPs per step per chip: model", f"{report['model_flops']:.3e}"),
-            ("FLOPs per step per chip: compiled", f"{report['flops']:.3e} (loop bodies once)"),
-            ("HBM bytes per step per chip", f"{report['bytes_accessed']:.3e} "
-                                             "(compiled, loop bodies once)")]
+                if "hbm_bytes" in report
+                else ""
+            ),
+        ),
+        ("FLOPs per step per chip: model", f"{report['model_flops']:.3e}"),
+        ("FLOPs per step per chip: compiled", f"{report['flops']:.3e} (loop bodies once)"),
+        (
+            "HBM bytes per step per chip",
+            f"{report['bytes_accessed']:.3e} (compiled, loop bodies once)",
+        ),
+    ]
     if "roofline_step_s" in report:
-        rows += [("roofline step time", f"{report['roofline_step_s'] * 1e3:.2f} ms "
-                                         f"({report['roofline_bound']}-bound; "
-                                         f"{report['peak_bf16_flops'] / 1e12:.0f} TFLOP/s, "
-                                         f"{report['hbm_bytes_per_s'] / 1e9:.0f} GB/s)"),
-                 ("fits in HBM", "yes" if report["fits"] else "NO")]
+        rows += [
+            (
+                "roofline step time",
+                f"{report['roofline_step_s'] * 1e3:.2f} ms "
+                f"({report['roofline_bound']}-bound; "
+                f"{report['peak_bf16_flops'] / 1e12:.0f} TFLOP/s, "
+                f"{report['hbm_bytes_per_s'] / 1e9:.0f} GB/s)",
+            ),
+            ("fits in HBM", "yes" if report["fits"] else "NO"),
+        ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -194,6 +236,7 @@ def run(config, topology: str) -> dict:
             not fit in the chip's HBM (the message names the numbers).
     """
     import jax
+
     jax.config.update("jax_platforms", "cpu")  # compile-only devices; never grab a real TPU
     devices = topology_devices(topology)
     chip = CHIPS.get(devices[0].device_kind)
@@ -204,16 +247,21 @@ def run(config, topology: str) -> dict:
     except jax.errors.JaxRuntimeError as error:  # the TPU compiler's own out-of-memory
         if "RESOURCE_EXHAUSTED" not in str(error) and "memory" not in str(error).lower():
             raise
-        raise SystemExit(f"error: the step does not fit in HBM of a {devices[0].device_kind} "
-                         f"chip (the TPU compiler ran out of memory: "
-                         f"{str(error).splitlines()[0][:300]}); {REMEDY}") from error
-    report = dict(topology=topology, **analyze(compiled, settings, mesh, chip,
-                                               model_flops(settings, len(devices))))
+        raise SystemExit(
+            f"error: the step does not fit in HBM of a {devices[0].device_kind} "
+            f"chip (the TPU compiler ran out of memory: "
+            f"{str(error).splitlines()[0][:300]}); {REMEDY}"
+        ) from error
+    report = dict(
+        topology=topology,
+        **analyze(compiled, settings, mesh, chip, model_flops(settings, len(devices))),
+    )
     print(format_table(report), flush=True)
     print(json.dumps(report), flush=True)
     if report.get("fits") is False:
         raise SystemExit(
             f"error: the step does not fit in HBM: it needs "
             f"{report['memory_bytes']['total'] / GIB:.2f} GiB per chip, more than the "
-            f"{report['hbm_bytes'] / GIB:.0f} GiB HBM of a {report['chip']} chip; {REMEDY}")
+            f"{report['hbm_bytes'] / GIB:.0f} GiB HBM of a {report['chip']} chip; {REMEDY}"
+        )
     return report

@@ -21,8 +21,13 @@ def code_version() -> str:
     """`git describe --always --dirty` of this source tree, else the package version."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        described = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"],
-                                   cwd=here, capture_output=True, text=True, timeout=10)
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         described = None
     if described is not None and described.returncode == 0 and described.stdout.strip():
@@ -50,10 +55,12 @@ def card_text(info: dict, config: dict | None) -> str:
         f"(`window_s` = {info.get('window_s', n_times / fs)})",
         "- **Units**: µV (`embed` converts MNE objects from volts; numpy arrays must be µV)",
         f"- **Preprocessing**: {preprocessing.describe(fs, band)}",
-        ("- **Channel contract**: names are normalized (case, dots, `EEG ` prefix, `-REF`/`-LE`"
-         " suffixes); missing channels are interpolated with spherical splines on the "
-         f"{channels.MONTAGE} montage for at most {contract.MAX_MISSING_FRACTION:.0%} of the "
-         "channels; extra channels are dropped and listed (see `mdjpt_jax/contract.py`)."),
+        (
+            "- **Channel contract**: names are normalized (case, dots, `EEG ` prefix, `-REF`/`-LE`"
+            " suffixes); missing channels are interpolated with spherical splines on the "
+            f"{channels.MONTAGE} montage for at most {contract.MAX_MISSING_FRACTION:.0%} of the "
+            "channels; extra channels are dropped and listed (see `mdjpt_jax/contract.py`)."
+        ),
         "- **Normalization**: stratified normalization over blocks of windows of ONE subject "
         "(`embed` treats one call as one subject).",
         "",

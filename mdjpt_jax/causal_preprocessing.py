@@ -43,18 +43,18 @@ class Resampler:
         self.delay_s = half_len / (self.up * fs)
         taps = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
         taps = taps * self.up
-        self.n_taps = -(-len(taps) // self.up)          # input samples per output sample
+        self.n_taps = -(-len(taps) // self.up)  # input samples per output sample
         padded = np.zeros(self.n_taps * self.up)
-        padded[:len(taps)] = taps
+        padded[: len(taps)] = taps
         # phases[p, j] = h[p + j * up]: weight of input n0 - j for an output of phase p.
         self.phases = padded.reshape(self.n_taps, self.up).T
 
     def reset(self) -> None:
         """Forgets the past: the next chunk starts a new signal."""
-        self.history = None      # [C, K] inputs from index `base` on
-        self.base = 0            # absolute input index of history[:, 0]
-        self.n_in = 0            # inputs received
-        self.n_out = 0           # outputs produced
+        self.history = None  # [C, K] inputs from index `base` on
+        self.base = 0  # absolute input index of history[:, 0]
+        self.n_in = 0  # inputs received
+        self.n_out = 0  # outputs produced
 
     def last_input(self, m: int) -> int:
         """Index of the newest input sample output m depends on."""
@@ -74,14 +74,14 @@ class Resampler:
             self.base = -(self.n_taps - 1)
         self.history = np.concatenate([self.history, x], axis=1)
         self.n_in += x.shape[-1]
-        stop = (self.n_in * self.up - 1) // self.down + 1     # outputs now computable
+        stop = (self.n_in * self.up - 1) // self.down + 1  # outputs now computable
         m = np.arange(self.n_out, stop)
         newest = m * self.down // self.up
         phase = m * self.down - newest * self.up
-        index = newest[:, None] - np.arange(self.n_taps)[None, :] - self.base   # [M, K]
+        index = newest[:, None] - np.arange(self.n_taps)[None, :] - self.base  # [M, K]
         y = np.einsum("cmk,mk->cm", self.history[:, index], self.phases[phase])
         self.n_out = stop
-        keep_from = stop * self.down // self.up - (self.n_taps - 1)   # next output's oldest
+        keep_from = stop * self.down // self.up - (self.n_taps - 1)  # next output's oldest
         cut = max(0, keep_from - self.base)
         self.history, self.base = self.history[:, cut:], self.base + cut
         return y
@@ -92,7 +92,7 @@ class Bandpass:
 
     def __init__(self, fs: float, band=preprocessing.BAND, order: int = 4):
         self.sos = preprocessing.bandpass_sos(fs, tuple(band), order)
-        self._zi_unit = signal.sosfilt_zi(self.sos)            # [sections, 2]
+        self._zi_unit = signal.sosfilt_zi(self.sos)  # [sections, 2]
         self.reset()
 
     def reset(self) -> None:
@@ -103,7 +103,7 @@ class Bandpass:
         if x.shape[-1] == 0:
             return x
         if self.zi is None:
-            self.zi = self._zi_unit[:, None, :] * x[None, :, :1]   # [sections, C, 2]
+            self.zi = self._zi_unit[:, None, :] * x[None, :, :1]  # [sections, C, 2]
         y, self.zi = signal.sosfilt(self.sos, x, axis=-1, zi=self.zi)
         return y
 
@@ -126,6 +126,8 @@ class CausalPreprocessor:
 def describe(fs: float, target_fs: float, band=preprocessing.BAND) -> str:
     """One line stating the causal preprocessing (for the probe file and the terminal)."""
     delay = Resampler(fs, target_fs).delay_s
-    return (f"causal polyphase resampling {fs:g} -> {target_fs:g} Hz (resample_poly's FIR, "
-            f"delay {delay * 1e3:.0f} ms); causal 4th-order Butterworth band-pass "
-            f"{band[0]:g}-{band[1]:g} Hz (sosfilt, state carried)")
+    return (
+        f"causal polyphase resampling {fs:g} -> {target_fs:g} Hz (resample_poly's FIR, "
+        f"delay {delay * 1e3:.0f} ms); causal 4th-order Butterworth band-pass "
+        f"{band[0]:g}-{band[1]:g} Hz (sosfilt, state carried)"
+    )

@@ -22,7 +22,8 @@ from numpy.polynomial import legendre
 _SEED62 = (
     "FP1 FPZ FP2 AF3 AF4 F7 F5 F3 F1 FZ F2 F4 F6 F8 FT7 FC5 FC3 FC1 FCZ FC2 FC4 FC6 FT8 "
     "T7 C5 C3 C1 CZ C2 C4 C6 T8 TP7 CP5 CP3 CP1 CPZ CP2 CP4 CP6 TP8 P7 P5 P3 P1 PZ P2 P4 "
-    "P6 P8 PO7 PO5 PO3 POZ PO4 PO6 PO8 CB1 O1 OZ O2 CB2").split()
+    "P6 P8 PO7 PO5 PO3 POZ PO4 PO6 PO8 CB1 O1 OZ O2 CB2"
+).split()
 
 UNIFIED_SETS: dict[str, list[str]] = {
     "seed60": [c for c in _SEED62 if c not in ("CB1", "CB2")],
@@ -33,9 +34,9 @@ UNIFIED_SETS: dict[str, list[str]] = {
 NO_POSITION = frozenset({"CB1", "CB2"})
 
 MONTAGE = "colin27_1005"
-STIFFNESS = 4          # Perrin's m: smoothness order of the spline.
+STIFFNESS = 4  # Perrin's m: smoothness order of the spline.
 N_LEGENDRE_TERMS = 50  # truncation of the Legendre series of g(cos).
-ALPHA = 1e-5           # ridge on the diagonal of G, as in MNE.
+ALPHA = 1e-5  # ridge on the diagonal of G, as in MNE.
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,7 +56,7 @@ def montage_positions() -> dict[str, np.ndarray]:
 def _fit_sphere_centre(pos: np.ndarray) -> np.ndarray:
     """Least-squares sphere centre of points [N, 3]: |p|^2 = 2 p.c + (r^2 - |c|^2)."""
     design = np.concatenate([2 * pos, np.ones((len(pos), 1))], axis=1)
-    solution, *_ = np.linalg.lstsq(design, np.sum(pos ** 2, axis=1), rcond=None)
+    solution, *_ = np.linalg.lstsq(design, np.sum(pos**2, axis=1), rcond=None)
     return solution[:3]
 
 
@@ -75,14 +76,13 @@ def spline_interpolation(pos_from: np.ndarray, pos_to: np.ndarray) -> np.ndarray
     n_from = len(pos_from)
     g_from = spline_g(np.clip(pos_from @ pos_from.T, -1.0, 1.0))
     g_from[np.diag_indices(n_from)] += ALPHA
-    system = np.block([[g_from, np.ones((n_from, 1))],
-                       [np.ones((1, n_from)), np.zeros((1, 1))]])
+    system = np.block([[g_from, np.ones((n_from, 1))], [np.ones((1, n_from)), np.zeros((1, 1))]])
     g_to = spline_g(np.clip(pos_to @ pos_from.T, -1.0, 1.0))
     rhs = np.concatenate([g_to, np.ones((len(pos_to), 1))], axis=1)
     return rhs @ np.linalg.pinv(system)[:, :n_from]
 
 
-_PREFIX = re.compile(r"^EEG[\s_]+")         # "EEG Fp1" (EDF labels of many amplifiers)
+_PREFIX = re.compile(r"^EEG[\s_]+")  # "EEG Fp1" (EDF labels of many amplifiers)
 _SUFFIX = re.compile(r"-(REF|LE|RE|AVG|AR)$")  # referential suffixes: "Fp1-REF", "C3-LE"
 
 
@@ -104,8 +104,10 @@ def _check_names(names: Sequence[str], role: str) -> list[str]:
     known = montage_positions()
     unknown = [n for n in upper if n not in known and n not in NO_POSITION]
     if unknown:
-        raise ValueError(f"{role} channel names {unknown} are unknown: not in mne's {MONTAGE} "
-                         f"montage nor in {sorted(NO_POSITION)}")
+        raise ValueError(
+            f"{role} channel names {unknown} are unknown: not in mne's {MONTAGE} "
+            f"montage nor in {sorted(NO_POSITION)}"
+        )
     if len(set(upper)) != len(upper):
         dups = sorted({n for n in upper if upper.count(n) > 1})
         raise ValueError(f"duplicate {role} channel names {dups}")
@@ -145,13 +147,17 @@ def _projection_matrix(src_names: tuple, dst_names: tuple) -> np.ndarray:
     if missing:
         no_pos = [dst[i] for i in missing if dst[i] in NO_POSITION]
         if no_pos:
-            raise ValueError(f"cannot interpolate {no_pos}: missing from the source channels "
-                             f"and without a position in {MONTAGE}")
+            raise ValueError(
+                f"cannot interpolate {no_pos}: missing from the source channels "
+                f"and without a position in {MONTAGE}"
+            )
         positions = montage_positions()
         usable = [j for j, name in enumerate(src) if name not in NO_POSITION]
         if len(usable) < 3:
-            raise ValueError(f"cannot interpolate {[dst[i] for i in missing]} from only "
-                             f"{len(usable)} positioned source channels {src}")
+            raise ValueError(
+                f"cannot interpolate {[dst[i] for i in missing]} from only "
+                f"{len(usable)} positioned source channels {src}"
+            )
         pos_from = np.stack([positions[src[j]] for j in usable])
         pos_to = np.stack([positions[dst[i]] for i in missing])
         weights[np.ix_(missing, usable)] = spline_interpolation(pos_from, pos_to)

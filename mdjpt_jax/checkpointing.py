@@ -33,8 +33,9 @@ ENCODER_JSON = "encoder.json"
 ENCODER_PARAMS = "params"
 
 
-def make_manager(directory: str, *, max_to_keep: int,
-                 async_save: bool = True) -> ocp.CheckpointManager:
+def make_manager(
+    directory: str, *, max_to_keep: int, async_save: bool = True
+) -> ocp.CheckpointManager:
     """A CheckpointManager over `directory` keeping the newest `max_to_keep` steps.
 
     Saves happen only when `save` is called (the caller decides when); with `async_save`
@@ -44,13 +45,15 @@ def make_manager(directory: str, *, max_to_keep: int,
         raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep),
-        enable_async_checkpointing=async_save, create=True)
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                                 item_names=ITEMS)
+        enable_async_checkpointing=async_save,
+        create=True,
+    )
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=ITEMS)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, *, data_state: dict,
-         settings: dict) -> None:
+def save(
+    manager: ocp.CheckpointManager, step: int, state: Any, *, data_state: dict, settings: dict
+) -> None:
     """Starts saving checkpoint `step` (collective: call on every process).
 
     Args:
@@ -60,15 +63,20 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, *, data_state: d
         data_state: JSON-serializable iterator state (`loader.get_state()`).
         settings: JSON-serializable run settings (the config as a dict).
     """
-    manager.save(int(step), force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        config=ocp.args.JsonSave(settings)))
+    manager.save(
+        int(step),
+        force=True,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=ocp.args.JsonSave(data_state),
+            config=ocp.args.JsonSave(settings),
+        ),
+    )
 
 
 def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs with the shape, dtype and sharding of every array of `tree`."""
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> tuple[Any, dict, dict]:
@@ -83,9 +91,14 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> tuple[Any
     Returns:
         (state, data_state, settings).
     """
-    restored = manager.restore(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_like(target)), data=ocp.args.JsonRestore(),
-        config=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        int(step),
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_like(target)),
+            data=ocp.args.JsonRestore(),
+            config=ocp.args.JsonRestore(),
+        ),
+    )
     return restored["state"], dict(restored["data"]), dict(restored["config"])
 
 
@@ -96,8 +109,9 @@ def _write_json_atomically(path: str, value: dict) -> None:
     os.replace(temporary, path)
 
 
-def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: dict,
-                   config: dict | None = None) -> None:
+def export_encoder(
+    path: str, model: nnx.Module, *, model_kwargs: dict, extra: dict, config: dict | None = None
+) -> None:
     """Writes the encoder's parameters, its card and how to rebuild it (collective call).
 
     Args:
@@ -119,10 +133,11 @@ def export_encoder(path: str, model: nnx.Module, *, model_kwargs: dict, extra: d
         checkpointer.save(os.path.join(path, ENCODER_PARAMS), params, force=True)
         checkpointer.wait_until_finished()
     if jax.process_index() == 0:
-        card.write_card(path, dict(model_kwargs, **extra),
-                        config)
-        _write_json_atomically(os.path.join(path, ENCODER_JSON),
-                               dict(model_kwargs=dict(model_kwargs), extra=dict(extra)))
+        card.write_card(path, dict(model_kwargs, **extra), config)
+        _write_json_atomically(
+            os.path.join(path, ENCODER_JSON),
+            dict(model_kwargs=dict(model_kwargs), extra=dict(extra)),
+        )
 
 
 def is_exported(path: str) -> bool:
@@ -147,8 +162,10 @@ def load_encoder(path: str, *, attention: str | None = None) -> tuple[Encoder, d
     path = os.path.abspath(path)
     json_path = os.path.join(path, ENCODER_JSON)
     if not os.path.exists(json_path):
-        raise FileNotFoundError(f"{json_path} not found: {path} holds no complete exported "
-                                "encoder (pre-training writes WORKDIR/encoder at its end)")
+        raise FileNotFoundError(
+            f"{json_path} not found: {path} holds no complete exported "
+            "encoder (pre-training writes WORKDIR/encoder at its end)"
+        )
     with open(json_path) as f:
         exported = json.load(f)
     model_kwargs = dict(exported["model_kwargs"])
@@ -159,8 +176,9 @@ def load_encoder(path: str, *, attention: str | None = None) -> tuple[Encoder, d
     abstract_model = nnx.eval_shape(lambda: Encoder(**model_kwargs, rngs=nnx.Rngs(params=0)))
     graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          abstract_params)
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_params
+    )
     with ocp.StandardCheckpointer() as checkpointer:
         params = checkpointer.restore(os.path.join(path, ENCODER_PARAMS), target)
     encoder = nnx.merge(graphdef, params, rest)

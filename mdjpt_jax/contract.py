@@ -66,8 +66,10 @@ class ChannelReport:
 
     def summary(self) -> str:
         """A few human-readable lines."""
-        lines = [f"channels: {len(self.matched)}/{len(self.target)} matched, "
-                 f"{len(self.interpolated)} interpolated, {len(self.dropped)} dropped"]
+        lines = [
+            f"channels: {len(self.matched)}/{len(self.target)} matched, "
+            f"{len(self.interpolated)} interpolated, {len(self.dropped)} dropped"
+        ]
         if self.interpolated:
             lines.append(f"  interpolated (spherical spline): {', '.join(self.interpolated)}")
         for reason in dict.fromkeys(self.dropped.values()):
@@ -91,9 +93,13 @@ class ChannelMap:
         return np.einsum("ds,...st->...dt", self.matrix, np.asarray(eeg, np.float32))
 
 
-def map_channels(source: Sequence[str], target: Sequence[str], *,
-                 max_missing: float = MAX_MISSING_FRACTION,
-                 excluded: dict | None = None) -> ChannelMap:
+def map_channels(
+    source: Sequence[str],
+    target: Sequence[str],
+    *,
+    max_missing: float = MAX_MISSING_FRACTION,
+    excluded: dict | None = None,
+) -> ChannelMap:
     """The contract: recording channels `source` onto encoder channels `target`.
 
     Args:
@@ -114,14 +120,18 @@ def map_channels(source: Sequence[str], target: Sequence[str], *,
     source = [str(name) for name in source]
     normalized = [channels.normalize_name(name) for name in source]
     known = channels.montage_positions()
-    unknown = [name for name, norm in zip(source, normalized)
-               if norm not in known and norm not in channels.NO_POSITION]
+    unknown = [
+        name
+        for name, norm in zip(source, normalized)
+        if norm not in known and norm not in channels.NO_POSITION
+    ]
     if unknown:
         raise ValueError(
             f"channel names {unknown} are not electrode names of the {channels.MONTAGE} "
             f"montage (after normalization: {[channels.normalize_name(n) for n in unknown]}). "
             "Rename them to 10-05 names (mne: raw.rename_channels({'old': 'FC5'})), or mark "
-            "non-EEG channels as such (raw.set_channel_types) or drop them before embedding.")
+            "non-EEG channels as such (raw.set_channel_types) or drop them before embedding."
+        )
     target_norm = [channels.normalize_name(name) for name in target]
     present = set(normalized) - channels.NO_POSITION
     missing = [name for name in target_norm if name not in present]
@@ -130,7 +140,8 @@ def map_channels(source: Sequence[str], target: Sequence[str], *,
         raise ValueError(
             f"the recording lacks {len(missing)} of the encoder's {len(target_norm)} channels "
             f"(at most {limit} = {max_missing:.0%} may be interpolated): missing {missing}. "
-            f"It has {sorted(present)}.")
+            f"It has {sorted(present)}."
+        )
     matrix = channels.projection_matrix(normalized, target_norm)
     dropped = dict(excluded or {})
     for name, norm in zip(source, normalized):
@@ -139,9 +150,12 @@ def map_channels(source: Sequence[str], target: Sequence[str], *,
         elif norm not in target_norm:
             dropped[name] = "not an encoder channel"
     report = ChannelReport(
-        target=target_norm, matched=[n for n in target_norm if n in present],
-        interpolated=missing, dropped=dropped,
-        renamed={name: norm for name, norm in zip(source, normalized) if name != norm})
+        target=target_norm,
+        matched=[n for n in target_norm if n in present],
+        interpolated=missing,
+        dropped=dropped,
+        renamed={name: norm for name, norm in zip(source, normalized) if name != norm},
+    )
     return ChannelMap(matrix, report)
 
 
@@ -155,12 +169,18 @@ def check_amplitude(eeg_uv: np.ndarray, *, where: str) -> float:
     spread = float(np.median(x.reshape(-1, x.shape[-2], x.shape[-1]).std(axis=-1)))
     low, high = PLAUSIBLE_STD_UV
     if spread < low:
-        warnings.warn(f"{where}: median channel standard deviation {spread:.3g} µV is "
-                      "implausibly small for EEG in µV: were the samples given in volts or "
-                      "millivolts? Arrays must be in µV (MNE objects are converted from volts).",
-                      AmplitudeWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}: median channel standard deviation {spread:.3g} µV is "
+            "implausibly small for EEG in µV: were the samples given in volts or "
+            "millivolts? Arrays must be in µV (MNE objects are converted from volts).",
+            AmplitudeWarning,
+            stacklevel=3,
+        )
     elif spread > high:
-        warnings.warn(f"{where}: median channel standard deviation {spread:.3g} µV is "
-                      "implausibly large for EEG in µV: nanovolts or raw ADC counts?",
-                      AmplitudeWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}: median channel standard deviation {spread:.3g} µV is "
+            "implausibly large for EEG in µV: nanovolts or raw ADC counts?",
+            AmplitudeWarning,
+            stacklevel=3,
+        )
     return spread

@@ -18,10 +18,20 @@ PAIRS_AXIS = 1  # of every batch entry: eeg [K, P, 2, M, C, T], subject [K, P, 2
 
 # Environment variables that mean "this process is one of several launched together";
 # jax.distributed.initialize() with no arguments reads the details from them.
-_SLURM_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
-               "SLURM_LOCALID")
-_CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES",
-                 "MEGASCALE_COORDINATOR_ADDRESS", "OMPI_MCA_orte_hnp_uri")
+_SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_STEP_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+)
+_CLUSTER_VARS = (
+    "JAX_COORDINATOR_ADDRESS",
+    "TPU_WORKER_HOSTNAMES",
+    "TPU_PROCESS_ADDRESSES",
+    "MEGASCALE_COORDINATOR_ADDRESS",
+    "OMPI_MCA_orte_hnp_uri",
+)
 
 
 def _cluster_launch_detected(environ) -> bool:
@@ -41,8 +51,11 @@ def _on_cloud_tpu_vm() -> bool:
     return bool(running_in_cloud_tpu_vm)
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
     """Starts jax.distributed when this process is one of several; call before using jax.
 
     Three cases:
@@ -69,10 +82,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     explicit = (coordinator_address, num_processes, process_id)
     if any(arg is not None for arg in explicit):
         if any(arg is None for arg in explicit):
-            raise ValueError("give all of coordinator_address, num_processes and process_id "
-                             f"or none of them; got {explicit}")
-        jax.distributed.initialize(coordinator_address=coordinator_address,
-                                   num_processes=num_processes, process_id=process_id)
+            raise ValueError(
+                "give all of coordinator_address, num_processes and process_id "
+                f"or none of them; got {explicit}"
+            )
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
         return True
     if _cluster_launch_detected(os.environ) or _on_cloud_tpu_vm():
         jax.distributed.initialize()
@@ -94,8 +112,10 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 def check_pairs_divisible(num_pairs: int, num_devices: int) -> None:
     """Raises ValueError unless the global pairs per step split evenly over the devices."""
     if num_pairs % num_devices:
-        raise ValueError(f"pairs_per_step ({num_pairs}) must be divisible by the number of "
-                         f"devices ({num_devices})")
+        raise ValueError(
+            f"pairs_per_step ({num_pairs}) must be divisible by the number of "
+            f"devices ({num_devices})"
+        )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -128,8 +148,10 @@ def host_batch_to_global(host_batch: dict[str, Any], mesh: Mesh) -> dict[str, ja
     num_devices = mesh.devices.size
     num_local = len(mesh.local_devices)
     if num_devices % num_local:
-        raise ValueError(f"mesh has {num_devices} devices but {num_local} in this process: "
-                         "every process must hold the same number")
+        raise ValueError(
+            f"mesh has {num_devices} devices but {num_local} in this process: "
+            "every process must hold the same number"
+        )
     pairs_host = {name: np.shape(value)[PAIRS_AXIS] for name, value in host_batch.items()}
     if len(set(pairs_host.values())) != 1:
         raise ValueError(f"batch entries disagree on the pairs axis (axis 1): {pairs_host}")
@@ -139,7 +161,7 @@ def host_batch_to_global(host_batch: dict[str, Any], mesh: Mesh) -> dict[str, ja
 
     def to_global(value):
         value = np.asarray(value)
-        shape = value.shape[:PAIRS_AXIS] + (num_pairs,) + value.shape[PAIRS_AXIS + 1:]
+        shape = value.shape[:PAIRS_AXIS] + (num_pairs,) + value.shape[PAIRS_AXIS + 1 :]
         return jax.make_array_from_process_local_data(sharding, value, shape)
 
     return {name: to_global(value) for name, value in host_batch.items()}

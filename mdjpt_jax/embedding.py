@@ -63,8 +63,10 @@ def _resolve_encoder(encoder) -> tuple:
         return model, dict(info, encoder_dir=encoder_dir)
     if isinstance(encoder, tuple) and len(encoder) == 2 and isinstance(encoder[1], dict):
         return encoder
-    raise TypeError("encoder must be an exported encoder directory or the (Encoder, info) "
-                    f"pair from mdjpt_jax.load_encoder, not {type(encoder).__name__}")
+    raise TypeError(
+        "encoder must be an exported encoder directory or the (Encoder, info) "
+        f"pair from mdjpt_jax.load_encoder, not {type(encoder).__name__}"
+    )
 
 
 def _mne_input(data, ch_names, fs) -> tuple:
@@ -73,12 +75,16 @@ def _mne_input(data, ch_names, fs) -> tuple:
     import mne
 
     if ch_names is not None:
-        raise ValueError("ch_names is taken from the mne object; rename channels with "
-                         "raw.rename_channels instead of passing ch_names")
+        raise ValueError(
+            "ch_names is taken from the mne object; rename channels with "
+            "raw.rename_channels instead of passing ch_names"
+        )
     sfreq = float(data.info["sfreq"])
     if fs is not None and not np.isclose(float(fs), sfreq):
-        raise ValueError(f"fs={fs} Hz disagrees with the mne object's sampling rate "
-                         f"{sfreq} Hz; leave fs unset for mne objects")
+        raise ValueError(
+            f"fs={fs} Hz disagrees with the mne object's sampling rate "
+            f"{sfreq} Hz; leave fs unset for mne objects"
+        )
     picks = mne.pick_types(data.info, eeg=True, exclude="bads")
     types = data.get_channel_types()
     excluded = {}
@@ -107,8 +113,9 @@ def _as_epochs(data, ch_names, fs) -> tuple:
     if eeg.ndim not in (2, 3):
         raise ValueError(f"data of shape {eeg.shape}: expected [C, T] or [N, C, T] µV")
     if eeg.shape[-2] != len(ch_names):
-        raise ValueError(f"data has {eeg.shape[-2]} channels but ch_names has "
-                         f"{len(ch_names)} names")
+        raise ValueError(
+            f"data has {eeg.shape[-2]} channels but ch_names has {len(ch_names)} names"
+        )
     return (eeg if eeg.ndim == 3 else eeg[None]), list(ch_names), fs, {}, eeg.ndim == 3
 
 
@@ -117,9 +124,11 @@ def _check_fs(fs, band: tuple) -> float:
     if not np.isfinite(fs) or fs <= 0:
         raise ValueError(f"sampling rate fs={fs} Hz is not a positive number")
     if fs < 2 * band[1]:
-        raise ValueError(f"sampling rate fs={fs:g} Hz cannot carry the encoder's band "
-                         f"{band[0]:g}-{band[1]:g} Hz (needs fs > {2 * band[1]:g} Hz); "
-                         "is fs the rate of these samples?")
+        raise ValueError(
+            f"sampling rate fs={fs:g} Hz cannot carry the encoder's band "
+            f"{band[0]:g}-{band[1]:g} Hz (needs fs > {2 * band[1]:g} Hz); "
+            "is fs the rate of these samples?"
+        )
     return fs
 
 
@@ -130,15 +139,26 @@ def _check_finite(eeg: np.ndarray, names: list, fs: float, is_epochs: bool) -> N
         return
     epoch, channel, sample = min(np.argwhere(bad).tolist(), key=lambda e: (e[0], e[2], e[1]))
     where = f"epoch {epoch}, " if is_epochs else ""
-    raise ValueError(f"{int(bad.sum())} NaN/Inf samples; the first at t = {sample / fs:.3f} s "
-                     f"({where}sample {sample}, channel {names[channel]}). Interpolate or "
-                     "crop them before embedding.")
+    raise ValueError(
+        f"{int(bad.sum())} NaN/Inf samples; the first at t = {sample / fs:.3f} s "
+        f"({where}sample {sample}, channel {names[channel]}). Interpolate or "
+        "crop them before embedding."
+    )
 
 
-def embed(data, encoder, *, ch_names=None, fs=None, window_s=None, step_s=None,
-          max_missing: float = contract.MAX_MISSING_FRACTION,
-          windows_per_block: int = WINDOWS_PER_BLOCK, seed: int = SEED,
-          verbose: bool = True) -> Embedding:
+def embed(
+    data,
+    encoder,
+    *,
+    ch_names=None,
+    fs=None,
+    window_s=None,
+    step_s=None,
+    max_missing: float = contract.MAX_MISSING_FRACTION,
+    windows_per_block: int = WINDOWS_PER_BLOCK,
+    seed: int = SEED,
+    verbose: bool = True,
+) -> Embedding:
     """Features of one subject's recording under an exported encoder.
 
     Args:
@@ -167,48 +187,73 @@ def embed(data, encoder, *, ch_names=None, fs=None, window_s=None, step_s=None,
     band = tuple(info.get("band", preprocessing.BAND))
     window = int(model.n_times)
     if window_s is not None and int(round(window_s * enc_fs)) != window:
-        raise ValueError(f"window_s={window_s} s is not the encoder's window: {window} "
-                         f"samples at {enc_fs:g} Hz = {window / enc_fs:g} s")
+        raise ValueError(
+            f"window_s={window_s} s is not the encoder's window: {window} "
+            f"samples at {enc_fs:g} Hz = {window / enc_fs:g} s"
+        )
     step_s = STEP_S if step_s is None else float(step_s)
     step = int(round(step_s * enc_fs))
     if step < 1:
         raise ValueError(f"step_s={step_s} s is shorter than one sample at {enc_fs:g} Hz")
     eeg, names, fs, excluded, is_epochs = _as_epochs(data, ch_names, fs)
     fs = _check_fs(fs, band)
-    channel_map = contract.map_channels(names, info["ch_names"], max_missing=max_missing,
-                                        excluded=excluded)
+    channel_map = contract.map_channels(
+        names, info["ch_names"], max_missing=max_missing, excluded=excluded
+    )
     if verbose:
         print(channel_map.report.summary())
     _check_finite(eeg, names, fs, is_epochs)
     x = channel_map.apply(preprocessing.preprocess_trial(eeg, fs, target_fs=enc_fs, band=band))
     contract.check_amplitude(x, where="embed")
     if x.shape[-1] < window:
-        raise ValueError(f"{x.shape[-1] / enc_fs:.2f} s of signal per "
-                         f"{'epoch' if is_epochs else 'recording'} is shorter than the "
-                         f"encoder's {window / enc_fs:g} s window")
-    trials = [dict(eeg=trial, subject=0, session=0, trial=i, stimulus=0, label=0, valence=0)
-              for i, trial in enumerate(x)]
+        raise ValueError(
+            f"{x.shape[-1] / enc_fs:.2f} s of signal per "
+            f"{'epoch' if is_epochs else 'recording'} is shorter than the "
+            f"encoder's {window / enc_fs:g} s window"
+        )
+    trials = [
+        dict(eeg=trial, subject=0, session=0, trial=i, stimulus=0, label=0, valence=0)
+        for i, trial in enumerate(x)
+    ]
     table = extract.window_table(trials, window, step)
-    feats = extract.learned_features(model, trials, table, window=window,
-                                     windows_per_block=windows_per_block, blocks_per_call=1,
-                                     seed=seed, progress=verbose)
+    feats = extract.learned_features(
+        model,
+        trials,
+        table,
+        window=window,
+        windows_per_block=windows_per_block,
+        blocks_per_call=1,
+        seed=seed,
+        progress=verbose,
+    )
     n_windows = len(extract.window_starts(x.shape[-1], window, step))
     feats = feats.reshape(len(x), n_windows, -1)
     provenance = dict(
-        encoder={k: v for k, v in info.items() if k != "ch_names"}, fs_in=fs, fs=enc_fs,
-        band=list(band), window_s=window / enc_fs, step_s=step / enc_fs,
-        windows_per_block=windows_per_block, seed=seed, units="µV",
-        preprocessing=preprocessing.describe(enc_fs, band))
-    return Embedding(features=feats if is_epochs else feats[0],
-                     times=table["start"][:n_windows] / enc_fs,
-                     report=channel_map.report, provenance=provenance)
+        encoder={k: v for k, v in info.items() if k != "ch_names"},
+        fs_in=fs,
+        fs=enc_fs,
+        band=list(band),
+        window_s=window / enc_fs,
+        step_s=step / enc_fs,
+        windows_per_block=windows_per_block,
+        seed=seed,
+        units="µV",
+        preprocessing=preprocessing.describe(enc_fs, band),
+    )
+    return Embedding(
+        features=feats if is_epochs else feats[0],
+        times=table["start"][:n_windows] / enc_fs,
+        report=channel_map.report,
+        provenance=provenance,
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
-def read_recording(path: str, *, bids_subject=None, bids_task=None, bids_session=None,
-                   bids_run=None):
+def read_recording(
+    path: str, *, bids_subject=None, bids_task=None, bids_session=None, bids_run=None
+):
     """An mne Raw of any file mne.io.read_raw opens, or of a BIDS root's recording."""
     import mne
 
@@ -216,13 +261,21 @@ def read_recording(path: str, *, bids_subject=None, bids_task=None, bids_session
         raise FileNotFoundError(f"{path}: no such file or directory")
     if bids_subject is None:
         if os.path.isdir(path) and not path.rstrip("/").endswith(".ds"):
-            raise ValueError(f"{path} is a directory: pass --bids_subject (and --bids_task) "
-                             "for a BIDS root, or a recording file")
+            raise ValueError(
+                f"{path} is a directory: pass --bids_subject (and --bids_task) "
+                "for a BIDS root, or a recording file"
+            )
         return mne.io.read_raw(path, preload=True, verbose="error")
     import mne_bids
 
-    bids_path = mne_bids.BIDSPath(root=path, subject=bids_subject, task=bids_task,
-                                  session=bids_session, run=bids_run, datatype="eeg")
+    bids_path = mne_bids.BIDSPath(
+        root=path,
+        subject=bids_subject,
+        task=bids_task,
+        session=bids_session,
+        run=bids_run,
+        datatype="eeg",
+    )
     return mne_bids.read_raw_bids(bids_path, verbose="error")
 
 
@@ -230,9 +283,13 @@ def save_embedding(path: str, result: Embedding) -> None:
     """npz: features, times (s), channel_report (JSON), provenance (JSON); atomic."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = path + ".tmp.npz"
-    np.savez(temporary, features=result.features.astype(np.float32), times=result.times,
-             channel_report=np.asarray(result.report.to_json()),
-             provenance=np.asarray(json.dumps(result.provenance, sort_keys=True)))
+    np.savez(
+        temporary,
+        features=result.features.astype(np.float32),
+        times=result.times,
+        channel_report=np.asarray(result.report.to_json()),
+        provenance=np.asarray(json.dumps(result.provenance, sort_keys=True)),
+    )
     os.replace(temporary, path)
 
 
@@ -242,10 +299,14 @@ def run(*, encoder: str, input_path: str, output: str, **bids) -> str:
 
     raw = read_recording(input_path, **bids)
     result = embed(raw, encoder)
-    result.provenance.update(input=os.path.abspath(input_path),
-                             bids={k: v for k, v in bids.items() if v is not None},
-                             code_version=card.code_version())
+    result.provenance.update(
+        input=os.path.abspath(input_path),
+        bids={k: v for k, v in bids.items() if v is not None},
+        code_version=card.code_version(),
+    )
     save_embedding(output, result)
-    print(f"[embed] wrote {output}: {result.features.shape[0]} windows x "
-          f"{result.features.shape[-1]} features")
+    print(
+        f"[embed] wrote {output}: {result.features.shape[0]} windows x "
+        f"{result.features.shape[-1]} features"
+    )
     return output

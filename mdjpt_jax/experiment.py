@@ -42,11 +42,20 @@ def run_all(config, root: str) -> dict:
     jax.config.update("jax_compilation_cache_dir", workdir.compilation_cache_dir(root))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     stages = (
-        ("data", lambda: train.ensure_datasets(
-            [f"{train.SYNTHETIC}/{c}" for c in config.synthetic_configs], config.data_dir)),
-        ("pretrain", lambda: pretrain_all(
-            config.pretrain_runs,
-            {name: workdir.method_seeds(config, name) for name in config.pretrain_runs}, root)),
+        (
+            "data",
+            lambda: train.ensure_datasets(
+                [f"{train.SYNTHETIC}/{c}" for c in config.synthetic_configs], config.data_dir
+            ),
+        ),
+        (
+            "pretrain",
+            lambda: pretrain_all(
+                config.pretrain_runs,
+                {name: workdir.method_seeds(config, name) for name in config.pretrain_runs},
+                root,
+            ),
+        ),
         ("extract", lambda: extract.run(config, root)),
         ("probe", lambda: probe.run(config, root)),
         ("finetune", lambda: finetune.run(config, root) if config.finetune.methods else None),
@@ -57,6 +66,8 @@ def run_all(config, root: str) -> dict:
         start = time.perf_counter()
         summary = stage()
         print(f"[all] stage {name} done in {time.perf_counter() - start:.1f} s")
-    print(f"[all] finished in {time.perf_counter() - total:.1f} s; "
-          f"report in {workdir.report_dir(root)}")
+    print(
+        f"[all] finished in {time.perf_counter() - total:.1f} s; "
+        f"report in {workdir.report_dir(root)}"
+    )
     return summary

@@ -63,8 +63,12 @@ def window_table(trials: list, window: int, step: int) -> dict:
 
 def gather_windows(trials: list, table: dict, rows: np.ndarray, window: int) -> np.ndarray:
     """[len(rows), C, window] float32 EEG of the given window-table rows."""
-    return np.stack([trials[table["trial_index"][r]]["eeg"][:, s:s + window]
-                     for r, s in zip(rows, table["start"][rows])]).astype(np.float32)
+    return np.stack(
+        [
+            trials[table["trial_index"][r]]["eeg"][:, s : s + window]
+            for r, s in zip(rows, table["start"][rows])
+        ]
+    ).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- DE
@@ -72,17 +76,18 @@ def gather_windows(trials: list, table: dict, rows: np.ndarray, window: int) -> 
 
 @jax.jit
 def _de_flat(eeg, fs):
-    de = features.differential_entropy(eeg, fs)                         # [B, C, 5]
+    de = features.differential_entropy(eeg, fs)  # [B, C, 5]
     return de.reshape(de.shape[0], -1)
 
 
-def de_features(trials: list, table: dict, *, fs: float, window: int,
-                batch_windows: int) -> np.ndarray:
+def de_features(
+    trials: list, table: dict, *, fs: float, window: int, batch_windows: int
+) -> np.ndarray:
     """[N, C * 5] differential entropy of every window (channel-major, then band)."""
     n = len(table["start"])
     out = []
     for begin in tqdm(range(0, n, batch_windows), desc="DE", unit="batch"):
-        rows = np.arange(begin, begin + batch_windows) % n             # static shape: wrap
+        rows = np.arange(begin, begin + batch_windows) % n  # static shape: wrap
         feats = np.asarray(_de_flat(gather_windows(trials, table, rows, window), fs))
         out.append(feats[: min(batch_windows, n - begin)])
     return np.concatenate(out)
@@ -103,7 +108,7 @@ def subject_blocks(n_windows: int, block_size: int, seed: int) -> list:
     blocks = []
     for begin in range(0, n_windows, size):
         if begin + size <= n_windows:
-            blocks.append((order[begin:begin + size], np.ones(size, bool)))
+            blocks.append((order[begin : begin + size], np.ones(size, bool)))
         else:  # overlap the previous block; keep only the new windows
             tail = np.arange(n_windows - size, n_windows)
             blocks.append((order[tail], tail >= begin))
@@ -115,9 +120,17 @@ def _embed(encoder: Encoder, x: jax.Array) -> jax.Array:
     return encoder.embed(x)
 
 
-def learned_features(encoder: Encoder, trials: list, table: dict, *, window: int,
-                     windows_per_block: int, blocks_per_call: int, seed: int,
-                     progress: bool = True) -> np.ndarray:
+def learned_features(
+    encoder: Encoder,
+    trials: list,
+    table: dict,
+    *,
+    window: int,
+    windows_per_block: int,
+    blocks_per_call: int,
+    seed: int,
+    progress: bool = True,
+) -> np.ndarray:
     """[N, D] encoder features; each call holds [S, W] windows of one subject only.
 
     Args:
@@ -135,13 +148,13 @@ def learned_features(encoder: Encoder, trials: list, table: dict, *, window: int
         rows = np.flatnonzero(table["subject"] == subject)
         blocks = subject_blocks(len(rows), windows_per_block, seed + int(subject))
         for begin in range(0, len(blocks), blocks_per_call):
-            chunk = blocks[begin:begin + blocks_per_call]
-            padding = (chunk[0][0], np.zeros_like(chunk[0][1]))   # computed, never kept
+            chunk = blocks[begin : begin + blocks_per_call]
+            padding = (chunk[0][0], np.zeros_like(chunk[0][1]))  # computed, never kept
             chunk = chunk + [padding] * (blocks_per_call - len(chunk))
             calls.append([(rows[pos], keep) for pos, keep in chunk])
     for call in tqdm(calls, desc="embed", unit="call", disable=not progress):
         x = np.stack([gather_windows(trials, table, r, window) for r, _ in call])
-        feats = np.asarray(_embed(encoder, jnp.asarray(x)))           # [S, W, D]
+        feats = np.asarray(_embed(encoder, jnp.asarray(x)))  # [S, W, D]
         for (r, keep), f in zip(call, feats):
             out[r[keep]] = f[keep]
     assert not np.isnan(out).any(), "some windows were not embedded"
@@ -158,8 +171,9 @@ def _mixed(encoder: Encoder, x: jax.Array) -> jax.Array:
     return encoder(x)["mixed"]
 
 
-def subject_centroids(encoder: Encoder, trials: list, table: dict, *, window: int,
-                      windows_per_block: int, seed: int) -> tuple:
+def subject_centroids(
+    encoder: Encoder, trials: list, table: dict, *, window: int, windows_per_block: int, seed: int
+) -> tuple:
     """Per-subject CDA centroids of the mixer output (the quantity the CDA loss aligns).
 
     For each subject, one block of W of its windows (the first block of `subject_blocks`)
@@ -174,7 +188,7 @@ def subject_centroids(encoder: Encoder, trials: list, table: dict, *, window: in
         rows = np.flatnonzero(table["subject"] == subject)
         positions, _ = subject_blocks(len(rows), windows_per_block, seed + int(subject))[0]
         x = gather_windows(trials, table, rows[positions], window)[None]
-        mixed = _mixed(encoder, jnp.asarray(x))[0]                       # [W, F, C2, N]
+        mixed = _mixed(encoder, jnp.asarray(x))[0]  # [W, F, C2, N]
         sums, counts = losses.cda_group_statistics(mixed, jnp.zeros(len(positions), jnp.int32), 1)
         centroids.append(np.asarray(sums[0] / counts[0]))
     return np.stack(centroids), subjects
@@ -197,17 +211,29 @@ class TrialReader:
         key = (dataset, tuple(ch_names), float(fs))
         if key != self._key:
             self._key, self._value = None, None  # free the previous dataset first
-            self._value = input_pipeline.load_trials(dataset, self.data_dir, list(ch_names),
-                                                     fs=fs)
+            self._value = input_pipeline.load_trials(dataset, self.data_dir, list(ch_names), fs=fs)
             self._key = key
         return self._value
 
 
-def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encoder, info: dict,
-                    ch_names, fs: float, window_s: float, step_s: float,
-                    windows_per_block: int, blocks_per_call: int, batch_windows: int,
-                    seed: int, centroids_to: str | None = None,
-                    centroid_windows: int = 32) -> str:
+def extract_to_file(
+    path: str,
+    dataset: str,
+    read_trials: TrialReader,
+    *,
+    encoder,
+    info: dict,
+    ch_names,
+    fs: float,
+    window_s: float,
+    step_s: float,
+    windows_per_block: int,
+    blocks_per_call: int,
+    batch_windows: int,
+    seed: int,
+    centroids_to: str | None = None,
+    centroid_windows: int = 32,
+) -> str:
     """Extracts one dataset's features to `path` unless an identical extraction is there.
 
     Args:
@@ -223,9 +249,17 @@ def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encode
             subject) to this path.
     """
     window, step = int(round(window_s * fs)), int(round(step_s * fs))
-    provenance = dict(dataset=dataset, data_dir=read_trials.data_dir, encoder=info,
-                      ch_names=list(ch_names), fs=fs, window=window, step=step,
-                      windows_per_block=windows_per_block, seed=seed)
+    provenance = dict(
+        dataset=dataset,
+        data_dir=read_trials.data_dir,
+        encoder=info,
+        ch_names=list(ch_names),
+        fs=fs,
+        window=window,
+        step=step,
+        windows_per_block=windows_per_block,
+        seed=seed,
+    )
     done = workdir.feature_provenance(path) == workdir.canonical(provenance)
     if done and (centroids_to is None or os.path.exists(centroids_to)):
         print(f"[extract] cached {path}")
@@ -235,16 +269,28 @@ def extract_to_file(path: str, dataset: str, read_trials: TrialReader, *, encode
     if encoder is None:
         feats = de_features(trials, table, fs=fs, window=window, batch_windows=batch_windows)
     else:
-        feats = learned_features(encoder, trials, table, window=window,
-                                 windows_per_block=windows_per_block,
-                                 blocks_per_call=blocks_per_call, seed=seed)
+        feats = learned_features(
+            encoder,
+            trials,
+            table,
+            window=window,
+            windows_per_block=windows_per_block,
+            blocks_per_call=blocks_per_call,
+            seed=seed,
+        )
         if centroids_to is not None:
-            centroids, subjects = subject_centroids(encoder, trials, table, window=window,
-                                                    windows_per_block=centroid_windows,
-                                                    seed=seed)
+            centroids, subjects = subject_centroids(
+                encoder, trials, table, window=window, windows_per_block=centroid_windows, seed=seed
+            )
             workdir.save_centroids(centroids_to, centroids, subjects)
-    workdir.save_features(path, table, feats, label_names=metadata["label_names"],
-                          valence_names=metadata["valence_names"], provenance=provenance)
+    workdir.save_features(
+        path,
+        table,
+        feats,
+        label_names=metadata["label_names"],
+        valence_names=metadata["valence_names"],
+        provenance=provenance,
+    )
     print(f"[extract] wrote {path}: {feats.shape[0]} windows x {feats.shape[1]} features")
     return path
 
@@ -259,8 +305,9 @@ def method_encoder(method: str, run: str, seed: int) -> tuple:
     if method != "random":
         return encoder, dict(info, kind="pretrained")
     kwargs = {k: info[k] for k in MODEL_KWARGS if k in info}
-    info = dict(kwargs, ch_names=list(info["ch_names"]), fs=float(info["fs"]),
-                kind="random", seed=seed)
+    info = dict(
+        kwargs, ch_names=list(info["ch_names"]), fs=float(info["fs"]), kind="random", seed=seed
+    )
     return random_encoder(kwargs, seed), info
 
 
@@ -268,18 +315,32 @@ def method_inputs(method: str, seed: int, config, root: str) -> dict:
     """Encoder (None for DE), its provenance info, channels, rate and windowing of a method."""
     ex = config.extract
     if method == "de":
-        return dict(encoder=None, info=dict(kind="de"),
-                    ch_names=channels.UNIFIED_SETS[ex.de_ch_set], fs=ex.de_fs,
-                    window_s=ex.de_window_s, step_s=ex.de_step_s)
+        return dict(
+            encoder=None,
+            info=dict(kind="de"),
+            ch_names=channels.UNIFIED_SETS[ex.de_ch_set],
+            fs=ex.de_fs,
+            window_s=ex.de_window_s,
+            step_s=ex.de_step_s,
+        )
     source = ex.random_like if method == "random" else method
-    encoder, info = method_encoder(method, workdir.run_dir(root, source, seed),
-                                   seed + ex.random_seed_offset)
+    encoder, info = method_encoder(
+        method, workdir.run_dir(root, source, seed), seed + ex.random_seed_offset
+    )
     fs = float(info["fs"])
     if int(round(ex.window_s * fs)) != encoder.n_times:
-        raise ValueError(f"{method}: extract.window_s={ex.window_s} s at {fs} Hz != the "
-                         f"encoder's n_times={encoder.n_times}")
-    return dict(encoder=encoder, info=info, ch_names=info["ch_names"], fs=fs,
-                window_s=ex.window_s, step_s=ex.step_s)
+        raise ValueError(
+            f"{method}: extract.window_s={ex.window_s} s at {fs} Hz != the "
+            f"encoder's n_times={encoder.n_times}"
+        )
+    return dict(
+        encoder=encoder,
+        info=info,
+        ch_names=info["ch_names"],
+        fs=fs,
+        window_s=ex.window_s,
+        step_s=ex.step_s,
+    )
 
 
 def run(config, root: str):
@@ -288,17 +349,26 @@ def run(config, root: str):
     ex = config.extract
     read_trials = TrialReader(config.data_dir)
     for method in config.methods:
-        seeds = sorted({workdir.feature_seed(method, seed)
-                        for seed in workdir.method_seeds(config, method)})
+        seeds = sorted(
+            {workdir.feature_seed(method, seed) for seed in workdir.method_seeds(config, method)}
+        )
         for seed in seeds:
             inputs = method_inputs(method, seed, config, root)
             for dataset in [config.target] + list(config.sources):
-                centroids = (workdir.centroid_path(root, method, seed, dataset)
-                             if method in config.report.cda_methods else None)
-                extract_to_file(workdir.feature_path(root, method, seed, dataset), dataset,
-                                read_trials, windows_per_block=ex.windows_per_block,
-                                blocks_per_call=ex.blocks_per_call,
-                                batch_windows=ex.de_batch_windows, seed=ex.seed,
-                                centroids_to=centroids,
-                                centroid_windows=config.report.cda_windows_per_subject,
-                                **inputs)
+                centroids = (
+                    workdir.centroid_path(root, method, seed, dataset)
+                    if method in config.report.cda_methods
+                    else None
+                )
+                extract_to_file(
+                    workdir.feature_path(root, method, seed, dataset),
+                    dataset,
+                    read_trials,
+                    windows_per_block=ex.windows_per_block,
+                    blocks_per_call=ex.blocks_per_call,
+                    batch_windows=ex.de_batch_windows,
+                    seed=ex.seed,
+                    centroids_to=centroids,
+                    centroid_windows=config.report.cda_windows_per_subject,
+                    **inputs,
+                )

@@ -26,8 +26,9 @@ def band_masks(n_times: int, fs: float, bands=DE_BANDS) -> jax.Array:
     return jnp.stack([(freqs >= low) & (freqs < high) for low, high in bands])
 
 
-def differential_entropy(eeg: jax.Array, fs: float, *, bands=DE_BANDS,
-                         eps: float = 1e-12) -> jax.Array:
+def differential_entropy(
+    eeg: jax.Array, fs: float, *, bands=DE_BANDS, eps: float = 1e-12
+) -> jax.Array:
     """Differential entropy of each channel in each frequency band.
 
     The band-pass is ideal FFT-domain masking: the window's rFFT is zeroed outside
@@ -47,8 +48,8 @@ def differential_entropy(eeg: jax.Array, fs: float, *, bands=DE_BANDS,
     """
     chex.assert_rank(eeg, {2, 3, 4, 5})
     n_times = eeg.shape[-1]
-    spectrum = jnp.fft.rfft(eeg.astype(jnp.float32), axis=-1)          # [..., C, K]
-    masks = band_masks(n_times, fs, bands)                              # [B, K]
+    spectrum = jnp.fft.rfft(eeg.astype(jnp.float32), axis=-1)  # [..., C, K]
+    masks = band_masks(n_times, fs, bands)  # [B, K]
     banded = jnp.fft.irfft(spectrum[..., None, :] * masks, n=n_times, axis=-1)  # [..., C, B, T]
     var = jnp.var(banded, axis=-1)
     return 0.5 * jnp.log(2.0 * math.pi * math.e * (var + eps))
@@ -69,22 +70,30 @@ def running_moments(n_features: int) -> RunningMoments:
     return RunningMoments(jnp.float32(0.0), zeros, zeros)
 
 
-def running_normalize_step(moments: RunningMoments, x_t: jax.Array, mean: jax.Array,
-                           var: jax.Array, decay: float = 0.99, *, eps: float = 1e-6):
+def running_normalize_step(
+    moments: RunningMoments,
+    x_t: jax.Array,
+    mean: jax.Array,
+    var: jax.Array,
+    decay: float = 0.99,
+    *,
+    eps: float = 1e-6,
+):
     """One step of `running_normalize`: (moments including x_t [F], normalized x_t [F])."""
     t = moments.count
     count = t + 1.0
     delta = x_t - moments.mean
     run_mean = moments.mean + delta / count
     run_m2 = moments.m2 + delta * (x_t - run_mean)
-    weight = decay ** t
+    weight = decay**t
     mu = weight * mean + (1.0 - weight) * run_mean
     sigma2 = weight * var + (1.0 - weight) * run_m2 / count
     return RunningMoments(count, run_mean, run_m2), (x_t - mu) / jnp.sqrt(sigma2 + eps)
 
 
-def running_normalize(x: jax.Array, mean: jax.Array, var: jax.Array, decay: float = 0.99,
-                      *, eps: float = 1e-6) -> jax.Array:
+def running_normalize(
+    x: jax.Array, mean: jax.Array, var: jax.Array, decay: float = 0.99, *, eps: float = 1e-6
+) -> jax.Array:
     """Causal standardization blending prior statistics with the running ones.
 
     With w_t = decay^t (t = 0, 1, ... is the time index), m_t and v_t the mean and the
@@ -118,8 +127,9 @@ def running_normalize(x: jax.Array, mean: jax.Array, var: jax.Array, decay: floa
     return out
 
 
-def lds_smooth(x: jax.Array, *, q: float = LDS_Q, r: float = LDS_R,
-               v0: float = LDS_V0) -> jax.Array:
+def lds_smooth(
+    x: jax.Array, *, q: float = LDS_Q, r: float = LDS_R, v0: float = LDS_V0
+) -> jax.Array:
     """Kalman filter + RTS smoother of each feature as a 1-D linear dynamical system.
 
     Model (per feature, A = C = 1): z_0 ~ N(mu0, v0) with mu0 = mean over T of x,
@@ -154,6 +164,7 @@ def lds_smooth(x: jax.Array, *, q: float = LDS_Q, r: float = LDS_R,
         s_t = m_t + p_t / p_pred_next * (s_next - m_pred_next)
         return s_t, s_t
 
-    _, smoothed = jax.lax.scan(backward, m[-1], (m[:-1], p[:-1], m_pred[1:], p_pred[1:]),
-                               reverse=True)
+    _, smoothed = jax.lax.scan(
+        backward, m[-1], (m[:-1], p[:-1], m_pred[1:], p_pred[1:]), reverse=True
+    )
     return jnp.concatenate([smoothed, m[-1:]], axis=0)

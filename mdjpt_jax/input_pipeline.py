@@ -82,14 +82,18 @@ def _open_source(dataset: str, data_dir, split: str):
         registered.imported_builder_cls(name)
     except registered.DatasetNotFoundError:
         import tfds_builders
+
         tfds_builders.import_builder(name)
     builder = tfds.builder(dataset, data_dir=data_dir)
     if not builder.is_prepared():
-        raise FileNotFoundError(f"{dataset} is not built in {data_dir}: run `python -m "
-                                f"tfds_builders.build {name} --config CONFIG --data_dir DIR`")
+        raise FileNotFoundError(
+            f"{dataset} is not built in {data_dir}: run `python -m "
+            f"tfds_builders.build {name} --config CONFIG --data_dir DIR`"
+        )
     if split not in builder.info.splits:
-        raise ValueError(f"{dataset} in {data_dir} has no split {split!r} "
-                         f"(splits: {list(builder.info.splits)})")
+        raise ValueError(
+            f"{dataset} in {data_dir} has no split {split!r} (splits: {list(builder.info.splits)})"
+        )
     return builder.info, builder.as_data_source(split=split)
 
 
@@ -99,15 +103,19 @@ def _metadata(dataset: str, info) -> dict:
     missing = [k for k in ("channel_names", "sampling_rate", "label_names") if k not in meta]
     if missing:
         raise ValueError(f"{dataset} ({info.data_dir}): info.metadata lacks {missing}")
-    return dict(dataset=dataset,
-                ch_names=[channels.normalize_name(c) for c in meta["channel_names"]],
-                fs=float(meta["sampling_rate"]), label_names=list(meta["label_names"]),
-                valence_names=list(meta.get("valence_names", [])),
-                label_to_valence=dict(meta.get("label_to_valence", {})))
+    return dict(
+        dataset=dataset,
+        ch_names=[channels.normalize_name(c) for c in meta["channel_names"]],
+        fs=float(meta["sampling_rate"]),
+        label_names=list(meta["label_names"]),
+        valence_names=list(meta.get("valence_names", [])),
+        label_to_valence=dict(meta.get("label_to_valence", {})),
+    )
 
 
-def read_dataset(dataset: str, data_dir, *, split: str = SPLIT,
-                 keep_eeg: bool = True) -> DatasetRecords:
+def read_dataset(
+    dataset: str, data_dir, *, split: str = SPLIT, keep_eeg: bool = True
+) -> DatasetRecords:
     """Reads every record of `dataset` once (labels, lengths, and the EEG if `keep_eeg`)."""
     info, source = _open_source(dataset, data_dir, split)
     metadata = _metadata(dataset, info)
@@ -118,9 +126,11 @@ def read_dataset(dataset: str, data_dir, *, split: str = SPLIT,
         record = source[index]
         x = np.asarray(record["eeg"], np.float32)
         if x.ndim != 2 or x.shape[0] != n_chans:
-            raise ValueError(f"{dataset} ({info.data_dir}) record {index} "
-                             f"({record.get('key')!r}): eeg shape {x.shape}, expected "
-                             f"[{n_chans} channels, T]")
+            raise ValueError(
+                f"{dataset} ({info.data_dir}) record {index} "
+                f"({record.get('key')!r}): eeg shape {x.shape}, expected "
+                f"[{n_chans} channels, T]"
+            )
         for key, value in [(key, record[key]) for key in INT_FIELDS] + [("n_times", x.shape[1])]:
             fields[key].append(int(value))
         if keep_eeg:
@@ -143,22 +153,29 @@ def session_groups(fields: dict) -> list[SessionGroup]:
     groups = []
     for (session, stimuli), members in sorted(by_key.items()):
         records = np.stack([rows for _, rows in members])
-        groups.append(SessionGroup(session, np.asarray(stimuli, np.int64),
-                                   np.asarray([s for s, _ in members], np.int64),
-                                   records, fields["n_times"][records]))
+        groups.append(
+            SessionGroup(
+                session,
+                np.asarray(stimuli, np.int64),
+                np.asarray([s for s, _ in members], np.int64),
+                records,
+                fields["n_times"][records],
+            )
+        )
     return groups
 
 
 def _check_fs(metadata: dict, fs: float) -> None:
     """Raises if the stored sampling rate is not the pipeline's fs (no resampling here)."""
     if abs(metadata["fs"] - float(fs)) > 1e-6:
-        raise ValueError(f"{metadata['dataset']}: stored sampling_rate {metadata['fs']:g} Hz != "
-                         f"the pipeline's fs {float(fs):g} Hz (build a config at {float(fs):g} "
-                         f"Hz or change fs)")
+        raise ValueError(
+            f"{metadata['dataset']}: stored sampling_rate {metadata['fs']:g} Hz != "
+            f"the pipeline's fs {float(fs):g} Hz (build a config at {float(fs):g} "
+            f"Hz or change fs)"
+        )
 
 
-def dataset_info(dataset: str, data_dir, *, split: str = SPLIT,
-                 require_pairs: bool = True) -> dict:
+def dataset_info(dataset: str, data_dir, *, split: str = SPLIT, require_pairs: bool = True) -> dict:
     """Metadata plus counts of a built dataset (reads every record once, keeps no EEG).
 
     Returns:
@@ -170,22 +187,27 @@ def dataset_info(dataset: str, data_dir, *, split: str = SPLIT,
         ValueError: if `require_pairs` and no two subjects share a session.
     """
     fields = (records := read_dataset(dataset, data_dir, split=split, keep_eeg=False)).fields
-    info = dict(records.metadata,
-                n_subjects=len(np.unique(fields["subject"])),
-                n_sessions=len(np.unique(fields["session"])),
-                n_stimuli=len(np.unique(fields["stimulus"])),
-                n_trials=len(fields["subject"]),
-                n_pair_groups=sum(len(g.subjects) >= 2 for g in session_groups(fields)),
-                min_n_times=int(fields["n_times"].min()),
-                max_n_times=int(fields["n_times"].max()))
+    info = dict(
+        records.metadata,
+        n_subjects=len(np.unique(fields["subject"])),
+        n_sessions=len(np.unique(fields["session"])),
+        n_stimuli=len(np.unique(fields["stimulus"])),
+        n_trials=len(fields["subject"]),
+        n_pair_groups=sum(len(g.subjects) >= 2 for g in session_groups(fields)),
+        min_n_times=int(fields["n_times"].min()),
+        max_n_times=int(fields["n_times"].max()),
+    )
     if require_pairs and not info["n_pair_groups"]:
-        raise ValueError(f"{dataset} ({data_dir}): no session is shared by two subjects with "
-                         f"the same stimulus order, so it cannot form pre-training pairs")
+        raise ValueError(
+            f"{dataset} ({data_dir}): no session is shared by two subjects with "
+            f"the same stimulus order, so it cannot form pre-training pairs"
+        )
     return info
 
 
-def load_trials(dataset: str, data_dir, ch_names: Sequence[str], *, fs: float | None = None,
-                split: str = SPLIT) -> tuple[list[dict], dict]:
+def load_trials(
+    dataset: str, data_dir, ch_names: Sequence[str], *, fs: float | None = None, split: str = SPLIT
+) -> tuple[list[dict], dict]:
     """Every trial of `dataset` projected onto `ch_names`, for extraction and probing.
 
     Args:
@@ -201,13 +223,16 @@ def load_trials(dataset: str, data_dir, ch_names: Sequence[str], *, fs: float | 
     if fs is not None:
         _check_fs(records.metadata, fs)
     matrix = channels.projection_matrix(records.metadata["ch_names"], list(ch_names))
-    trials = [dict({key: int(records.fields[key][i]) for key in INT_FIELDS}, eeg=matrix @ eeg)
-              for i, eeg in enumerate(records.eeg)]
+    trials = [
+        dict({key: int(records.fields[key][i]) for key in INT_FIELDS}, eeg=matrix @ eeg)
+        for i, eeg in enumerate(records.eeg)
+    ]
     return trials, dict(records.metadata)
 
 
-def sample_windows(rng: np.random.Generator, lengths: np.ndarray, n_windows: int,
-                   window: int) -> tuple[np.ndarray, np.ndarray]:
+def sample_windows(
+    rng: np.random.Generator, lengths: np.ndarray, n_windows: int, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Spreads `n_windows` windows evenly over trials of `lengths` [N_pos] samples (>= window).
 
     Returns:
@@ -241,15 +266,18 @@ class _Projector:
         breaks = np.flatnonzero((np.diff(self.copy_rows) != 1) | (np.diff(self.copy_src) != 1))
         starts = np.concatenate([[0], breaks + 1]).astype(int)
         stops = np.concatenate([breaks + 1, [len(self.copy_rows)]]).astype(int)
-        self.runs = [(int(self.copy_rows[a]), int(self.copy_src[a]), int(b - a))
-                     for a, b in zip(starts, stops) if b > a]
+        self.runs = [
+            (int(self.copy_rows[a]), int(self.copy_src[a]), int(b - a))
+            for a, b in zip(starts, stops)
+            if b > a
+        ]
 
     def __call__(self, trial: np.ndarray, start: int, out: np.ndarray) -> None:
         """Writes the window trial[:, start:start + T] ([C_src, T_r]) projected into out [C, T]."""
         stop = start + out.shape[-1]
         if len(self.runs) <= self.MAX_RUNS:
             for dst, src, n in self.runs:
-                out[dst:dst + n] = trial[src:src + n, start:stop]
+                out[dst : dst + n] = trial[src : src + n, start:stop]
         else:
             out[self.copy_rows] = trial[self.copy_src, start:stop]
         if len(self.mix_rows):
@@ -261,8 +289,9 @@ class _DatasetSampler:
 
     def __init__(self, records: DatasetRecords, ch_names: Sequence[str], window: int):
         self.records, self.window = records, window
-        self.project = _Projector(channels.projection_matrix(records.metadata["ch_names"],
-                                                             list(ch_names)))
+        self.project = _Projector(
+            channels.projection_matrix(records.metadata["ch_names"], list(ch_names))
+        )
         self.groups, self.usable = [], []
         for group in session_groups(records.fields):
             usable = np.flatnonzero((group.n_times >= window).all(axis=0))
@@ -270,20 +299,32 @@ class _DatasetSampler:
                 self.groups.append(group)
                 self.usable.append(usable)
         if not self.groups:
-            raise ValueError(f"{records.metadata['dataset']}: no session shared by >= 2 "
-                             f"subjects has a trial of >= {window} samples in each of them, so "
-                             f"it cannot form pre-training pairs")
+            raise ValueError(
+                f"{records.metadata['dataset']}: no session shared by >= 2 "
+                f"subjects has a trial of >= {window} samples in each of them, so "
+                f"it cannot form pre-training pairs"
+            )
         n_subjects = np.array([len(g.subjects) for g in self.groups], np.float64)
         self.group_p = n_subjects * (n_subjects - 1) / np.sum(n_subjects * (n_subjects - 1))
 
     def pairs(self, rng: np.random.Generator, n_pairs: int) -> list[tuple[int, int, int]]:
         """n_pairs (group, a, b) uniform over unordered pairs of distinct subjects."""
         chosen = rng.choice(len(self.groups), n_pairs, p=self.group_p)
-        return [(int(g), *rng.choice(len(self.groups[g].subjects), 2, replace=False).tolist())
-                for g in chosen]
+        return [
+            (int(g), *rng.choice(len(self.groups[g].subjects), 2, replace=False).tolist())
+            for g in chosen
+        ]
 
-    def fill(self, seed: int, step: int, k: int, n_pairs: int, pair_slice: range,
-             n_windows: int, batch: dict) -> None:
+    def fill(
+        self,
+        seed: int,
+        step: int,
+        k: int,
+        n_pairs: int,
+        pair_slice: range,
+        n_windows: int,
+        batch: dict,
+    ) -> None:
         """Writes pairs `pair_slice` of step `step` into batch[...][k] in place."""
         pairs = self.pairs(np.random.default_rng([seed, step, k, 0]), n_pairs)
         for row, p in enumerate(pair_slice):
@@ -305,34 +346,55 @@ class _DatasetSampler:
             batch["offset"][k, row] = offsets
 
 
-def batch_spec(num_datasets: int, pairs: int, windows_per_pair: int, n_chans: int,
-               window: int) -> dict:
+def batch_spec(
+    num_datasets: int, pairs: int, windows_per_pair: int, n_chans: int, window: int
+) -> dict:
     """name -> (shape, numpy dtype) of every entry of a batch of `pairs` pairs (module
     docstring): a host's batch (P_host) or, with the global P, the step's global batch."""
     k, p, m = num_datasets, pairs, windows_per_pair
-    return {"eeg": ((k, p, 2, m, n_chans, window), np.float32),
-            "subject": ((k, p, 2), np.int32), "stimulus": ((k, p, m), np.int32),
-            "offset": ((k, p, m), np.int32)}
+    return {
+        "eeg": ((k, p, 2, m, n_chans, window), np.float32),
+        "subject": ((k, p, 2), np.int32),
+        "stimulus": ((k, p, m), np.int32),
+        "offset": ((k, p, m), np.int32),
+    }
 
 
 class PretrainBatcher:
     """step -> batch dict (see module docstring); a pure function of (seed, step)."""
 
-    def __init__(self, samplers: list, *, pairs_per_step: int, windows_per_pair: int,
-                 n_chans: int, window: int, seed: int, process_index: int, process_count: int):
+    def __init__(
+        self,
+        samplers: list,
+        *,
+        pairs_per_step: int,
+        windows_per_pair: int,
+        n_chans: int,
+        window: int,
+        seed: int,
+        process_index: int,
+        process_count: int,
+    ):
         self.samplers, self.seed = samplers, seed
         self.pairs_per_step, self.windows_per_pair = pairs_per_step, windows_per_pair
         pairs_per_host = pairs_per_step // process_count
-        self.pair_slice = range(process_index * pairs_per_host,
-                                (process_index + 1) * pairs_per_host)
-        self.spec = batch_spec(len(samplers), pairs_per_host, windows_per_pair, n_chans,
-                               window)
+        self.pair_slice = range(
+            process_index * pairs_per_host, (process_index + 1) * pairs_per_host
+        )
+        self.spec = batch_spec(len(samplers), pairs_per_host, windows_per_pair, n_chans, window)
 
     def __call__(self, step: int) -> dict:
         batch = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.spec.items()}
         for k, sampler in enumerate(self.samplers):
-            sampler.fill(self.seed, int(step), k, self.pairs_per_step, self.pair_slice,
-                         self.windows_per_pair, batch)
+            sampler.fill(
+                self.seed,
+                int(step),
+                k,
+                self.pairs_per_step,
+                self.pair_slice,
+                self.windows_per_pair,
+                batch,
+            )
         return batch
 
 
@@ -346,10 +408,12 @@ class PretrainLoader:
 
     def __init__(self, batcher: PretrainBatcher, *, num_threads: int, prefetch: int):
         self.batcher = batcher
-        read_options = grain.ReadOptions(num_threads=num_threads,
-                                         prefetch_buffer_size=prefetch if num_threads else 0)
-        self._dataset = (grain.MapDataset.range(0, sys.maxsize).map(batcher)
-                         .to_iter_dataset(read_options))
+        read_options = grain.ReadOptions(
+            num_threads=num_threads, prefetch_buffer_size=prefetch if num_threads else 0
+        )
+        self._dataset = (
+            grain.MapDataset.range(0, sys.maxsize).map(batcher).to_iter_dataset(read_options)
+        )
         self._iterator = iter(self._dataset)
 
     def __iter__(self) -> "PretrainLoader":
@@ -363,16 +427,30 @@ class PretrainLoader:
 
     def set_state(self, state: dict) -> None:
         if int(state["seed"]) != self.batcher.seed:
-            raise ValueError(f"iterator state was saved with seed {state['seed']}, this loader "
-                             f"has seed {self.batcher.seed}")
+            raise ValueError(
+                f"iterator state was saved with seed {state['seed']}, this loader "
+                f"has seed {self.batcher.seed}"
+            )
         self._iterator.set_state({"next_index": int(state["step"])})
 
 
-def make_pretrain_loader(datasets: Sequence[str], data_dir, *, pairs_per_step: int,
-                         windows_per_pair: int, window_s: float, fs: float = 125.0,
-                         ch_names: Sequence[str], seed: int, process_index: int = 0,
-                         process_count: int = 1, split: str = SPLIT, cache_trials: bool = True,
-                         num_threads: int = 1, prefetch: int = 2) -> PretrainLoader:
+def make_pretrain_loader(
+    datasets: Sequence[str],
+    data_dir,
+    *,
+    pairs_per_step: int,
+    windows_per_pair: int,
+    window_s: float,
+    fs: float = 125.0,
+    ch_names: Sequence[str],
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    split: str = SPLIT,
+    cache_trials: bool = True,
+    num_threads: int = 1,
+    prefetch: int = 2,
+) -> PretrainLoader:
     """The pre-training loader over K datasets (see module docstring for the batch).
 
     Args:
@@ -389,20 +467,30 @@ def make_pretrain_loader(datasets: Sequence[str], data_dir, *, pairs_per_step: i
     """
     window = int(round(window_s * fs))
     if not datasets or min(pairs_per_step, windows_per_pair, window, process_count) < 1 or seed < 0:
-        raise ValueError(f"need datasets ({datasets}), pairs_per_step ({pairs_per_step}), "
-                         f"windows_per_pair ({windows_per_pair}), window samples ({window}), "
-                         f"process_count ({process_count}) >= 1 and seed ({seed}) >= 0")
+        raise ValueError(
+            f"need datasets ({datasets}), pairs_per_step ({pairs_per_step}), "
+            f"windows_per_pair ({windows_per_pair}), window samples ({window}), "
+            f"process_count ({process_count}) >= 1 and seed ({seed}) >= 0"
+        )
     if pairs_per_step % process_count or not 0 <= process_index < process_count:
-        raise ValueError(f"pairs_per_step ({pairs_per_step}) must be divisible by process_count "
-                         f"({process_count}) and 0 <= process_index ({process_index}) < it")
+        raise ValueError(
+            f"pairs_per_step ({pairs_per_step}) must be divisible by process_count "
+            f"({process_count}) and 0 <= process_index ({process_index}) < it"
+        )
     channels.projection_matrix(list(ch_names), list(ch_names))  # Validates names early.
     samplers = []
     for dataset in datasets:
         records = read_dataset(dataset, data_dir, split=split, keep_eeg=cache_trials)
         _check_fs(records.metadata, fs)
         samplers.append(_DatasetSampler(records, ch_names, window))
-    batcher = PretrainBatcher(samplers, pairs_per_step=pairs_per_step,
-                              windows_per_pair=windows_per_pair, n_chans=len(ch_names),
-                              window=window, seed=seed, process_index=process_index,
-                              process_count=process_count)
+    batcher = PretrainBatcher(
+        samplers,
+        pairs_per_step=pairs_per_step,
+        windows_per_pair=windows_per_pair,
+        n_chans=len(ch_names),
+        window=window,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+    )
     return PretrainLoader(batcher, num_threads=num_threads, prefetch=prefetch)

@@ -77,8 +77,9 @@ def _symmetric_function(fn, dfn):
         scale = jnp.abs(w[..., :, None]) + jnp.abs(w[..., None, :])
         close = jnp.abs(diff) <= 1e-6 * scale + 1e-30
         mid = 0.5 * (w[..., :, None] + w[..., None, :])
-        divided = jnp.where(close, dfn(mid),
-                            (fw[..., :, None] - fw[..., None, :]) / jnp.where(close, 1.0, diff))
+        divided = jnp.where(
+            close, dfn(mid), (fw[..., :, None] - fw[..., None, :]) / jnp.where(close, 1.0, diff)
+        )
         da = 0.5 * (da + jnp.swapaxes(da, -1, -2))
         inner = jnp.einsum("...ji,...jk,...kl->...il", v, da, v) * divided
         out = jnp.einsum("...ij,...jk,...lk->...il", v, inner, v)
@@ -92,7 +93,7 @@ _expm = _symmetric_function(jnp.exp, jnp.exp)
 
 
 def _window_statistic(x, centroid):
-    cov = channel_covariance(x)                              # [B, F, C, C]
+    cov = channel_covariance(x)  # [B, F, C, C]
     if centroid == "arithmetic":
         return _zero_diagonal(cov)
     mean_var = jnp.mean(jnp.diagonal(cov, axis1=-2, axis2=-1), axis=-1)
@@ -100,8 +101,9 @@ def _window_statistic(x, centroid):
     return _logm(cov + ridge)
 
 
-def cda_group_statistics(x: jax.Array, group_ids: jax.Array, num_groups: int, *,
-                         centroid: str = "arithmetic"):
+def cda_group_statistics(
+    x: jax.Array, group_ids: jax.Array, num_groups: int, *, centroid: str = "arithmetic"
+):
     """Per-group sums of per-window statistics for the CDA loss.
 
     Args:
@@ -120,7 +122,7 @@ def cda_group_statistics(x: jax.Array, group_ids: jax.Array, num_groups: int, *,
         raise ValueError(f"centroid must be one of {CENTROIDS}, got {centroid!r}")
     chex.assert_rank([x, group_ids], [4, 1])
     chex.assert_equal_shape_prefix([x, group_ids], 1)
-    one_hot = jax.nn.one_hot(group_ids, num_groups, dtype=x.dtype)     # [B, G]
+    one_hot = jax.nn.one_hot(group_ids, num_groups, dtype=x.dtype)  # [B, G]
     sums = jnp.einsum("bg,bfij->gfij", one_hot, _window_statistic(x, centroid))
     return sums, jnp.sum(one_hot, axis=0).astype(jnp.float32)
 
@@ -132,8 +134,9 @@ def _safe_frobenius(d):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
-def cda_from_statistics(sums: jax.Array, counts: jax.Array, *,
-                        centroid: str = "arithmetic") -> jax.Array:
+def cda_from_statistics(
+    sums: jax.Array, counts: jax.Array, *, centroid: str = "arithmetic"
+) -> jax.Array:
     """CDA = log(1 + sum_f sum_{a<b} ||centroid_a,f - centroid_b,f||_F) over non-empty groups.
 
     Args:
@@ -151,8 +154,11 @@ def cda_from_statistics(sums: jax.Array, counts: jax.Array, *,
         raise ValueError(f"centroid must be one of {CENTROIDS}, got {centroid!r}")
     if sums.ndim > 4:
         per_slice = functools.partial(cda_from_statistics, centroid=centroid)
-        return jnp.mean(jax.vmap(per_slice)(sums.reshape((-1,) + sums.shape[-4:]),
-                                            counts.reshape(-1, counts.shape[-1])))
+        return jnp.mean(
+            jax.vmap(per_slice)(
+                sums.reshape((-1,) + sums.shape[-4:]), counts.reshape(-1, counts.shape[-1])
+            )
+        )
     chex.assert_rank([sums, counts], [4, 1])
     num_groups = counts.shape[0]
     centroids = sums / jnp.maximum(counts, 1.0).astype(sums.dtype)[:, None, None, None]
@@ -162,7 +168,7 @@ def cda_from_statistics(sums: jax.Array, counts: jax.Array, *,
     # One row of distances at a time, recomputed in the backward pass: memory stays
     # O(G F C^2) instead of O(G^2 F C^2) for many groups.
     row = jax.checkpoint(lambda a: _safe_frobenius(centroids[a] - centroids))
-    distances = jax.lax.map(row, jnp.arange(num_groups))              # [G, G, F]
+    distances = jax.lax.map(row, jnp.arange(num_groups))  # [G, G, F]
     present = counts > 0
     upper = np.triu(np.ones((num_groups, num_groups), bool), k=1)
     pair_mask = upper & present[:, None] & present[None, :]
@@ -170,8 +176,9 @@ def cda_from_statistics(sums: jax.Array, counts: jax.Array, *,
     return jnp.log1p(total)
 
 
-def covariance_alignment_loss(x: jax.Array, group_ids: jax.Array, num_groups: int, *,
-                              centroid: str = "arithmetic") -> jax.Array:
+def covariance_alignment_loss(
+    x: jax.Array, group_ids: jax.Array, num_groups: int, *, centroid: str = "arithmetic"
+) -> jax.Array:
     """CDA loss of one (unsharded) batch; see `cda_group_statistics` for the arguments."""
     sums, counts = cda_group_statistics(x, group_ids, num_groups, centroid=centroid)
     return cda_from_statistics(sums, counts, centroid=centroid)

@@ -20,7 +20,6 @@ from tqdm import tqdm  # noqa: E402
 from mdjpt_jax import workdir  # noqa: E402
 
 
-
 def read_metrics(path: str) -> list[dict]:
     """The JSON objects of a metrics.jsonl file, in file order ([] if it does not exist).
 
@@ -71,10 +70,12 @@ class MetricsWriter:
         self.path = workdir.metrics_path(directory)
         truncate_after(self.path, start_step)
         self._file = open(self.path, "a")
-        self._tb = SummaryWriter(workdir.tensorboard_dir(directory),
-                                 purge_step=start_step + 1 if start_step else None)
-        self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                         mininterval=1.0)
+        self._tb = SummaryWriter(
+            workdir.tensorboard_dir(directory), purge_step=start_step + 1 if start_step else None
+        )
+        self._bar = tqdm(
+            total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, mininterval=1.0
+        )
 
     def write(self, step: int, metrics: dict) -> None:
         """Logs scalar `metrics` (name -> number) of `step` (the number of updates done)."""
@@ -101,8 +102,10 @@ class MetricsWriter:
 CURVE_PANELS = (
     ("contrastive / chance", ("contrastive_over_chance",)),
     ("CDA (unweighted)", ("cda",)),
-    ("held-out evaluation", ("eval/retrieval_projection", "eval/retrieval_features",
-                             "eval/probe_auroc")),
+    (
+        "held-out evaluation",
+        ("eval/retrieval_projection", "eval/retrieval_features", "eval/probe_auroc"),
+    ),
 )
 
 
@@ -124,8 +127,12 @@ def plot_learning_curves(runs: dict, png_path: str, *, smooth_window: int = 5) -
     """
     if not runs or not any(runs.values()):
         raise ValueError(f"no logged steps to plot into {png_path}")
-    fig, axes = plt.subplots(len(runs), len(CURVE_PANELS), squeeze=False,
-                             figsize=(4.2 * len(CURVE_PANELS), 3.2 * len(runs)))
+    fig, axes = plt.subplots(
+        len(runs),
+        len(CURVE_PANELS),
+        squeeze=False,
+        figsize=(4.2 * len(CURVE_PANELS), 3.2 * len(runs)),
+    )
     for row_axes, (title, rows) in zip(axes, runs.items()):
         for ax, (panel, keys) in zip(row_axes, CURVE_PANELS):
             for key in keys:
@@ -136,7 +143,7 @@ def plot_learning_curves(runs: dict, png_path: str, *, smooth_window: int = 5) -
                 if key.startswith("eval/"):
                     ax.plot(steps, values, marker="o", ms=3, label=key[5:])
                 else:
-                    line, = ax.plot(steps, smooth(values, smooth_window), label=key)
+                    (line,) = ax.plot(steps, smooth(values, smooth_window), label=key)
                     ax.plot(steps, values, ".", ms=2, alpha=0.3, color=line.get_color())
             if panel.startswith("contrastive"):
                 ax.axhline(1.0, color="grey", lw=0.8, ls="--")

@@ -8,8 +8,9 @@ on, comes first in the chain (it clips the gradient, not the update).
 import optax
 
 
-def learning_rate_schedule(*, learning_rate: float, warmup_steps: int,
-                           total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(
+    *, learning_rate: float, warmup_steps: int, total_steps: int
+) -> optax.Schedule:
     """Learning rate per step: 0 -> `learning_rate` linearly, then cosine down to 0.
 
     Args:
@@ -25,18 +26,28 @@ def learning_rate_schedule(*, learning_rate: float, warmup_steps: int,
     if total_steps <= 0:
         raise ValueError(f"total_steps must be > 0, got {total_steps}")
     if not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"warmup_steps ({warmup_steps}) must be in [0, total_steps "
-                         f"({total_steps}))")
+        raise ValueError(
+            f"warmup_steps ({warmup_steps}) must be in [0, total_steps ({total_steps}))"
+        )
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=learning_rate, warmup_steps=warmup_steps,
-        decay_steps=total_steps, end_value=0.0)
+        init_value=0.0,
+        peak_value=learning_rate,
+        warmup_steps=warmup_steps,
+        decay_steps=total_steps,
+        end_value=0.0,
+    )
 
 
-def make_optimizer(*, learning_rate: float, weight_decay: float, warmup_steps: int,
-                   total_steps: int, grad_clip_norm: float | None = None
-                   ) -> optax.GradientTransformation:
+def make_optimizer(
+    *,
+    learning_rate: float,
+    weight_decay: float,
+    warmup_steps: int,
+    total_steps: int,
+    grad_clip_norm: float | None = None,
+) -> optax.GradientTransformation:
     """AdamW (b1 0.9, b2 0.999, eps 1e-8) on `learning_rate_schedule`.
 
     Args:
@@ -52,8 +63,9 @@ def make_optimizer(*, learning_rate: float, weight_decay: float, warmup_steps: i
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    schedule = learning_rate_schedule(learning_rate=learning_rate, warmup_steps=warmup_steps,
-                                      total_steps=total_steps)
+    schedule = learning_rate_schedule(
+        learning_rate=learning_rate, warmup_steps=warmup_steps, total_steps=total_steps
+    )
     adamw = optax.adamw(schedule, weight_decay=weight_decay)
     if grad_clip_norm is None:
         return adamw

@@ -59,27 +59,43 @@ def select_windows(table: dict, windows_per_subject: int, seed: int) -> np.ndarr
     for subject in np.unique(table["subject"]):
         rows = np.flatnonzero(table["subject"] == subject)
         if len(rows) < windows_per_subject:
-            raise ValueError(f"subject {subject} has {len(rows)} windows < "
-                             f"eval windows_per_subject={windows_per_subject}")
+            raise ValueError(
+                f"subject {subject} has {len(rows)} windows < "
+                f"eval windows_per_subject={windows_per_subject}"
+            )
         blocks.append(rows[np.argsort(rank[rows], kind="stable")[:windows_per_subject]])
     return np.stack(blocks)
 
 
-def make_eval_set(dataset: str, data_dir: str, ch_names, *, fs: float, window: int,
-                  step: int, windows_per_subject: int, seed: int) -> EvalSet:
+def make_eval_set(
+    dataset: str,
+    data_dir: str,
+    ch_names,
+    *,
+    fs: float,
+    window: int,
+    step: int,
+    windows_per_subject: int,
+    seed: int,
+) -> EvalSet:
     """Reads `dataset` and fixes its evaluation windows (window / step in samples at fs)."""
     trials, metadata = input_pipeline.load_trials(dataset, data_dir, list(ch_names), fs=fs)
     table = extract.window_table(trials, window, step)
     rows = select_windows(table, windows_per_subject, seed)
     eeg = np.stack([extract.gather_windows(trials, table, r, window) for r in rows])
-    return EvalSet(dataset=dataset, eeg=eeg, subject=table["subject"][rows],
-                   label=table["label"][rows],
-                   moment=np.stack([table[k][rows] for k in MOMENT_FIELDS], axis=-1),
-                   n_classes=len(metadata["label_names"]))
+    return EvalSet(
+        dataset=dataset,
+        eeg=eeg,
+        subject=table["subject"][rows],
+        label=table["label"][rows],
+        moment=np.stack([table[k][rows] for k in MOMENT_FIELDS], axis=-1),
+        n_classes=len(metadata["label_names"]),
+    )
 
 
-def linear_probe_auroc(features: np.ndarray, subject: np.ndarray, label: np.ndarray,
-                       n_classes: int) -> float:
+def linear_probe_auroc(
+    features: np.ndarray, subject: np.ndarray, label: np.ndarray, n_classes: int
+) -> float:
     """AUROC of a logistic regression trained on the first half of the subjects (sorted)
     and scored on the others; features standardized per subject (NaN if a split lacks a
     class)."""
@@ -102,8 +118,7 @@ def _encode(graphdef, params, eeg):
 
 def _local_copy(params):
     """The replicated parameters as arrays on one local device (works on every process)."""
-    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a,
-                        params)
+    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, params)
 
 
 def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) -> dict:
@@ -120,11 +135,14 @@ def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) 
         subject, moment = es.subject.reshape(-1), es.moment.reshape(-1, 3)
         values = {
             "retrieval_projection": retrieval.cross_subject_retrieval(
-                projection.reshape(len(subject), -1), subject, moment, seed=seed),
+                projection.reshape(len(subject), -1), subject, moment, seed=seed
+            ),
             "retrieval_features": retrieval.cross_subject_retrieval(
-                feats.reshape(len(subject), -1), subject, moment, seed=seed),
-            "probe_auroc": linear_probe_auroc(feats.reshape(len(subject), -1), subject,
-                                              es.label.reshape(-1), es.n_classes),
+                feats.reshape(len(subject), -1), subject, moment, seed=seed
+            ),
+            "probe_auroc": linear_probe_auroc(
+                feats.reshape(len(subject), -1), subject, es.label.reshape(-1), es.n_classes
+            ),
         }
         for name, value in values.items():
             rows[f"eval/{name}/{es.dataset}"] = float(value)

@@ -43,22 +43,25 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict:
     if n_classes == 2:
         auroc = skm.roc_auc_score(y_true, proba[:, 1])
     else:
-        auroc = skm.roc_auc_score(y_true, proba, multi_class="ovo", average="macro",
-                                  labels=labels)
+        auroc = skm.roc_auc_score(y_true, proba, multi_class="ovo", average="macro", labels=labels)
     return dict(
         accuracy=float(skm.accuracy_score(y_true, y_pred)),
         balanced_accuracy=float(skm.balanced_accuracy_score(y_true, y_pred)),
         macro_f1=float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
         auroc=float(auroc),
-        auprc=float(skm.average_precision_score(np.eye(n_classes)[y_true], proba,
-                                                average="macro")),
+        auprc=float(skm.average_precision_score(np.eye(n_classes)[y_true], proba, average="macro")),
     )
 
 
 def summarize(per_fold: list) -> dict:
     """[{metric: value}] -> {metric: {"mean", "std"}} (population std over folds)."""
-    return {m: dict(mean=float(np.mean([f[m] for f in per_fold])),
-                    std=float(np.std([f[m] for f in per_fold]))) for m in METRICS}
+    return {
+        m: dict(
+            mean=float(np.mean([f[m] for f in per_fold])),
+            std=float(np.std([f[m] for f in per_fold])),
+        )
+        for m in METRICS
+    }
 
 
 # ----------------------------------------------------------------------------- folds
@@ -92,7 +95,7 @@ def _apply_by_segment(fn, x: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
     _, inverse = np.unique(segment_ids, return_inverse=True)
     segments = [np.flatnonzero(inverse == s) for s in range(inverse.max() + 1)]
     for length in sorted({len(s) for s in segments}):
-        group = np.stack([s for s in segments if len(s) == length])       # [G, L]
+        group = np.stack([s for s in segments if len(s) == length])  # [G, L]
         out[group] = np.asarray(jax.vmap(fn)(jnp.asarray(x[group])))
     return out
 
@@ -116,8 +119,9 @@ def postprocess(data: dict, prior: np.ndarray, *, decay: float, smooth: bool) ->
     normalize = jax.jit(lambda seq: features.running_normalize(seq, mean, var, decay))
     x = _apply_by_segment(normalize, x, session_ids)
     if smooth:
-        x = _apply_by_segment(jax.jit(features.lds_smooth), x,
-                              _segment_ids(data, ("subject", "session", "trial")))
+        x = _apply_by_segment(
+            jax.jit(features.lds_smooth), x, _segment_ids(data, ("subject", "session", "trial"))
+        )
     return x
 
 
@@ -133,8 +137,9 @@ def _segment_ids(data: dict, keys) -> np.ndarray:
 class MLP(nnx.Module):
     """in_dim -> hidden... (ReLU, dropout) -> n_classes logits."""
 
-    def __init__(self, in_dim: int, n_classes: int, *, hidden=(128, 64), dropout: float = 0.5,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, in_dim: int, n_classes: int, *, hidden=(128, 64), dropout: float = 0.5, rngs: nnx.Rngs
+    ):
         dims = (in_dim,) + tuple(hidden)
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims, dims[1:])])
         self.dropout = nnx.Dropout(dropout)
@@ -154,8 +159,9 @@ def _batch_indices(n: int, batch_size: int, epochs: int, rng) -> np.ndarray:
     partial batch dropped (B = min(batch_size, n))."""
     size = min(batch_size, n)
     per_epoch = n // size
-    return np.concatenate([rng.permutation(n)[: per_epoch * size].reshape(per_epoch, size)
-                           for _ in range(epochs)])
+    return np.concatenate(
+        [rng.permutation(n)[: per_epoch * size].reshape(per_epoch, size) for _ in range(epochs)]
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "learning_rate", "weight_decay"))
@@ -174,14 +180,25 @@ def _fit(params, x, y, steps, key, *, graphdef, learning_rate, weight_decay):
         updates, opt_state = tx.update(grads, opt_state, p)
         return (optax.apply_updates(p, updates), opt_state), None
 
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)),
-                                  (steps, jnp.arange(steps.shape[0])))
+    (params, _), _ = jax.lax.scan(
+        step, (params, tx.init(params)), (steps, jnp.arange(steps.shape[0]))
+    )
     return params
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden, dropout: float,
-              learning_rate: float, weight_decay: float, epochs: int, batch_size: int,
-              seed: int) -> MLP:
+def train_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    hidden,
+    dropout: float,
+    learning_rate: float,
+    weight_decay: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> MLP:
     """Trains an MLP probe for a fixed number of epochs (no early stopping, no selection).
 
     Args:
@@ -191,13 +208,21 @@ def train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden, dropout: 
         epochs, batch_size: passes over x and windows per step.
         seed: initialisation, dropout and minibatch order.
     """
-    model = MLP(x.shape[1], n_classes, hidden=tuple(hidden), dropout=dropout,
-                rngs=nnx.Rngs(params=seed))
+    model = MLP(
+        x.shape[1], n_classes, hidden=tuple(hidden), dropout=dropout, rngs=nnx.Rngs(params=seed)
+    )
     graphdef, params = nnx.split(model)
     steps = _batch_indices(len(x), batch_size, epochs, np.random.default_rng(seed))
-    params = _fit(params, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32),
-                  jnp.asarray(steps), jax.random.key(seed), graphdef=graphdef,
-                  learning_rate=float(learning_rate), weight_decay=float(weight_decay))
+    params = _fit(
+        params,
+        jnp.asarray(x, jnp.float32),
+        jnp.asarray(y, jnp.int32),
+        jnp.asarray(steps),
+        jax.random.key(seed),
+        graphdef=graphdef,
+        learning_rate=float(learning_rate),
+        weight_decay=float(weight_decay),
+    )
     return nnx.merge(graphdef, params)
 
 
@@ -214,8 +239,17 @@ def predict_proba(model: MLP, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- protocols
 
 
-def few_shot(data: dict, *, k: int, n_folds: int, seed: int, decay: float, smooth: bool,
-             mlp: dict, mlp_seed: int | None = None) -> dict:
+def few_shot(
+    data: dict,
+    *,
+    k: int,
+    n_folds: int,
+    seed: int,
+    decay: float,
+    smooth: bool,
+    mlp: dict,
+    mlp_seed: int | None = None,
+) -> dict:
     """Few-shot protocol on one dataset's window table; returns per-fold results + summary.
 
     Args:
@@ -234,13 +268,23 @@ def few_shot(data: dict, *, k: int, n_folds: int, seed: int, decay: float, smoot
         model = train_mlp(x[train], data["label"][train], n_classes, seed=mlp_seed + i, **mlp)
         proba = predict_proba(model, x[~train])
         y_test = data["label"][~train]
-        folds.append(dict(
-            train_subjects=train_subj, test_subjects=test_subj,
-            metrics=classification_metrics(y_test, proba),
-            confusion=skm.confusion_matrix(y_test, proba.argmax(1),
-                                           labels=np.arange(n_classes)).tolist()))
-    return dict(k=k, seed=seed, class_names=list(data["label_names"]), folds=folds,
-                summary=summarize([f["metrics"] for f in folds]))
+        folds.append(
+            dict(
+                train_subjects=train_subj,
+                test_subjects=test_subj,
+                metrics=classification_metrics(y_test, proba),
+                confusion=skm.confusion_matrix(
+                    y_test, proba.argmax(1), labels=np.arange(n_classes)
+                ).tolist(),
+            )
+        )
+    return dict(
+        k=k,
+        seed=seed,
+        class_names=list(data["label_names"]),
+        folds=folds,
+        summary=summarize([f["metrics"] for f in folds]),
+    )
 
 
 def _valence_windows(data: dict, x: np.ndarray):
@@ -252,8 +296,9 @@ def _valence_windows(data: dict, x: np.ndarray):
     return x[keep], (data["valence"][keep] == positive).astype(np.int32)
 
 
-def zero_shot(sources: list, target: dict, *, n_repeats: int, seed: int, decay: float,
-              smooth: bool, mlp: dict) -> dict:
+def zero_shot(
+    sources: list, target: dict, *, n_repeats: int, seed: int, decay: float, smooth: bool, mlp: dict
+) -> dict:
     """Zero-shot protocol: negative-vs-positive MLP on the source datasets, scored on target.
 
     Every dataset is post-processed with the prior of the pooled SOURCE features; the
@@ -266,24 +311,32 @@ def zero_shot(sources: list, target: dict, *, n_repeats: int, seed: int, decay: 
         train_x.append(xs)
         train_y.append(ys)
     target_x, target_y = _valence_windows(
-        target, postprocess(target, prior, decay=decay, smooth=smooth))
+        target, postprocess(target, prior, decay=decay, smooth=smooth)
+    )
     repeats = []
     for i in range(n_repeats):
-        model = train_mlp(np.concatenate(train_x), np.concatenate(train_y), 2,
-                          seed=seed + i, **mlp)
+        model = train_mlp(np.concatenate(train_x), np.concatenate(train_y), 2, seed=seed + i, **mlp)
         proba = predict_proba(model, target_x)
-        repeats.append(dict(seed=seed + i, metrics=classification_metrics(target_y, proba),
-                            confusion=skm.confusion_matrix(target_y, proba.argmax(1),
-                                                           labels=[0, 1]).tolist()))
-    return dict(class_names=["negative", "positive"], repeats=repeats,
-                summary=summarize([r["metrics"] for r in repeats]))
+        repeats.append(
+            dict(
+                seed=seed + i,
+                metrics=classification_metrics(target_y, proba),
+                confusion=skm.confusion_matrix(target_y, proba.argmax(1), labels=[0, 1]).tolist(),
+            )
+        )
+    return dict(
+        class_names=["negative", "positive"],
+        repeats=repeats,
+        summary=summarize([r["metrics"] for r in repeats]),
+    )
 
 
 # ----------------------------------------------------------------------------- entry
 
 
-def probe_features(root: str, method: str, seed: int, *, target: str, sources,
-                   retrieval_datasets, protocol: dict) -> dict:
+def probe_features(
+    root: str, method: str, seed: int, *, target: str, sources, retrieval_datasets, protocol: dict
+) -> dict:
     """Few-shot (+ zero-shot when sources are given) results of one feature set, and the
     cross-subject retrieval of its features on `retrieval_datasets`.
 
@@ -293,22 +346,32 @@ def probe_features(root: str, method: str, seed: int, *, target: str, sources,
     fseed = workdir.feature_seed(method, seed)
     data = workdir.load_features(workdir.feature_path(root, method, fseed, target))
     mlp_seed = protocol["seed"] + 1000 * seed
-    result = dict(method=method, seed=seed, target=target, protocol=protocol,
-                  provenance=data["provenance"])
+    result = dict(
+        method=method, seed=seed, target=target, protocol=protocol, provenance=data["provenance"]
+    )
     common = dict(decay=protocol["decay"], smooth=protocol["lds"], mlp=protocol["mlp"])
-    result["few_shot"] = few_shot(data, k=protocol["k"], n_folds=protocol["n_folds"],
-                                  seed=protocol["seed"], mlp_seed=mlp_seed, **common)
+    result["few_shot"] = few_shot(
+        data,
+        k=protocol["k"],
+        n_folds=protocol["n_folds"],
+        seed=protocol["seed"],
+        mlp_seed=mlp_seed,
+        **common,
+    )
     if sources:
-        source_data = [workdir.load_features(workdir.feature_path(root, method, fseed, s))
-                       for s in sources]
-        result["zero_shot"] = zero_shot(source_data, data, n_repeats=protocol["n_repeats"],
-                                        seed=mlp_seed, **common)
+        source_data = [
+            workdir.load_features(workdir.feature_path(root, method, fseed, s)) for s in sources
+        ]
+        result["zero_shot"] = zero_shot(
+            source_data, data, n_repeats=protocol["n_repeats"], seed=mlp_seed, **common
+        )
     result["retrieval"] = {}
     for dataset in retrieval_datasets:
         d = workdir.load_features(workdir.feature_path(root, method, fseed, dataset))
         moment = np.stack([d["session"], d["stimulus"], d["start"]], axis=1)
         result["retrieval"][dataset] = retrieval.cross_subject_retrieval(
-            d["features"], d["subject"], moment, seed=protocol["seed"])
+            d["features"], d["subject"], moment, seed=protocol["seed"]
+        )
     return result
 
 
@@ -319,12 +382,21 @@ def run(config, root: str) -> dict:
     A result file is re-used when its protocol and feature provenance are unchanged.
     """
     protocol = dict(
-        k=config.fewshot.k, n_folds=config.fewshot.n_folds, seed=config.probe_seed,
-        n_repeats=config.zeroshot.n_repeats, decay=config.postprocess.decay,
+        k=config.fewshot.k,
+        n_folds=config.fewshot.n_folds,
+        seed=config.probe_seed,
+        n_repeats=config.zeroshot.n_repeats,
+        decay=config.postprocess.decay,
         lds=config.postprocess.lds,
-        mlp=dict(hidden=list(config.mlp.hidden), dropout=config.mlp.dropout,
-                 learning_rate=config.mlp.learning_rate, weight_decay=config.mlp.weight_decay,
-                 epochs=config.mlp.epochs, batch_size=config.mlp.batch_size))
+        mlp=dict(
+            hidden=list(config.mlp.hidden),
+            dropout=config.mlp.dropout,
+            learning_rate=config.mlp.learning_rate,
+            weight_decay=config.mlp.weight_decay,
+            epochs=config.mlp.epochs,
+            batch_size=config.mlp.batch_size,
+        ),
+    )
     sources = list(config.sources) if config.zeroshot.enabled else []
     results = {}
     for method in config.methods:
@@ -333,22 +405,33 @@ def run(config, root: str) -> dict:
             path = workdir.probe_path(root, method, seed)
             fseed = workdir.feature_seed(method, seed)
             provenance = workdir.feature_provenance(
-                workdir.feature_path(root, method, fseed, config.target))
+                workdir.feature_path(root, method, fseed, config.target)
+            )
             if os.path.exists(path):
                 cached = workdir.read_json(path)
-                if cached["protocol"] == workdir.canonical(protocol) and \
-                        cached["provenance"] == provenance and \
-                        ("zero_shot" in cached) == bool(sources):
+                if (
+                    cached["protocol"] == workdir.canonical(protocol)
+                    and cached["provenance"] == provenance
+                    and ("zero_shot" in cached) == bool(sources)
+                ):
                     results[method][str(seed)] = cached
                     print(f"[probe] cached {path}")
                     continue
-            result = probe_features(root, method, seed, target=config.target, sources=sources,
-                                    retrieval_datasets=list(config.sources),
-                                    protocol=protocol)
+            result = probe_features(
+                root,
+                method,
+                seed,
+                target=config.target,
+                sources=sources,
+                retrieval_datasets=list(config.sources),
+                protocol=protocol,
+            )
             workdir.write_json(path, result)
             results[method][str(seed)] = workdir.canonical(result)
-            print(f"[probe] {method} seed {seed}: few-shot acc "
-                  f"{result['few_shot']['summary']['accuracy']['mean']:.3f}, retrieval "
-                  + ", ".join(f"{d} {v:.3f}" for d, v in result["retrieval"].items()))
+            print(
+                f"[probe] {method} seed {seed}: few-shot acc "
+                f"{result['few_shot']['summary']['accuracy']['mean']:.3f}, retrieval "
+                + ", ".join(f"{d} {v:.3f}" for d, v in result["retrieval"].items())
+            )
     workdir.write_json(workdir.probe_results_path(root), results)
     return results

@@ -24,12 +24,21 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from mdjpt_jax import metrics_writer, workdir  # noqa: E402
 
-METHOD_TITLES = {"de": "DE baseline", "random": "Random encoder",
-                 "single": "Pre-trained on one dataset", "joint": "Joint (mdJPT)",
-                 "joint_no_cda": "Joint without CDA"}
+METHOD_TITLES = {
+    "de": "DE baseline",
+    "random": "Random encoder",
+    "single": "Pre-trained on one dataset",
+    "joint": "Joint (mdJPT)",
+    "joint_no_cda": "Joint without CDA",
+}
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "auprc")
-METRIC_TITLES = {"accuracy": "Acc", "balanced_accuracy": "Bal. acc", "macro_f1": "Macro-F1",
-                 "auroc": "AUROC", "auprc": "AUPRC"}
+METRIC_TITLES = {
+    "accuracy": "Acc",
+    "balanced_accuracy": "Bal. acc",
+    "macro_f1": "Macro-F1",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+}
 PROTOCOLS = {"few_shot": "folds", "zero_shot": "repeats"}
 CHANCE_AUROC_MAX = 0.55
 
@@ -64,37 +73,49 @@ def summarize_protocol(per_seed: dict, protocol: str) -> dict:
     unit = PROTOCOLS[protocol]
     runs = {seed: r[protocol][unit] for seed, r in per_seed.items() if protocol in r}
     per_fold = {seed: [f["metrics"] for f in folds] for seed, folds in runs.items()}
-    per_seed_means = {seed: {m: float(np.mean([f[m] for f in folds])) for m in METRICS}
-                      for seed, folds in per_fold.items()}
+    per_seed_means = {
+        seed: {m: float(np.mean([f[m] for f in folds])) for m in METRICS}
+        for seed, folds in per_fold.items()
+    }
     constant = sum(is_constant(f["confusion"]) for folds in runs.values() for f in folds)
     n_folds = sum(len(folds) for folds in runs.values())
     metrics = {m: _mean_std([v[m] for v in per_seed_means.values()]) for m in METRICS}
     degenerate = []
     if constant:
-        degenerate.append(f"one class predicted for every window in {constant} of "
-                          f"{n_folds} {unit}")
+        degenerate.append(f"one class predicted for every window in {constant} of {n_folds} {unit}")
     if metrics["auroc"]["mean"] <= CHANCE_AUROC_MAX:
-        degenerate.append(f"AUROC at chance ({metrics['auroc']['mean']:.3f} <= "
-                          f"{CHANCE_AUROC_MAX})")
-    return dict(metrics=metrics,
-                fold_std={m: float(np.mean([np.std([f[m] for f in folds])
-                                            for folds in per_fold.values()]))
-                          for m in METRICS},
-                per_seed=per_seed_means, per_fold=per_fold, constant_folds=constant,
-                n_folds=n_folds, degenerate=degenerate)
+        degenerate.append(f"AUROC at chance ({metrics['auroc']['mean']:.3f} <= {CHANCE_AUROC_MAX})")
+    return dict(
+        metrics=metrics,
+        fold_std={
+            m: float(np.mean([np.std([f[m] for f in folds]) for folds in per_fold.values()]))
+            for m in METRICS
+        },
+        per_seed=per_seed_means,
+        per_fold=per_fold,
+        constant_folds=constant,
+        n_folds=n_folds,
+        degenerate=degenerate,
+    )
 
 
 def results_table(results: dict) -> dict:
     """{method: {seed: probe result}} -> {method: {protocol: summary, "retrieval": ...}}."""
     table = {}
     for method, per_seed in results.items():
-        entry = {p: summarize_protocol(per_seed, p) for p in PROTOCOLS
-                 if any(p in r for r in per_seed.values())}
+        entry = {
+            p: summarize_protocol(per_seed, p)
+            for p in PROTOCOLS
+            if any(p in r for r in per_seed.values())
+        }
         datasets = sorted({d for r in per_seed.values() for d in r.get("retrieval", {})})
         entry["retrieval"] = {
-            d: dict(_mean_std([r["retrieval"][d] for r in per_seed.values()]),
-                    per_seed={s: r["retrieval"][d] for s, r in per_seed.items()})
-            for d in datasets}
+            d: dict(
+                _mean_std([r["retrieval"][d] for r in per_seed.values()]),
+                per_seed={s: r["retrieval"][d] for s, r in per_seed.items()},
+            )
+            for d in datasets
+        }
         entry["seeds"] = sorted(per_seed, key=int)
         table[method] = entry
     return table
@@ -110,11 +131,14 @@ def markdown_table(table: dict, protocol: str, title: str) -> str:
         if protocol not in entry:
             continue
         summary = entry[protocol]
-        cells = [f"{summary['metrics'][m]['mean']:.3f} ± {summary['metrics'][m]['std']:.3f}"
-                 for m in METRICS]
+        cells = [
+            f"{summary['metrics'][m]['mean']:.3f} ± {summary['metrics'][m]['std']:.3f}"
+            for m in METRICS
+        ]
         flag = " (!)" if summary["degenerate"] else ""
-        lines.append(f"| {_title(method)}{flag} | {len(entry['seeds'])} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {_title(method)}{flag} | {len(entry['seeds'])} | " + " | ".join(cells) + " |"
+        )
         notes += [f"- (!) {_title(method)}: {reason}" for reason in summary["degenerate"]]
     return "\n".join(lines + ([""] + notes if notes else []))
 
@@ -124,12 +148,19 @@ def retrieval_markdown(table: dict) -> str:
     datasets = sorted({d for entry in table.values() for d in entry["retrieval"]})
     if not datasets:
         return ""
-    lines = ["### Cross-subject window retrieval@1 on pre-training datasets (chance 0.0625)",
-             "", "| Method | " + " | ".join(f"`{d}`" for d in datasets) + " |",
-             "|---" * (len(datasets) + 1) + "|"]
+    lines = [
+        "### Cross-subject window retrieval@1 on pre-training datasets (chance 0.0625)",
+        "",
+        "| Method | " + " | ".join(f"`{d}`" for d in datasets) + " |",
+        "|---" * (len(datasets) + 1) + "|",
+    ]
     for method, entry in table.items():
-        cells = [f"{entry['retrieval'][d]['mean']:.3f} ± {entry['retrieval'][d]['std']:.3f}"
-                 if d in entry["retrieval"] else "-" for d in datasets]
+        cells = [
+            f"{entry['retrieval'][d]['mean']:.3f} ± {entry['retrieval'][d]['std']:.3f}"
+            if d in entry["retrieval"]
+            else "-"
+            for d in datasets
+        ]
         lines.append(f"| {_title(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -140,8 +171,13 @@ def finetune_table(results: dict) -> dict:
     seeds}}."""
     table = {}
     for method, per_seed in results.items():
-        entry = {name: {m: _mean_std([r["summary"][name][m]["mean"] for r in per_seed.values()])
-                        for m in METRICS} for name in ("finetuned", "frozen")}
+        entry = {
+            name: {
+                m: _mean_std([r["summary"][name][m]["mean"] for r in per_seed.values()])
+                for m in METRICS
+            }
+            for name in ("finetuned", "frozen")
+        }
         entry["improved"] = sum(bool(r["improved_over_frozen"]) for r in per_seed.values())
         entry["seeds"] = sorted(per_seed, key=int)
         table[method] = entry
@@ -150,39 +186,72 @@ def finetune_table(results: dict) -> dict:
 
 def finetune_markdown(table: dict, *, k: int) -> str:
     """Fine-tuned encoder + head against the same head on the frozen encoder (same folds)."""
-    lines = [f"### Fine-tuning on {k} labelled subject(s) vs the frozen encoder (same folds, "
-             "same head)", "", "| Method | seeds | Balanced acc. fine-tuned | frozen | "
-             "AUROC fine-tuned | frozen | seeds improved |", "|---" * 7 + "|"]
+    lines = [
+        f"### Fine-tuning on {k} labelled subject(s) vs the frozen encoder (same folds, same head)",
+        "",
+        "| Method | seeds | Balanced acc. fine-tuned | frozen | "
+        "AUROC fine-tuned | frozen | seeds improved |",
+        "|---" * 7 + "|",
+    ]
     for method, entry in table.items():
-        cells = [f"{entry[name][m]['mean']:.3f} ± {entry[name][m]['std']:.3f}"
-                 for m in ("balanced_accuracy", "auroc") for name in ("finetuned", "frozen")]
-        lines.append(f"| {_title(method)} | {len(entry['seeds'])} | " + " | ".join(cells)
-                     + f" | {entry['improved']}/{len(entry['seeds'])} |")
+        cells = [
+            f"{entry[name][m]['mean']:.3f} ± {entry[name][m]['std']:.3f}"
+            for m in ("balanced_accuracy", "auroc")
+            for name in ("finetuned", "frozen")
+        ]
+        lines.append(
+            f"| {_title(method)} | {len(entry['seeds'])} | "
+            + " | ".join(cells)
+            + f" | {entry['improved']}/{len(entry['seeds'])} |"
+        )
     return "\n".join(lines)
 
 
-def results_markdown(table: dict, *, target: str, k: int, n_folds: int,
-                     cda_ratios: dict | None = None, finetune: dict | None = None) -> str:
+def results_markdown(
+    table: dict,
+    *,
+    target: str,
+    k: int,
+    n_folds: int,
+    cda_ratios: dict | None = None,
+    finetune: dict | None = None,
+) -> str:
     """Both protocols' tables, retrieval and CDA ratios, with a line describing each."""
-    parts = [f"## Downstream results on `{target}`", "",
-             "Mean ± std across pre-training seeds (each seed: mean over folds).", "",
-             markdown_table(table, "few_shot",
-                            f"Few-shot: {k} labelled subject(s), {n_folds} folds "
-                            "(own emotion categories; test = all other subjects)")]
+    parts = [
+        f"## Downstream results on `{target}`",
+        "",
+        "Mean ± std across pre-training seeds (each seed: mean over folds).",
+        "",
+        markdown_table(
+            table,
+            "few_shot",
+            f"Few-shot: {k} labelled subject(s), {n_folds} folds "
+            "(own emotion categories; test = all other subjects)",
+        ),
+    ]
     if any("zero_shot" in entry for entry in table.values()):
-        parts += ["", markdown_table(table, "zero_shot",
-                                     "Zero-shot: negative vs positive, classifier trained "
-                                     "on the other datasets")]
+        parts += [
+            "",
+            markdown_table(
+                table,
+                "zero_shot",
+                "Zero-shot: negative vs positive, classifier trained on the other datasets",
+            ),
+        ]
     if finetune:
         parts += ["", finetune_markdown(finetune, k=k)]
     retrieval_text = retrieval_markdown(table)
     if retrieval_text:
         parts += ["", retrieval_text]
     if cda_ratios:
-        parts += ["", "CDA centroid distance, between / within dataset (mean over subject "
-                  "pairs; lower = datasets aligned): " + ", ".join(
-                      f"{_title(m)} {r['mean']:.2f} ± {r['std']:.2f}"
-                      for m, r in cda_ratios.items())]
+        parts += [
+            "",
+            "CDA centroid distance, between / within dataset (mean over subject "
+            "pairs; lower = datasets aligned): "
+            + ", ".join(
+                f"{_title(m)} {r['mean']:.2f} ± {r['std']:.2f}" for m, r in cda_ratios.items()
+            ),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -192,7 +261,7 @@ def results_markdown(table: dict, *, target: str, k: int, n_folds: int,
 def centroid_distance_matrix(centroids: np.ndarray) -> np.ndarray:
     """[G, F, C, C] -> [G, G]: sum over F of ||centroid_a,f - centroid_b,f||_F (CDA's terms)."""
     diff = centroids[:, None] - centroids[None, :]
-    return np.sqrt(np.sum(diff ** 2, axis=(-2, -1))).sum(-1)
+    return np.sqrt(np.sum(diff**2, axis=(-2, -1))).sum(-1)
 
 
 def between_within_ratio(distances: np.ndarray, groups: np.ndarray) -> float:
@@ -205,8 +274,10 @@ def between_within_ratio(distances: np.ndarray, groups: np.ndarray) -> float:
     same = groups[:, None] == groups[None, :]
     off = ~np.eye(len(groups), dtype=bool)
     if not (~same).any() or not (same & off).any():
-        raise ValueError(f"between/within ratio needs >= 2 datasets and a dataset with >= 2 "
-                         f"subjects; got groups {sorted(set(groups.tolist()))}")
+        raise ValueError(
+            f"between/within ratio needs >= 2 datasets and a dataset with >= 2 "
+            f"subjects; got groups {sorted(set(groups.tolist()))}"
+        )
     return float(distances[~same].mean() / distances[same & off].mean())
 
 
@@ -215,7 +286,8 @@ def cda_distances(root: str, method: str, seed: int, datasets) -> tuple:
     parts, names = [], []
     for dataset in datasets:
         centroids, subjects = workdir.load_centroids(
-            workdir.centroid_path(root, method, seed, dataset))
+            workdir.centroid_path(root, method, seed, dataset)
+        )
         parts.append(centroids)
         names += [dataset] * len(subjects)
     return centroid_distance_matrix(np.concatenate(parts)), np.array(names)
@@ -257,8 +329,11 @@ def plot_distance_matrices(panels: dict, groups: np.ndarray, path: str):
             ax.axhline(e, color="w", lw=0.8)
             ax.axvline(e, color="w", lw=0.8)
         ratio = between_within_ratio(dist, groups)
-        ax.set(title=f"{title}\nbetween/within dataset = {ratio:.2f}", xlabel="subject",
-               ylabel="subject")
+        ax.set(
+            title=f"{title}\nbetween/within dataset = {ratio:.2f}",
+            xlabel="subject",
+            ylabel="subject",
+        )
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -272,9 +347,15 @@ def plot_confusion(confusion: np.ndarray, class_names, title: str, path: str):
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), value in np.ndenumerate(rates):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
-    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)),
-           xticklabels=class_names, yticklabels=class_names, xlabel="predicted",
-           ylabel="true", title=title)
+    ax.set(
+        xticks=range(len(class_names)),
+        yticks=range(len(class_names)),
+        xticklabels=class_names,
+        yticklabels=class_names,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -288,8 +369,9 @@ def _tsne_panels(root: str, methods, seed: int, datasets, *, windows_per_dataset
     for method in methods:
         xs, names, valences = [], [], []
         for dataset in datasets:
-            data = workdir.load_features(workdir.feature_path(
-                root, method, workdir.feature_seed(method, seed), dataset))
+            data = workdir.load_features(
+                workdir.feature_path(root, method, workdir.feature_seed(method, seed), dataset)
+            )
             rows = np.random.default_rng(seed).permutation(len(data["features"]))
             rows = rows[:windows_per_dataset]
             xs.append(data["features"][rows])
@@ -304,8 +386,9 @@ def run(config, root: str) -> dict:
     """Writes ROOT/report/{results.md, results.json, *.png}; prints the markdown."""
     out_dir = workdir.report_dir(root)
     os.makedirs(out_dir, exist_ok=True)
-    results = workdir.read_json(workdir.probe_results_path(root),
-                                missing_hint="run --mode=probe first")
+    results = workdir.read_json(
+        workdir.probe_results_path(root), missing_hint="run --mode=probe first"
+    )
     results = {m: results[m] for m in config.methods}
     table = results_table(results)
     datasets = [config.target] + list(config.sources)
@@ -325,30 +408,51 @@ def run(config, root: str) -> dict:
 
     curves = {}
     for method in config.pretrain_methods:
-        rows = metrics_writer.read_metrics(workdir.metrics_path(
-            workdir.run_dir(root, method, first_seed)))
+        rows = metrics_writer.read_metrics(
+            workdir.metrics_path(workdir.run_dir(root, method, first_seed))
+        )
         if rows:
             curves[f"{_title(method)}, seed {first_seed}"] = rows
     if curves:
-        metrics_writer.plot_learning_curves(curves, os.path.join(out_dir,
-                                                                 "learning_curves.png"))
-    plot_tsne(_tsne_panels(root, config.report.tsne_methods, first_seed, datasets,
-                           windows_per_dataset=config.report.tsne_windows_per_dataset),
-              os.path.join(out_dir, "tsne.png"), config.report.seed)
+        metrics_writer.plot_learning_curves(curves, os.path.join(out_dir, "learning_curves.png"))
+    plot_tsne(
+        _tsne_panels(
+            root,
+            config.report.tsne_methods,
+            first_seed,
+            datasets,
+            windows_per_dataset=config.report.tsne_windows_per_dataset,
+        ),
+        os.path.join(out_dir, "tsne.png"),
+        config.report.seed,
+    )
     method = config.report.confusion_method
     few = results[method][str(first_seed)]["few_shot"]
-    plot_confusion(np.sum([f["confusion"] for f in few["folds"]], axis=0), few["class_names"],
-                   f"{_title(method)}: few-shot, seed {first_seed}, all folds",
-                   os.path.join(out_dir, "confusion.png"))
+    plot_confusion(
+        np.sum([f["confusion"] for f in few["folds"]], axis=0),
+        few["class_names"],
+        f"{_title(method)}: few-shot, seed {first_seed}, all folds",
+        os.path.join(out_dir, "confusion.png"),
+    )
 
     finetune = None
     if os.path.exists(workdir.finetune_results_path(root)):
         finetune = finetune_table(workdir.read_json(workdir.finetune_results_path(root)))
-    markdown = results_markdown(table, target=config.target, k=config.fewshot.k,
-                                n_folds=config.fewshot.n_folds, cda_ratios=ratios,
-                                finetune=finetune)
-    summary = dict(target=config.target, seeds=list(config.seeds), methods=table,
-                   cda_between_within=ratios, finetune=finetune)
+    markdown = results_markdown(
+        table,
+        target=config.target,
+        k=config.fewshot.k,
+        n_folds=config.fewshot.n_folds,
+        cda_ratios=ratios,
+        finetune=finetune,
+    )
+    summary = dict(
+        target=config.target,
+        seeds=list(config.seeds),
+        methods=table,
+        cda_between_within=ratios,
+        finetune=finetune,
+    )
     workdir.write_json(os.path.join(out_dir, "results.json"), summary)
     workdir.write_text(os.path.join(out_dir, "results.md"), markdown)
     print(markdown)

@@ -21,8 +21,14 @@ def standardize_per_subject(features: np.ndarray, subject: np.ndarray) -> np.nda
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def cross_subject_retrieval(features: np.ndarray, subject: np.ndarray, moment: np.ndarray, *,
-                            n_candidates: int = 16, seed: int = 0) -> float:
+def cross_subject_retrieval(
+    features: np.ndarray,
+    subject: np.ndarray,
+    moment: np.ndarray,
+    *,
+    n_candidates: int = 16,
+    seed: int = 0,
+) -> float:
     """Top-1 retrieval accuracy of the other subject's window at the same moment.
 
     Args:
@@ -56,9 +62,9 @@ def cross_subject_retrieval(features: np.ndarray, subject: np.ndarray, moment: n
             positive = np.array([p for _, p in query])
             # n_candidates - 1 distinct negatives per query, never the positive itself.
             draws = np.argsort(rng.random((len(query), len(rows_b) - 1)), axis=1)
-            negatives = draws[:, :n_candidates - 1]
+            negatives = draws[:, : n_candidates - 1]
             negatives = negatives + (negatives >= positive[:, None])
-            sims = x[rows_q] @ x[rows_b].T                                  # [Q, N_b]
+            sims = x[rows_q] @ x[rows_b].T  # [Q, N_b]
             pos = sims[np.arange(len(query)), positive]
             neg = np.take_along_axis(sims, negatives, axis=1).max(axis=1)
             hits += int(np.sum(pos > neg))

@@ -32,8 +32,14 @@ class EncoderTransformer(TransformerMixin, BaseEstimator):
         max_missing: see contract.map_channels.
     """
 
-    def __init__(self, encoder_dir: str, ch_names, fs: float, step_s: float | None = None,
-                 max_missing: float = contract.MAX_MISSING_FRACTION):
+    def __init__(
+        self,
+        encoder_dir: str,
+        ch_names,
+        fs: float,
+        step_s: float | None = None,
+        max_missing: float = contract.MAX_MISSING_FRACTION,
+    ):
         self.encoder_dir = encoder_dir
         self.ch_names = ch_names
         self.fs = fs
@@ -64,7 +70,13 @@ class EncoderTransformer(TransformerMixin, BaseEstimator):
         """[N, C, T] µV -> [N, D] float32."""
         from mdjpt_jax import embedding
 
-        result = embedding.embed(self._check(X), self._encoder(), ch_names=list(self.ch_names),
-                                 fs=self.fs, step_s=self.step_s,
-                                 max_missing=self.max_missing, verbose=False)
+        result = embedding.embed(
+            self._check(X),
+            self._encoder(),
+            ch_names=list(self.ch_names),
+            fs=self.fs,
+            step_s=self.step_s,
+            max_missing=self.max_missing,
+            verbose=False,
+        )
         return result.features.mean(axis=1)

@@ -27,8 +27,17 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from mdjpt_jax import (channels, checkpointing, distributed, input_pipeline, metrics_writer,
-                       optimizer, pretrain_eval, train_step, workdir)
+from mdjpt_jax import (
+    channels,
+    checkpointing,
+    distributed,
+    input_pipeline,
+    metrics_writer,
+    optimizer,
+    pretrain_eval,
+    train_step,
+    workdir,
+)
 from mdjpt_jax.models import Encoder
 
 SYNTHETIC = "synthetic_emotion"
@@ -41,17 +50,17 @@ FIXED_ON_RESUME = ("model", "data.datasets", "data.window_s", "data.fs", "data.c
 class Settings:
     """Everything the run reads from the config, as plain values (the config stops here)."""
 
-    loader: dict      # keyword arguments of input_pipeline.make_pretrain_loader (no seed)
-    model: dict       # Encoder keyword arguments: n_chans, n_times, variant, attention
-    loss: dict        # train_step.make_train_step loss keywords
-    optim: dict       # optimizer.make_optimizer keywords
+    loader: dict  # keyword arguments of input_pipeline.make_pretrain_loader (no seed)
+    model: dict  # Encoder keyword arguments: n_chans, n_times, variant, attention
+    loss: dict  # train_step.make_train_step loss keywords
+    optim: dict  # optimizer.make_optimizer keywords
     steps: int
     log_every: int
     checkpoint_every: int
     max_to_keep: int
     seed: int
     ch_set: str
-    eval_every: int   # 0 = no learning-curve evaluation
+    eval_every: int  # 0 = no learning-curve evaluation
     eval_windows_per_subject: int
 
 
@@ -60,19 +69,36 @@ def read_config(config) -> Settings:
     data, train = config.data, config.train
     ch_names = channels.UNIFIED_SETS.get(data.ch_set)
     if ch_names is None:
-        raise ValueError(f"data.ch_set={data.ch_set!r}; choose from {sorted(channels.UNIFIED_SETS)}")
+        raise ValueError(
+            f"data.ch_set={data.ch_set!r}; choose from {sorted(channels.UNIFIED_SETS)}"
+        )
     window_s, fs = float(data.window_s), float(data.fs)
-    loader = dict(datasets=list(data.datasets), data_dir=os.path.expanduser(data.data_dir),
-                  pairs_per_step=data.pairs_per_step, windows_per_pair=data.windows_per_pair,
-                  window_s=window_s, fs=fs, ch_names=list(ch_names),
-                  num_threads=data.num_threads, prefetch=data.prefetch)
+    loader = dict(
+        datasets=list(data.datasets),
+        data_dir=os.path.expanduser(data.data_dir),
+        pairs_per_step=data.pairs_per_step,
+        windows_per_pair=data.windows_per_pair,
+        window_s=window_s,
+        fs=fs,
+        ch_names=list(ch_names),
+        num_threads=data.num_threads,
+        prefetch=data.prefetch,
+    )
     model = dict(n_chans=len(ch_names), n_times=int(round(window_s * fs)), **config.model)
-    return Settings(loader=loader, model=model, loss=dict(config.loss),
-                    optim=dict(config.optim, total_steps=train.steps), steps=train.steps,
-                    log_every=train.log_every, checkpoint_every=train.checkpoint_every,
-                    max_to_keep=train.max_to_keep, seed=train.seed, ch_set=data.ch_set,
-                    eval_every=train.eval_every,
-                    eval_windows_per_subject=train.eval_windows_per_subject)
+    return Settings(
+        loader=loader,
+        model=model,
+        loss=dict(config.loss),
+        optim=dict(config.optim, total_steps=train.steps),
+        steps=train.steps,
+        log_every=train.log_every,
+        checkpoint_every=train.checkpoint_every,
+        max_to_keep=train.max_to_keep,
+        seed=train.seed,
+        ch_set=data.ch_set,
+        eval_every=train.eval_every,
+        eval_windows_per_subject=train.eval_windows_per_subject,
+    )
 
 
 def validate(settings: Settings, *, num_devices: int, process_count: int) -> None:
@@ -81,24 +107,34 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
     samples = loader["window_s"] * loader["fs"]
     problems = []
     if abs(samples - round(samples)) > 1e-6:
-        problems.append(f"data.window_s ({loader['window_s']} s) x data.fs ({loader['fs']} Hz) "
-                        f"= {samples} is not a whole number of samples")
+        problems.append(
+            f"data.window_s ({loader['window_s']} s) x data.fs ({loader['fs']} Hz) "
+            f"= {samples} is not a whole number of samples"
+        )
     if loader["pairs_per_step"] % num_devices:
-        problems.append(f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
-                        f"by the number of devices ({num_devices})")
+        problems.append(
+            f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
+            f"by the number of devices ({num_devices})"
+        )
     if loader["pairs_per_step"] % process_count:
-        problems.append(f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
-                        f"by the number of processes ({process_count})")
+        problems.append(
+            f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
+            f"by the number of processes ({process_count})"
+        )
     if settings.eval_every < 0 or settings.eval_windows_per_subject < 2:
-        problems.append(f"train.eval_every ({settings.eval_every}) must be >= 0 and "
-                        f"train.eval_windows_per_subject ({settings.eval_windows_per_subject}) "
-                        f">= 2")
+        problems.append(
+            f"train.eval_every ({settings.eval_every}) must be >= 0 and "
+            f"train.eval_windows_per_subject ({settings.eval_windows_per_subject}) "
+            f">= 2"
+        )
     for name in ("steps", "log_every", "checkpoint_every", "max_to_keep"):
         if getattr(settings, name) < 1:
             problems.append(f"train.{name} ({getattr(settings, name)}) must be >= 1")
     if not 0 <= settings.optim["warmup_steps"] < settings.steps:
-        problems.append(f"optim.warmup_steps ({settings.optim['warmup_steps']}) must be in "
-                        f"[0, train.steps ({settings.steps}))")
+        problems.append(
+            f"optim.warmup_steps ({settings.optim['warmup_steps']}) must be in "
+            f"[0, train.steps ({settings.steps}))"
+        )
     if not loader["datasets"]:
         problems.append("data.datasets is empty")
     if problems:
@@ -112,11 +148,16 @@ def ensure_datasets(datasets: list, data_dir: str) -> None:
     if real:
         commands = "\n  ".join(
             f"python -m tfds_builders.build {d.split('/')[0]} --config {d.split('/')[-1]} "
-            f"--manual_dir RAW_DIR --data_dir {data_dir}" for d in real)
-        raise FileNotFoundError(f"datasets {real} are not built in {data_dir}; build them "
-                                f"from the official downloads with:\n  {commands}")
+            f"--manual_dir RAW_DIR --data_dir {data_dir}"
+            for d in real
+        )
+        raise FileNotFoundError(
+            f"datasets {real} are not built in {data_dir}; build them "
+            f"from the official downloads with:\n  {commands}"
+        )
     if missing and jax.process_index() == 0:
         from tfds_builders import build  # The builders are not part of the library.
+
         for dataset in missing:
             print(f"[data] building {dataset} into {data_dir}", flush=True)
             build.build_dataset(SYNTHETIC, dataset.split("/")[1], data_dir)
@@ -140,21 +181,30 @@ def check_resumable(saved: dict, current: dict, step: int) -> None:
     changes = _changed_fields(saved, current)
     fixed = [c for c in changes if c.startswith(FIXED_ON_RESUME)]
     if fixed:
-        raise ValueError(f"the checkpoint at step {step} was made with a different "
-                         f"config: {fixed}; use a new workdir")
+        raise ValueError(
+            f"the checkpoint at step {step} was made with a different "
+            f"config: {fixed}; use a new workdir"
+        )
     if changes and jax.process_index() == 0:
         print(f"[pretrain] resuming step {step} with changed fields: {changes}", flush=True)
 
 
 def non_finite_message(step: int, metrics: dict, datasets: list) -> str:
     """Names the non-finite terms of one step's host metrics."""
-    terms = [f"contrastive of {name} = {value}"
-             for name, value in zip(datasets, metrics["contrastive_per_dataset"])
-             if not np.isfinite(value)]
-    terms += [f"{name} = {metrics[name]}" for name in ("cda", "grad_norm")
-              if not np.isfinite(metrics[name])]
-    return (f"non-finite loss or gradient at step {step}: {'; '.join(terms) or 'unknown'}. "
-            f"No checkpoint was written from step {step} on.")
+    terms = [
+        f"contrastive of {name} = {value}"
+        for name, value in zip(datasets, metrics["contrastive_per_dataset"])
+        if not np.isfinite(value)
+    ]
+    terms += [
+        f"{name} = {metrics[name]}"
+        for name in ("cda", "grad_norm")
+        if not np.isfinite(metrics[name])
+    ]
+    return (
+        f"non-finite loss or gradient at step {step}: {'; '.join(terms) or 'unknown'}. "
+        f"No checkpoint was written from step {step} on."
+    )
 
 
 def host_rows(pending: list, datasets: list, chance: float) -> list:
@@ -167,11 +217,14 @@ def host_rows(pending: list, datasets: list, chance: float) -> list:
     for step, metrics in jax.device_get(pending):
         if not metrics["finite"]:
             raise FloatingPointError(non_finite_message(step, metrics, datasets))
-        row = {k: float(metrics[k]) for k in ("loss", "contrastive", "cda", "grad_norm",
-                                                "learning_rate")}
+        row = {
+            k: float(metrics[k])
+            for k in ("loss", "contrastive", "cda", "grad_norm", "learning_rate")
+        }
         per_dataset = metrics["contrastive_per_dataset"]
-        row.update({f"contrastive/{name}": float(value)
-                    for name, value in zip(datasets, per_dataset)})
+        row.update(
+            {f"contrastive/{name}": float(value) for name, value in zip(datasets, per_dataset)}
+        )
         row["contrastive_over_chance"] = float(np.mean(per_dataset) / chance)
         rows.append((step, row))
     return rows
@@ -236,8 +289,9 @@ class StepProgram:
 def make_step_program(settings: Settings, mesh: jax.sharding.Mesh) -> StepProgram:
     """Builds the train step of `settings` on `mesh` and its abstract arguments."""
     tx = optimizer.make_optimizer(**settings.optim)
-    schedule = optimizer.learning_rate_schedule(**{k: settings.optim[k] for k in (
-        "learning_rate", "warmup_steps", "total_steps")})
+    schedule = optimizer.learning_rate_schedule(
+        **{k: settings.optim[k] for k in ("learning_rate", "warmup_steps", "total_steps")}
+    )
 
     def init(key: jax.Array) -> train_step.TrainState:
         model = Encoder(**settings.model, rngs=nnx.Rngs(params=key))
@@ -250,25 +304,39 @@ def make_step_program(settings: Settings, mesh: jax.sharding.Mesh) -> StepProgra
     state = jax.eval_shape(init, key)
     loader = settings.loader
     global_batch = input_pipeline.batch_spec(
-        len(loader["datasets"]), loader["pairs_per_step"], loader["windows_per_pair"],
-        len(loader["ch_names"]), int(round(loader["window_s"] * loader["fs"])))
+        len(loader["datasets"]),
+        loader["pairs_per_step"],
+        loader["windows_per_pair"],
+        len(loader["ch_names"]),
+        int(round(loader["window_s"] * loader["fs"])),
+    )
     batch_sharding = distributed.batch_sharding(mesh)
-    step_fn = train_step.make_train_step(graphdef, tx, mesh, **settings.loss,
-                                         learning_rate_fn=schedule)
+    step_fn = train_step.make_train_step(
+        graphdef, tx, mesh, **settings.loss, learning_rate_fn=schedule
+    )
     return StepProgram(
-        graphdef=graphdef, init=init, step_fn=step_fn,
-        state=jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                          sharding=replicated), state),
-        batch={name: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
-               for name, (shape, dtype) in global_batch.items()},
-        key=jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated))
+        graphdef=graphdef,
+        init=init,
+        step_fn=step_fn,
+        state=jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state
+        ),
+        batch={
+            name: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
+            for name, (shape, dtype) in global_batch.items()
+        },
+        key=jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated),
+    )
 
 
 def make_loader(settings: Settings, data_key: jax.Array) -> input_pipeline.PretrainLoader:
     data_seed = int(jax.random.randint(data_key, (), 0, np.iinfo(np.int32).max))
     return input_pipeline.make_pretrain_loader(
-        **settings.loader, seed=data_seed, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        **settings.loader,
+        seed=data_seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
 
 
 @dataclasses.dataclass
@@ -292,8 +360,9 @@ class Run:
         return len(loader["datasets"]) * loader["pairs_per_step"] * 2 * loader["windows_per_pair"]
 
     def save(self, step: int, state: train_step.TrainState) -> None:
-        checkpointing.save(self.manager, step, state, data_state=self.loader.get_state(),
-                           settings=self.config_json)
+        checkpointing.save(
+            self.manager, step, state, data_state=self.loader.get_state(), settings=self.config_json
+        )
 
 
 def train_loop(run_: Run) -> train_step.TrainState:
@@ -308,8 +377,12 @@ def train_loop(run_: Run) -> train_step.TrainState:
     state = run_.state
     step = int(jax.device_get(state.step))
     start_step = step
-    writer = metrics_writer.MetricsWriter(run_.directory, total_steps=settings.steps,
-                                          is_main=jax.process_index() == 0, start_step=step)
+    writer = metrics_writer.MetricsWriter(
+        run_.directory,
+        total_steps=settings.steps,
+        is_main=jax.process_index() == 0,
+        start_step=step,
+    )
     preemption = PreemptionFlag()
     pending, last_log = [], (step, time.perf_counter())
     first_done_at = None
@@ -326,10 +399,10 @@ def train_loop(run_: Run) -> train_step.TrainState:
                 jax.block_until_ready(metrics)
                 first_done_at = (step, time.perf_counter())
             preempted = preemption.agreed()
-            to_save = (step % settings.checkpoint_every == 0 or step == settings.steps
-                       or preempted)
+            to_save = step % settings.checkpoint_every == 0 or step == settings.steps or preempted
             to_eval = run_.evaluate is not None and (
-                step % settings.eval_every == 0 or step == settings.steps)
+                step % settings.eval_every == 0 or step == settings.steps
+            )
             if to_save or to_eval or step % settings.log_every == 0:
                 rows = host_rows(pending, datasets, chance)  # Raises before save on non-finite.
                 pending = []
@@ -345,8 +418,12 @@ def train_loop(run_: Run) -> train_step.TrainState:
                 run_.save(step, state)
             if preempted:
                 run_.manager.wait_until_finished()
-                print(f"[pretrain] SIGTERM: saved step {step} in {run_.directory}; re-run the "
-                      "same command to resume", file=sys.stderr, flush=True)
+                print(
+                    f"[pretrain] SIGTERM: saved step {step} in {run_.directory}; re-run the "
+                    "same command to resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 raise SystemExit(PREEMPTED_EXIT_CODE)
     finally:
         preemption.restore()
@@ -360,9 +437,12 @@ def _print_speed(run_: Run, first_done_at, step: int, start_step: int) -> None:
     if first_done_at is None or step <= first_done_at[0] or jax.process_index() != 0:
         return
     seconds = (time.perf_counter() - first_done_at[1]) / (step - first_done_at[0])
-    print(f"[pretrain] steps {start_step}->{step} on {run_.mesh.devices.size} device(s): "
-          f"{seconds * 1e3:.1f} ms/step, {run_.windows_per_step / seconds:.1f} windows/s "
-          f"(first step with compilation excluded)", flush=True)
+    print(
+        f"[pretrain] steps {start_step}->{step} on {run_.mesh.devices.size} device(s): "
+        f"{seconds * 1e3:.1f} ms/step, {run_.windows_per_step / seconds:.1f} windows/s "
+        f"(first step with compilation excluded)",
+        flush=True,
+    )
 
 
 def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
@@ -379,8 +459,9 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
     program = make_step_program(settings, mesh)
     graphdef = program.graphdef
     state = distributed.replicate(program.init(keys["init"]), mesh)
-    manager = checkpointing.make_manager(workdir.checkpoints_dir(directory),
-                                         max_to_keep=settings.max_to_keep)
+    manager = checkpointing.make_manager(
+        workdir.checkpoints_dir(directory), max_to_keep=settings.max_to_keep
+    )
     latest = manager.latest_step()
     if latest is not None:
         state, data_state, saved = checkpointing.restore(manager, latest, state)
@@ -389,8 +470,18 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
         if jax.process_index() == 0:
             print(f"[pretrain] resumed from step {latest} of {directory}", flush=True)
     step_key = distributed.replicate(keys["step"], mesh)
-    return Run(settings, directory, mesh, loader, manager, program.step_fn, state, step_key,
-               config_json, make_evaluator(settings, graphdef)), graphdef
+    return Run(
+        settings,
+        directory,
+        mesh,
+        loader,
+        manager,
+        program.step_fn,
+        state,
+        step_key,
+        config_json,
+        make_evaluator(settings, graphdef),
+    ), graphdef
 
 
 def make_evaluator(settings: Settings, graphdef: nnx.GraphDef):
@@ -400,12 +491,20 @@ def make_evaluator(settings: Settings, graphdef: nnx.GraphDef):
         return None
     loader = settings.loader
     window = int(round(loader["window_s"] * loader["fs"]))
-    eval_sets = [pretrain_eval.make_eval_set(
-        dataset, loader["data_dir"], loader["ch_names"], fs=loader["fs"], window=window,
-        step=max(window // 2, 1), windows_per_subject=settings.eval_windows_per_subject,
-        seed=settings.seed) for dataset in loader["datasets"]]
-    return lambda params: pretrain_eval.evaluate(graphdef, params, eval_sets,
-                                                 seed=settings.seed)
+    eval_sets = [
+        pretrain_eval.make_eval_set(
+            dataset,
+            loader["data_dir"],
+            loader["ch_names"],
+            fs=loader["fs"],
+            window=window,
+            step=max(window // 2, 1),
+            windows_per_subject=settings.eval_windows_per_subject,
+            seed=settings.seed,
+        )
+        for dataset in loader["datasets"]
+    ]
+    return lambda params: pretrain_eval.evaluate(graphdef, params, eval_sets, seed=settings.seed)
 
 
 def run(config, directory: str) -> str:
@@ -417,15 +516,25 @@ def run(config, directory: str) -> str:
         run_.manager.close()
     settings, step = run_.settings, int(jax.device_get(state.step))
     encoder_dir = workdir.encoder_dir(directory)
-    extra = dict(ch_names=settings.loader["ch_names"], ch_set=settings.ch_set,
-                 fs=settings.loader["fs"], window_s=settings.loader["window_s"],
-                 datasets=settings.loader["datasets"], step=step)
-    checkpointing.export_encoder(encoder_dir, nnx.merge(graphdef, state.params),
-                                 model_kwargs=settings.model, extra=extra,
-                                 config=run_.config_json)
+    extra = dict(
+        ch_names=settings.loader["ch_names"],
+        ch_set=settings.ch_set,
+        fs=settings.loader["fs"],
+        window_s=settings.loader["window_s"],
+        datasets=settings.loader["datasets"],
+        step=step,
+    )
+    checkpointing.export_encoder(
+        encoder_dir,
+        nnx.merge(graphdef, state.params),
+        model_kwargs=settings.model,
+        extra=extra,
+        config=run_.config_json,
+    )
     if jax.process_index() == 0:
         rows = metrics_writer.read_metrics(workdir.metrics_path(directory))
-        metrics_writer.plot_learning_curves({os.path.basename(os.path.normpath(directory)): rows},
-                                            workdir.curve_path(directory))
+        metrics_writer.plot_learning_curves(
+            {os.path.basename(os.path.normpath(directory)): rows}, workdir.curve_path(directory)
+        )
         print(f"[pretrain] done at step {step}: encoder in {encoder_dir}", flush=True)
     return encoder_dir

@@ -54,8 +54,9 @@ class TrainState:
     opt_state: Any
 
 
-def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, *,
-                     mesh: Mesh | None = None) -> tuple[nnx.GraphDef, TrainState]:
+def init_train_state(
+    model: nnx.Module, optimizer: optax.GradientTransformation, *, mesh: Mesh | None = None
+) -> tuple[nnx.GraphDef, TrainState]:
     """Splits the model into (graphdef, params) and builds the step-0 state.
 
     Args:
@@ -67,8 +68,9 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation,
         (graphdef, state): `nnx.merge(graphdef, state.params)` rebuilds the model.
     """
     graphdef, params = nnx.split(model, nnx.Param)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                       opt_state=optimizer.init(params))
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params)
+    )
     if mesh is not None:
         state = distributed.replicate(state, mesh)
     return graphdef, state
@@ -91,10 +93,19 @@ def _group_ids(num_datasets, pairs_per_device, windows, grouping):
     return jnp.repeat(block_ids.reshape(-1), windows).astype(jnp.int32)
 
 
-def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devices: int,
-                temperature: float = 0.07, cda_weight: float = 0.01,
-                cda_groups: str = "subject", cda_centroid: str = "arithmetic",
-                use_cda: bool = True, dataset_reduction: str = "sum") -> tuple[jax.Array, dict]:
+def device_loss(
+    params: Any,
+    eeg: jax.Array,
+    *,
+    graphdef: nnx.GraphDef,
+    num_devices: int,
+    temperature: float = 0.07,
+    cda_weight: float = 0.01,
+    cda_groups: str = "subject",
+    cda_centroid: str = "arithmetic",
+    use_cda: bool = True,
+    dataset_reduction: str = "sum",
+) -> tuple[jax.Array, dict]:
     """This device's share of the global loss; call inside shard_map over axis "data".
 
     The global loss is R_k NT-Xent_k + cda_weight * CDA, where NT-Xent_k is dataset k's
@@ -126,26 +137,31 @@ def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devi
     pairs_total = pairs_per_device * num_devices
     # One block per subject of each pair: stratified normalization never mixes subjects.
     out = nnx.merge(graphdef, params)(eeg.reshape((-1,) + eeg.shape[3:]))
-    projection = out["projection"].reshape(eeg.shape[:4] + (-1,))      # [K, P_dev, 2, M, E]
+    projection = out["projection"].reshape(eeg.shape[:4] + (-1,))  # [K, P_dev, 2, M, E]
     contrastive = functools.partial(losses.contrastive_loss, temperature=temperature)
-    pair_losses = jax.vmap(jax.vmap(contrastive))(projection)          # [K, P_dev]
+    pair_losses = jax.vmap(jax.vmap(contrastive))(projection)  # [K, P_dev]
     per_dataset = jax.lax.psum(jnp.sum(pair_losses, axis=1), AXIS) / pairs_total
     scale = 1.0 if dataset_reduction == "sum" else 1.0 / num_datasets
     share = scale * jnp.sum(pair_losses) / pairs_total
     cda = jnp.zeros((), jnp.float32)
     if use_cda:
-        mixed = out["mixed"]                                            # [S, M, F, C2, N]
+        mixed = out["mixed"]  # [S, M, F, C2, N]
         by_subject = cda_groups == "subject"
         slices = pairs_per_device if by_subject else 1
         num_groups = num_datasets * 2 * slices if by_subject else num_datasets
         sums, counts = losses.cda_group_statistics(
             mixed.reshape((-1,) + mixed.shape[2:]),
-            _group_ids(num_datasets, pairs_per_device, windows, cda_groups), num_groups,
-            centroid=cda_centroid)
+            _group_ids(num_datasets, pairs_per_device, windows, cda_groups),
+            num_groups,
+            centroid=cda_centroid,
+        )
         if not by_subject:  # dataset groups span the devices: global centroids
             sums, counts = jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
-        cda = losses.cda_from_statistics(sums.reshape((slices, -1) + sums.shape[1:]),
-                                         counts.reshape(slices, -1), centroid=cda_centroid)
+        cda = losses.cda_from_statistics(
+            sums.reshape((slices, -1) + sums.shape[1:]),
+            counts.reshape(slices, -1),
+            centroid=cda_centroid,
+        )
         if by_subject:  # cda is the mean over this device's slices
             cda_share = cda * pairs_per_device / pairs_total
             cda = jax.lax.psum(cda_share, AXIS)
@@ -153,8 +169,12 @@ def device_loss(params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devi
             cda_share = cda / num_devices
         share = share + cda_weight * cda_share
     contrastive_total = scale * jnp.sum(per_dataset)
-    aux = dict(loss=contrastive_total + cda_weight * cda, contrastive=contrastive_total,
-               contrastive_per_dataset=per_dataset, cda=cda)
+    aux = dict(
+        loss=contrastive_total + cda_weight * cda,
+        contrastive=contrastive_total,
+        contrastive_per_dataset=per_dataset,
+        cda=cda,
+    )
     return share, aux
 
 
@@ -167,13 +187,13 @@ def _device_grads(loss_fn: Callable, params: Any, eeg: jax.Array) -> tuple[Any, 
 
 def _check_options(cda_groups: str, cda_centroid: str, dataset_reduction: str) -> None:
     if dataset_reduction not in DATASET_REDUCTIONS:
-        raise ValueError(f"dataset_reduction must be one of {DATASET_REDUCTIONS}, "
-                         f"got {dataset_reduction!r}")
+        raise ValueError(
+            f"dataset_reduction must be one of {DATASET_REDUCTIONS}, got {dataset_reduction!r}"
+        )
     if cda_groups not in CDA_GROUPINGS:
         raise ValueError(f"cda_groups must be one of {CDA_GROUPINGS}, got {cda_groups!r}")
     if cda_centroid not in losses.CENTROIDS:
-        raise ValueError(f"cda_centroid must be one of {losses.CENTROIDS}, "
-                         f"got {cda_centroid!r}")
+        raise ValueError(f"cda_centroid must be one of {losses.CENTROIDS}, got {cda_centroid!r}")
 
 
 def _sharded_eeg(batch: dict, num_devices: int) -> jax.Array:
@@ -183,11 +203,19 @@ def _sharded_eeg(batch: dict, num_devices: int) -> jax.Array:
     return eeg
 
 
-def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                  mesh: Mesh, *, temperature: float = 0.07, cda_weight: float = 0.01,
-                  cda_groups: str = "subject", cda_centroid: str = "arithmetic",
-                  use_cda: bool = True, dataset_reduction: str = "sum",
-                  learning_rate_fn: optax.Schedule | None = None) -> Callable:
+def train_step_fn(
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    temperature: float = 0.07,
+    cda_weight: float = 0.01,
+    cda_groups: str = "subject",
+    cda_centroid: str = "arithmetic",
+    use_cda: bool = True,
+    dataset_reduction: str = "sum",
+    learning_rate_fn: optax.Schedule | None = None,
+) -> Callable:
     """The pure, un-jitted `train_step(state, batch, key) -> (state, metrics)`.
 
     Args:
@@ -217,9 +245,16 @@ def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformatio
     _check_options(cda_groups, cda_centroid, dataset_reduction)
     num_devices = mesh.devices.size
     loss_fn = functools.partial(
-        device_loss, graphdef=graphdef, num_devices=num_devices, temperature=temperature,
-        cda_weight=cda_weight, cda_groups=cda_groups, cda_centroid=cda_centroid,
-        use_cda=use_cda, dataset_reduction=dataset_reduction)
+        device_loss,
+        graphdef=graphdef,
+        num_devices=num_devices,
+        temperature=temperature,
+        cda_weight=cda_weight,
+        cda_groups=cda_groups,
+        cda_centroid=cda_centroid,
+        use_cda=use_cda,
+        dataset_reduction=dataset_reduction,
+    )
 
     def device_step(state: TrainState, eeg: jax.Array):
         grads, aux = _device_grads(loss_fn, state.params, eeg)
@@ -227,14 +262,20 @@ def train_step_fn(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformatio
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.global_norm(grads)
         rate = jnp.nan if learning_rate_fn is None else learning_rate_fn(state.step)
-        metrics = dict(aux, grad_norm=grad_norm,
-                       learning_rate=jnp.asarray(rate, jnp.float32),
-                       finite=jnp.isfinite(aux["loss"]) & jnp.isfinite(grad_norm))
+        metrics = dict(
+            aux,
+            grad_norm=grad_norm,
+            learning_rate=jnp.asarray(rate, jnp.float32),
+            finite=jnp.isfinite(aux["loss"]) & jnp.isfinite(grad_norm),
+        )
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    sharded_step = jax.shard_map(device_step, mesh=mesh,
-                                 in_specs=(PartitionSpec(), PartitionSpec(None, AXIS)),
-                                 out_specs=(PartitionSpec(), PartitionSpec()))
+    sharded_step = jax.shard_map(
+        device_step,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec(None, AXIS)),
+        out_specs=(PartitionSpec(), PartitionSpec()),
+    )
 
     def train_step(state: TrainState, batch: dict, key: jax.Array):
         del key  # Reserved: stochastic layers would use jax.random.fold_in(key, state.step).
@@ -247,13 +288,17 @@ def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
     """jit with the mesh's shardings (state and metrics replicated, batch split on the
     pairs) and the state's buffers donated: a misplaced input is an error, not a copy."""
     replicated = distributed.replicated_sharding(mesh)
-    return jax.jit(step_fn, donate_argnums=0,
-                   in_shardings=(replicated, distributed.batch_sharding(mesh), replicated),
-                   out_shardings=(replicated, replicated))
+    return jax.jit(
+        step_fn,
+        donate_argnums=0,
+        in_shardings=(replicated, distributed.batch_sharding(mesh), replicated),
+        out_shardings=(replicated, replicated),
+    )
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    mesh: Mesh, **options) -> Callable:
+def make_train_step(
+    graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, mesh: Mesh, **options
+) -> Callable:
     """The jitted train step: `jit_train_step(train_step_fn(...), mesh)`.
 
     Args:

@@ -77,8 +77,10 @@ def method_seeds(config, method: str) -> tuple:
     seeds = tuple(config.seeds)
     chosen = tuple(config.get("method_seeds", {}).get(method, seeds))
     if not chosen or chosen[0] != seeds[0] or not set(chosen) <= set(seeds):
-        raise ValueError(f"method_seeds[{method!r}] = {chosen} must be a subset of the seeds "
-                         f"{seeds} starting with {seeds[0]}")
+        raise ValueError(
+            f"method_seeds[{method!r}] = {chosen} must be a subset of the seeds "
+            f"{seeds} starting with {seeds[0]}"
+        )
     return chosen
 
 
@@ -89,13 +91,12 @@ def feature_seed(method: str, seed: int) -> int:
 
 def feature_path(workdir: str, method: str, seed: int, dataset: str) -> str:
     """WORKDIR/features/<method>/seed<k>/<dataset with '/' -> '_'>.npz"""
-    return os.path.join(workdir, "features", method, f"seed{seed}",
-                        _dataset_file(dataset) + ".npz")
+    return os.path.join(workdir, "features", method, f"seed{seed}", _dataset_file(dataset) + ".npz")
 
 
 def centroid_path(workdir: str, method: str, seed: int, dataset: str) -> str:
     """Per-subject CDA centroids beside the dataset's feature file."""
-    return feature_path(workdir, method, seed, dataset)[:-len(".npz")] + ".centroids.npz"
+    return feature_path(workdir, method, seed, dataset)[: -len(".npz")] + ".centroids.npz"
 
 
 def probe_path(workdir: str, method: str, seed: int) -> str:
@@ -171,8 +172,9 @@ def _save_npz(path: str, **arrays) -> None:
     os.replace(temporary, path)
 
 
-def save_features(path: str, table: dict, feats: np.ndarray, *, label_names, valence_names,
-                  provenance: dict) -> None:
+def save_features(
+    path: str, table: dict, feats: np.ndarray, *, label_names, valence_names, provenance: dict
+) -> None:
     """Writes one feature file atomically.
 
     Args:
@@ -182,11 +184,15 @@ def save_features(path: str, table: dict, feats: np.ndarray, *, label_names, val
             name); they travel with the features.
         provenance: JSON-serializable description of the inputs (dataset, encoder, ...).
     """
-    _save_npz(path, features=np.asarray(feats, np.float32), start=table["start"],
-              label_names=np.asarray(list(label_names), dtype=str),
-              valence_names=np.asarray(list(valence_names), dtype=str),
-              provenance=np.asarray(json.dumps(provenance, sort_keys=True)),
-              **{key: table[key] for key in WINDOW_FIELDS})
+    _save_npz(
+        path,
+        features=np.asarray(feats, np.float32),
+        start=table["start"],
+        label_names=np.asarray(list(label_names), dtype=str),
+        valence_names=np.asarray(list(valence_names), dtype=str),
+        provenance=np.asarray(json.dumps(provenance, sort_keys=True)),
+        **{key: table[key] for key in WINDOW_FIELDS},
+    )
 
 
 def feature_provenance(path: str):

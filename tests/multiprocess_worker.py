@@ -49,10 +49,15 @@ def main():
     model = Encoder(C, T, "tiny", rngs=nnx.Rngs(params=0))
     graphdef, params = nnx.split(model, nnx.Param)
     params = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-    opt = optimizer.make_optimizer(learning_rate=1e-3, weight_decay=1e-2, warmup_steps=0,
-                                   total_steps=10)
-    state = distributed.replicate(train_step.TrainState(
-        step=np.zeros((), np.int32), params=params, opt_state=opt.init(params)), mesh)
+    opt = optimizer.make_optimizer(
+        learning_rate=1e-3, weight_decay=1e-2, warmup_steps=0, total_steps=10
+    )
+    state = distributed.replicate(
+        train_step.TrainState(
+            step=np.zeros((), np.int32), params=params, opt_state=opt.init(params)
+        ),
+        mesh,
+    )
     step_fn = train_step.make_train_step(graphdef, opt, mesh)
     rng = np.random.default_rng(0)
     pairs_host = P // ARGS.num_processes
@@ -64,7 +69,9 @@ def main():
         state, metrics = step_fn(state, batch, jax.random.key(0))
         history.append({name: np.asarray(value) for name, value in metrics.items()})
     if ARGS.process_id == 0:
-        flat = {f"param{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state.params))}
+        flat = {
+            f"param{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state.params))
+        }
         for name in history[0]:
             flat[f"metric_{name}"] = np.stack([h[name] for h in history])
         np.savez(ARGS.out, **flat)

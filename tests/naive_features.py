@@ -8,7 +8,7 @@ def running_normalize(x, mean, var, decay=0.99, eps=1e-6):
     x = np.asarray(x, np.float64)
     out = np.zeros_like(x)
     for t in range(x.shape[0]):
-        weight = decay ** t
+        weight = decay**t
         seen = x[: t + 1]
         mu = weight * mean + (1 - weight) * seen.mean(axis=0)
         sigma2 = weight * var + (1 - weight) * seen.var(axis=0)
@@ -52,7 +52,7 @@ def auroc_ovo_macro(y, proba):
     classes = np.unique(y)
     values = []
     for i, a in enumerate(classes):
-        for b in classes[i + 1:]:
+        for b in classes[i + 1 :]:
             auc_ab = auc_pairs(proba[y == a, a], proba[y == b, a])
             auc_ba = auc_pairs(proba[y == b, b], proba[y == a, b])
             values.append(0.5 * (auc_ab + auc_ba))

@@ -30,16 +30,16 @@ def extract_patches(x, patch_size, stride):
     """[..., T] -> [..., N, P] by slicing each patch."""
     x = np.asarray(x)
     n = (x.shape[-1] - patch_size) // stride + 1
-    return np.stack([x[..., i * stride:i * stride + patch_size] for i in range(n)], axis=-2)
+    return np.stack([x[..., i * stride : i * stride + patch_size] for i in range(n)], axis=-2)
 
 
 def stratified_norm(x, time_axis=-1, eps=1e-3):
     """Per subject block s and feature: (x - mean) / (std_unbiased + eps) over (W, time)."""
     x = np.asarray(x, np.float64)
-    moved = np.moveaxis(x, time_axis, 2)                    # [S, W, N, ...]
+    moved = np.moveaxis(x, time_axis, 2)  # [S, W, N, ...]
     out = np.empty_like(moved)
     for s in range(moved.shape[0]):
-        block = moved[s].reshape((-1,) + moved.shape[3:])   # [W*N, features...]
+        block = moved[s].reshape((-1,) + moved.shape[3:])  # [W*N, features...]
         out[s] = ((block - block.mean(0)) / (block.std(0, ddof=1) + eps)).reshape(moved.shape[1:])
     return np.moveaxis(out, 2, time_axis)
 
@@ -54,8 +54,8 @@ def _dwconv(x, kernel, bias, causal):
     """Depthwise conv over axis -2 of [B, N, D]; kernel [3, D]; torch cross-correlation."""
     n = x.shape[-2]
     left = 2 if causal else 1
-    padded = np.concatenate([np.zeros_like(x[:, :left]), x, np.zeros_like(x[:, :2 - left])], 1)
-    return sum(padded[:, j:j + n] * kernel[j] for j in range(3)) + bias
+    padded = np.concatenate([np.zeros_like(x[:, :left]), x, np.zeros_like(x[:, : 2 - left])], 1)
+    return sum(padded[:, j : j + n] * kernel[j] for j in range(3)) + bias
 
 
 def mlla_block(x, p, num_heads, causal):
@@ -103,13 +103,13 @@ def cda(x, group_ids, num_groups):
             continue
         covs = []
         for b in members:
-            per_feature = [np.cov(x[b, f]) for f in range(n_features)]   # rows = channels
+            per_feature = [np.cov(x[b, f]) for f in range(n_features)]  # rows = channels
             covs.append([c - np.diag(np.diag(c)) for c in per_feature])
         centroids[g] = np.mean(np.array(covs), axis=0)
     groups = sorted(centroids)
     total = 0.0
     for i, a in enumerate(groups):
-        for b in groups[i + 1:]:
+        for b in groups[i + 1 :]:
             for f in range(n_features):
                 total += np.sqrt(np.sum((centroids[a][f] - centroids[b][f]) ** 2))
     return float(np.log(1.0 + total))
@@ -133,7 +133,8 @@ def multiscale_conv(x, kernel, bias, dilations, causal):
         for o in range(n_out):
             f = o // per_feature
             for t in range(n):
-                window = xp[:, f, :, t:t + pad + 1:dil]                 # [B, C, K]
+                window = xp[:, f, :, t : t + pad + 1 : dil]  # [B, C, K]
                 out[:, g * n_out + o, t] = bias[g, o] + np.einsum(
-                    "bck,ck->b", window, kernel[g, o, 0])
+                    "bck,ck->b", window, kernel[g, o, 0]
+                )
     return out

@@ -36,14 +36,19 @@ class PipelineToy(tfds.core.GeneratorBasedBuilder):
     """A tiny emotion-EEG dataset with known pairing structure (tests only)."""
 
     VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="pairs"),
-                       tfds.core.BuilderConfig(name="lonely")]
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name="pairs"),
+        tfds.core.BuilderConfig(name="lonely"),
+    ]
 
     def _info(self):
         return tfds.core.DatasetInfo(
-            builder=self, features=eeg_schema.trial_features(len(TOY_CH_NAMES), ["sad", "happy"]),
-            metadata=eeg_schema.metadata(TOY_CH_NAMES, TOY_FS, ["sad", "happy"],
-                                         {"sad": 0, "happy": 2}))
+            builder=self,
+            features=eeg_schema.trial_features(len(TOY_CH_NAMES), ["sad", "happy"]),
+            metadata=eeg_schema.metadata(
+                TOY_CH_NAMES, TOY_FS, ["sad", "happy"], {"sad": 0, "happy": 2}
+            ),
+        )
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples()}
@@ -51,17 +56,27 @@ class PipelineToy(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self):
         rng = np.random.default_rng(0)
         for subject, session, trial, stimulus, n_times in toy_trials(self.builder_config.name):
-            yield f"s{subject}_{session}_{trial}", dict(
-                eeg=(rng.normal(size=(len(TOY_CH_NAMES), n_times)) * 20).astype(np.float32),
-                subject=subject, session=session, trial=trial, stimulus=stimulus,
-                label=stimulus % 2, valence=2 * (stimulus % 2), source_file="toy",
-                key=f"{subject}/{session}/{trial}")
+            yield (
+                f"s{subject}_{session}_{trial}",
+                dict(
+                    eeg=(rng.normal(size=(len(TOY_CH_NAMES), n_times)) * 20).astype(np.float32),
+                    subject=subject,
+                    session=session,
+                    trial=trial,
+                    stimulus=stimulus,
+                    label=stimulus % 2,
+                    valence=2 * (stimulus % 2),
+                    source_file="toy",
+                    key=f"{subject}/{session}/{trial}",
+                ),
+            )
 
 
 def build_toy(config: str, data_dir: str) -> None:
     """Builds pipeline_toy/<config> as array_record into data_dir."""
     tfds.builder(f"pipeline_toy/{config}", data_dir=data_dir).download_and_prepare(
-        file_format="array_record")
+        file_format="array_record"
+    )
 
 
 def naive_trials(dataset: str, data_dir: str) -> list:
@@ -95,9 +110,12 @@ def check_pair_windows(records, matrix, eeg, subjects, stimuli, offsets) -> int:
                 for j, (stimulus, offset) in enumerate(zip(stimuli, offsets)):
                     trial = np.asarray(by_key[(int(subject), session, int(stimulus))]["eeg"])
                     assert offset + window <= trial.shape[1]
-                    np.testing.assert_allclose(eeg[side, j],
-                                               matrix @ trial[:, offset:offset + window],
-                                               rtol=1e-5, atol=1e-4)
+                    np.testing.assert_allclose(
+                        eeg[side, j],
+                        matrix @ trial[:, offset : offset + window],
+                        rtol=1e-5,
+                        atol=1e-4,
+                    )
             return session
         except (AssertionError, KeyError):
             continue

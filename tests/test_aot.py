@@ -23,12 +23,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _compile_cli(topology, *overrides):
-    command = [sys.executable, "-m", "mdjpt_jax.main", "--mode=compile",
-               "--config=configs/pretrain.py:synthetic", f"--topology={topology}", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "mdjpt_jax.main",
+        "--mode=compile",
+        "--config=configs/pretrain.py:synthetic",
+        f"--topology={topology}",
+        *overrides,
+    ]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)  # the test suite's simulated CPU devices play no part
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def _report(result):
@@ -38,8 +44,11 @@ def _report(result):
 
 def test_without_libtpu_compile_mode_says_how_to_install(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "libtpu" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "libtpu" else real_find_spec(name, *a),
+    )
     with pytest.raises(SystemExit, match="MDJPT_TPU=1 bash scripts/ensure_venv.sh"):
         aot.topology_devices("v5e:2x2")
 
@@ -61,8 +70,9 @@ def test_compile_mode_reports_a_fitting_step(topology, chips, pairs):
 @pytest.mark.tpu_compile
 def test_step_that_does_not_fit_exits_non_zero_with_the_numbers():
     # 4096 pairs x 64 windows per chip of the tiny model: far beyond 16 GiB.
-    result = _compile_cli("v5e:2x2", "--config.data.pairs_per_step=16384",
-                          "--config.data.windows_per_pair=64")
+    result = _compile_cli(
+        "v5e:2x2", "--config.data.pairs_per_step=16384", "--config.data.windows_per_pair=64"
+    )
     assert result.returncode != 0
     # Either our check of the compiled memory or the TPU compiler's own out-of-memory.
     assert "error: the step does not fit in HBM" in result.stderr
@@ -91,8 +101,10 @@ def test_compiled_step_splits_the_batch_over_the_data_axis():
 
 
 @pytest.mark.tpu_compile
-@pytest.mark.parametrize("topology, chips, chip", [
-    ("v5e:2x2", 4, "v5e"), ("v4:2x2x2", 8, "v4"), ("v5p:2x2x2", 8, "v5p"), ("v6e:2x2", 4, "v6e")])
+@pytest.mark.parametrize(
+    "topology, chips, chip",
+    [("v5e:2x2", 4, "v5e"), ("v4:2x2x2", 8, "v4"), ("v5p:2x2x2", 8, "v5p"), ("v6e:2x2", 4, "v6e")],
+)
 def test_topologies_have_one_device_per_chip_and_known_chip_numbers(topology, chips, chip):
     devices = aot.topology_devices(topology)  # v4 / v5p: megacore, as on a real pod
     assert len(devices) == chips

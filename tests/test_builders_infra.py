@@ -77,14 +77,21 @@ def test_require_file_names_missing_and_empty_files(tmp_path):
     validation.require_file(missing)
 
 
-@pytest.mark.parametrize("eeg, kwargs, problem", [
-    (np.ones((3, 10)), {"n_chans": 4}, "expected 4 channels"),
-    (np.ones(10), {"n_chans": 1}, "2-D numeric array"),
-    (np.array([["a", "b"]]), {"n_chans": 1}, "2-D numeric array"),
-    (np.ones((2, 5)), {"n_chans": 2, "n_times": 6}, "expected 6 samples, got 5"),
-    (np.ones((2, 5)), {"n_chans": 2, "min_times": 8}, "only 5 samples"),
-    (np.where(np.eye(2, 5) > 0, np.inf, 0.0), {"n_chans": 2}, r"non-finite.*\[channel 0, sample 0\]"),
-])
+@pytest.mark.parametrize(
+    "eeg, kwargs, problem",
+    [
+        (np.ones((3, 10)), {"n_chans": 4}, "expected 4 channels"),
+        (np.ones(10), {"n_chans": 1}, "2-D numeric array"),
+        (np.array([["a", "b"]]), {"n_chans": 1}, "2-D numeric array"),
+        (np.ones((2, 5)), {"n_chans": 2, "n_times": 6}, "expected 6 samples, got 5"),
+        (np.ones((2, 5)), {"n_chans": 2, "min_times": 8}, "only 5 samples"),
+        (
+            np.where(np.eye(2, 5) > 0, np.inf, 0.0),
+            {"n_chans": 2},
+            r"non-finite.*\[channel 0, sample 0\]",
+        ),
+    ],
+)
 def test_check_eeg_names_file_key_and_problem(eeg, kwargs, problem):
     with pytest.raises(validation.InvalidDataError, match=r"/data/s1\.mat: trial3: .*" + problem):
         validation.check_eeg(eeg, "/data/s1.mat", "trial3", **kwargs)
@@ -116,6 +123,7 @@ def _python2_pickle(obj) -> bytes:
     Same opcodes as cPickle with numpy 1.x, less the memo: Python-2 `str` (SHORT_BINSTRING /
     BINSTRING) for keys, typecodes and the raw array bytes, and the `numpy.core` names.
     """
+
     def string(raw):
         if len(raw) < 256:
             return pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw
@@ -128,23 +136,39 @@ def _python2_pickle(obj) -> bytes:
         return pickle.BININT + struct.pack("<i", i)
 
     def array(a):
-        dtype = (pickle.GLOBAL + b"numpy\ndtype\n"
-                 + tuple_of(string(a.dtype.str[1:].encode()), integer(0), integer(1))
-                 + pickle.REDUCE
-                 + tuple_of(integer(3), string(b"<"), pickle.NONE * 3, integer(-1), integer(-1),
-                            integer(0)) + pickle.BUILD)
+        dtype = (
+            pickle.GLOBAL
+            + b"numpy\ndtype\n"
+            + tuple_of(string(a.dtype.str[1:].encode()), integer(0), integer(1))
+            + pickle.REDUCE
+            + tuple_of(
+                integer(3), string(b"<"), pickle.NONE * 3, integer(-1), integer(-1), integer(0)
+            )
+            + pickle.BUILD
+        )
         fortran = a.flags.f_contiguous and not a.flags.c_contiguous
-        return (pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n"
-                + tuple_of(pickle.GLOBAL + b"numpy\nndarray\n", tuple_of(integer(0)), string(b"b"))
-                + pickle.REDUCE
-                + tuple_of(integer(1), tuple_of(*map(integer, a.shape)), dtype,
-                           pickle.NEWTRUE if fortran else pickle.NEWFALSE,
-                           string(a.tobytes(order="A")))
-                + pickle.BUILD)
+        return (
+            pickle.GLOBAL
+            + b"numpy.core.multiarray\n_reconstruct\n"
+            + tuple_of(pickle.GLOBAL + b"numpy\nndarray\n", tuple_of(integer(0)), string(b"b"))
+            + pickle.REDUCE
+            + tuple_of(
+                integer(1),
+                tuple_of(*map(integer, a.shape)),
+                dtype,
+                pickle.NEWTRUE if fortran else pickle.NEWFALSE,
+                string(a.tobytes(order="A")),
+            )
+            + pickle.BUILD
+        )
 
     if isinstance(obj, dict):
-        body = (pickle.EMPTY_DICT + pickle.MARK
-                + b"".join(string(k.encode()) + array(v) for k, v in obj.items()) + pickle.SETITEMS)
+        body = (
+            pickle.EMPTY_DICT
+            + pickle.MARK
+            + b"".join(string(k.encode()) + array(v) for k, v in obj.items())
+            + pickle.SETITEMS
+        )
     else:
         body = array(obj)
     return pickle.PROTO + b"\x02" + body + pickle.STOP
@@ -152,8 +176,10 @@ def _python2_pickle(obj) -> bytes:
 
 def _arrays(dtype, order):
     rng = np.random.default_rng(0)
-    return {"data": np.asarray(rng.normal(0.0, 10.0, (3, 4, 5)), dtype, order=order),
-            "labels": np.asarray(rng.uniform(1.0, 9.0, (3, 4)), dtype, order=order)}
+    return {
+        "data": np.asarray(rng.normal(0.0, 10.0, (3, 4, 5)), dtype, order=order),
+        "labels": np.asarray(rng.uniform(1.0, 9.0, (3, 4)), dtype, order=order),
+    }
 
 
 def _assert_same_arrays(got, want):
@@ -214,10 +240,14 @@ def test_array_unpickler_refuses_any_other_global_and_runs_nothing(tmp_path, pro
     cases = [  # (pickled object, the global it names as pickle writes it, e.g. io.open)
         (_Reduce(builtins.open, (os.fspath(marker), "w")), builtins.open),
         ({"data": np.zeros(2), "labels": _Reduce(os.system, (f"touch {marker}",))}, os.system),
-        ([np.zeros(2), _Reduce(builtins.eval, (f"open({os.fspath(marker)!r}, 'w')",))],
-         builtins.eval),
-        ((np.zeros(2), _Reduce(subprocess.Popen, (["touch", os.fspath(marker)],))),
-         subprocess.Popen),
+        (
+            [np.zeros(2), _Reduce(builtins.eval, (f"open({os.fspath(marker)!r}, 'w')",))],
+            builtins.eval,
+        ),
+        (
+            (np.zeros(2), _Reduce(subprocess.Popen, (["touch", os.fspath(marker)],))),
+            subprocess.Popen,
+        ),
         (np.float64(1.5), np.zeros(1)[0].__reduce__()[0]),  # numpy scalars are not needed.
     ]
     for obj, func in cases:
@@ -246,9 +276,12 @@ class ToyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _info(self):
         fs = self.builder_config.target_fs if self.builder_config.preprocess else 250.0
         return tfds.core.DatasetInfo(
-            builder=self, features=eeg_schema.trial_features(2, ["sad", "happy"]),
-            metadata=eeg_schema.metadata(["CZ", "PZ"], fs, ["sad", "happy"],
-                                         {"sad": 0, "happy": 2}))
+            builder=self,
+            features=eeg_schema.trial_features(2, ["sad", "happy"]),
+            metadata=eeg_schema.metadata(
+                ["CZ", "PZ"], fs, ["sad", "happy"], {"sad": 0, "happy": 2}
+            ),
+        )
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples(dl_manager.manual_dir)}
@@ -260,10 +293,20 @@ class ToyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             eeg = validation.check_eeg(np.load(path, allow_pickle=False), path, "eeg", n_chans=2)
             if self.builder_config.preprocess:
                 eeg = preprocessing.preprocess_trial(eeg, 250.0)
-            yield f"trial{i}", {
-                "eeg": eeg.astype(np.float32), "subject": i // 2, "session": 0, "trial": i % 2,
-                "stimulus": i % 2, "label": i % 2, "valence": 2 * (i % 2),
-                "source_file": f"trial{i}.npy", "key": "eeg"}
+            yield (
+                f"trial{i}",
+                {
+                    "eeg": eeg.astype(np.float32),
+                    "subject": i // 2,
+                    "session": 0,
+                    "trial": i % 2,
+                    "stimulus": i % 2,
+                    "label": i % 2,
+                    "valence": 2 * (i % 2),
+                    "source_file": f"trial{i}.npy",
+                    "key": "eeg",
+                },
+            )
 
 
 class TestToyContract(testing.BuilderContract):
@@ -288,6 +331,7 @@ class TestToyContract(testing.BuilderContract):
     def test_wrong_split_count_fails(self, contract_builds):
         class Expect5(testing.BuilderContract):
             SPLITS = {"train": 5}
+
         with pytest.raises(AssertionError):
             Expect5().test_contract_split_counts(contract_builds)
 
@@ -322,14 +366,16 @@ class TestToyContract(testing.BuilderContract):
 def test_build_that_loses_a_race_keeps_the_winners_copy(tmp_path, monkeypatch):
     """Two hosts building the same config: the second finds the target complete at the end."""
     from tfds_builders import build as build_lib
+
     manual = TestToyContract.make_manual_dir(tmp_path / "manual")
     first = testing.build(ToyBuilder, "raw", manual, tmp_path / "data")
     info = os.path.join(first.data_dir, "dataset_info.json")
     mtime = os.path.getmtime(info)
     calls = []
     real = build_lib._is_complete
-    monkeypatch.setattr(build_lib, "_is_complete", lambda d: bool(calls.append(d)) or (
-        len(calls) > 1 and real(d)))  # "not built yet" at the start, as for the loser
+    monkeypatch.setattr(
+        build_lib, "_is_complete", lambda d: bool(calls.append(d)) or (len(calls) > 1 and real(d))
+    )  # "not built yet" at the start, as for the loser
     second = testing.build(ToyBuilder, "raw", manual, tmp_path / "data")
     assert len(calls) == 2 and os.path.getmtime(info) == mtime
     assert os.listdir(tmp_path / "data") == ["toy_builder"]

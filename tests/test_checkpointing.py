@@ -14,8 +14,9 @@ MODEL_KWARGS = dict(n_chans=5, n_times=128, variant="tiny", attention="global")
 
 
 def _state(mesh, seed):
-    tx = optimizer.make_optimizer(learning_rate=1e-3, weight_decay=1e-4, warmup_steps=1,
-                                  total_steps=10)
+    tx = optimizer.make_optimizer(
+        learning_rate=1e-3, weight_decay=1e-4, warmup_steps=1, total_steps=10
+    )
     model = Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=seed))
     return train_step.init_train_state(model, tx, mesh=mesh)[1]
 
@@ -36,14 +37,16 @@ def test_saved_on_8_devices_restores_on_1_and_back(tmp_path):
     saved = _state(mesh8, seed=0)
     saved = saved.replace(step=saved.step + 7)
     manager = checkpointing.make_manager(str(tmp_path / "ckpt"), max_to_keep=2)
-    checkpointing.save(manager, 7, saved, data_state={"step": 7, "seed": 3},
-                       settings={"train": {"steps": 9}})
+    checkpointing.save(
+        manager, 7, saved, data_state={"step": 7, "seed": 3}, settings={"train": {"steps": 9}}
+    )
     manager.close()
 
     # A fresh manager (as in a new process) onto a 1-device target initialised differently.
     target = _state(mesh1, seed=1)
     restored, data_state, settings = checkpointing.restore(
-        checkpointing.make_manager(str(tmp_path / "ckpt"), max_to_keep=2), 7, target)
+        checkpointing.make_manager(str(tmp_path / "ckpt"), max_to_keep=2), 7, target
+    )
     _assert_trees_equal(restored, saved)
     assert int(restored.step) == 7
     assert data_state == {"step": 7, "seed": 3} and settings == {"train": {"steps": 9}}
@@ -55,7 +58,8 @@ def test_saved_on_8_devices_restores_on_1_and_back(tmp_path):
     checkpointing.save(manager, 7, restored, data_state=data_state, settings=settings)
     manager.close()
     back, _, _ = checkpointing.restore(
-        checkpointing.make_manager(str(tmp_path / "ckpt1"), max_to_keep=2), 7, _state(mesh8, 2))
+        checkpointing.make_manager(str(tmp_path / "ckpt1"), max_to_keep=2), 7, _state(mesh8, 2)
+    )
     _assert_trees_equal(back, saved)
     assert all(leaf.sharding.mesh.devices.size == 8 for leaf in jax.tree.leaves(back))
 
@@ -77,8 +81,9 @@ def test_keeps_the_newest_steps_and_no_temporary_directories(tmp_path):
 def test_export_load_encoder_round_trip_gives_identical_features(tmp_path):
     model = Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=4))
     extra = dict(ch_names=["FP1", "FP2", "CZ", "O1", "O2"], fs=125.0, step=12)
-    checkpointing.export_encoder(str(tmp_path / "encoder"), model, model_kwargs=MODEL_KWARGS,
-                                 extra=extra)
+    checkpointing.export_encoder(
+        str(tmp_path / "encoder"), model, model_kwargs=MODEL_KWARGS, extra=extra
+    )
     loaded, info = checkpointing.load_encoder(str(tmp_path / "encoder"))
     assert info == dict(MODEL_KWARGS, **extra)
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 128)).astype(np.float32)
@@ -92,5 +97,9 @@ def test_load_encoder_without_export_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="encoder.json"):
         checkpointing.load_encoder(str(tmp_path))
     with pytest.raises(ValueError, match="both model_kwargs and extra"):
-        checkpointing.export_encoder(str(tmp_path), Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(0)),
-                                     model_kwargs=MODEL_KWARGS, extra=dict(variant="x"))
+        checkpointing.export_encoder(
+            str(tmp_path),
+            Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(0)),
+            model_kwargs=MODEL_KWARGS,
+            extra=dict(variant="x"),
+        )

@@ -11,10 +11,19 @@ from configs import common, demo, pretrain
 from mdjpt_jax import channels, train, workdir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PRESETS = (None, "synthetic", "paper", "synthetic,no_cda", "paper,no_cda",
-           "synthetic,single_dataset=d1", "paper,single_dataset=seed",
-           "synthetic,attention=causal", "synthetic,cda_groups=dataset",
-           "synthetic,cda_centroid=log_euclidean", "paper,attention=causal,cda_groups=dataset")
+PRESETS = (
+    None,
+    "synthetic",
+    "paper",
+    "synthetic,no_cda",
+    "paper,no_cda",
+    "synthetic,single_dataset=d1",
+    "paper,single_dataset=seed",
+    "synthetic,attention=causal",
+    "synthetic,cda_groups=dataset",
+    "synthetic,cda_centroid=log_euclidean",
+    "paper,attention=causal,cda_groups=dataset",
+)
 
 
 def _leaves(config: ml_collections.ConfigDict, prefix: str = "") -> set:
@@ -60,9 +69,13 @@ def test_every_preset_builds_locked_and_every_field_is_read(arg):
 
 def test_paper_preset_has_the_paper_numbers():
     config = pretrain.get_config("paper")
-    assert config.data.datasets == ("seed/preprocessed", "seed_iv/preprocessed",
-                                    "seed_vii/preprocessed", "faced/preprocessed",
-                                    "deap/preprocessed")
+    assert config.data.datasets == (
+        "seed/preprocessed",
+        "seed_iv/preprocessed",
+        "seed_vii/preprocessed",
+        "faced/preprocessed",
+        "deap/preprocessed",
+    )
     assert not any(d.startswith("seed_v/") for d in config.data.datasets)  # held out
     assert (config.data.ch_set, config.data.window_s, config.data.fs) == ("seed60", 5.0, 125.0)
     assert (config.model.variant, config.model.attention) == ("paper", "global")
@@ -88,8 +101,7 @@ def test_ablation_switches():
 
 
 def test_parse_arg_types_and_errors():
-    arg = common.parse_arg("a, n=3,x=0.5,name=seed,b=false", a=False, b=True, n=0, x=1.0,
-                           name="")
+    arg = common.parse_arg("a, n=3,x=0.5,name=seed,b=false", a=False, b=True, n=0, x=1.0, name="")
     assert (arg.a, arg.b, arg.n, arg.x, arg.name) == (True, False, 3, 0.5, "seed")
     assert common.parse_arg(None, n=2).n == 2
     with pytest.raises(ValueError, match="expected int"):
@@ -101,9 +113,13 @@ def test_parse_arg_types_and_errors():
 
 
 def test_command_line_overrides():
-    argv = ["prog", f"--config={REPO / 'configs' / 'pretrain.py'}:synthetic,no_cda",
-            "--config.train.steps=7", "--config.optim.grad_clip_norm=1.5",
-            "--config.data.data_dir=/tmp/x"]
+    argv = [
+        "prog",
+        f"--config={REPO / 'configs' / 'pretrain.py'}:synthetic,no_cda",
+        "--config.train.steps=7",
+        "--config.optim.grad_clip_norm=1.5",
+        "--config.data.data_dir=/tmp/x",
+    ]
     flag_values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
     flag_values(argv)
@@ -115,8 +131,11 @@ def test_command_line_overrides():
 def test_validate_names_the_numbers():
     settings = train.read_config(pretrain.get_config("synthetic"))
     train.validate(settings, num_devices=2, process_count=1)
-    with pytest.raises(ValueError, match=r"pairs_per_step \(2\) must be divisible by the "
-                                         r"number of devices \(3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"pairs_per_step \(2\) must be divisible by the "
+        r"number of devices \(3\)",
+    ):
         train.validate(settings, num_devices=3, process_count=1)
     config = pretrain.get_config("synthetic")
     config.data.window_s = 0.333

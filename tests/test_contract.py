@@ -18,10 +18,21 @@ def edf_names():
     return mne.io.read_raw_edf(EDF, verbose="error").ch_names
 
 
-@pytest.mark.parametrize("label, expected", [
-    ("Fc5.", "FC5"), ("Cz..", "CZ"), ("T10.", "T10"), ("fp1", "FP1"), (" Oz ", "OZ"),
-    ("EEG Fp1-REF", "FP1"), ("EEG C3-LE", "C3"), ("Fpz-REF", "FPZ"), ("EEG_O2", "O2"),
-    ("FP1-F7", "FP1-F7")])  # a bipolar derivation is not a referential suffix
+@pytest.mark.parametrize(
+    "label, expected",
+    [
+        ("Fc5.", "FC5"),
+        ("Cz..", "CZ"),
+        ("T10.", "T10"),
+        ("fp1", "FP1"),
+        (" Oz ", "OZ"),
+        ("EEG Fp1-REF", "FP1"),
+        ("EEG C3-LE", "C3"),
+        ("Fpz-REF", "FPZ"),
+        ("EEG_O2", "O2"),
+        ("FP1-F7", "FP1-F7"),
+    ],
+)  # a bipolar derivation is not a referential suffix
 def test_normalize_name(label, expected):
     assert channels.normalize_name(label) == expected
 
@@ -30,13 +41,13 @@ def test_bci2000_recording_maps_onto_seed60(edf_names):
     assert len(edf_names) == 64 and "Fc5." in edf_names and "Cz.." in edf_names
     mapping = contract.map_channels(edf_names, SEED60)
     report = mapping.report
-    assert report.interpolated == ["PO5", "PO6"]            # EEGMMIDB has no PO5/PO6
+    assert report.interpolated == ["PO5", "PO6"]  # EEGMMIDB has no PO5/PO6
     assert report.matched == [c for c in SEED60 if c not in ("PO5", "PO6")]
     assert list(report.dropped) == ["Af7.", "Afz.", "Af8.", "T9..", "T10.", "Iz.."]
     assert report.renamed["Fc5."] == "FC5" and report.renamed["Cz.."] == "CZ"
     matrix = mapping.matrix
     assert matrix.shape == (60, 64)
-    for row, name in enumerate(SEED60):                     # identity rows, by hand
+    for row, name in enumerate(SEED60):  # identity rows, by hand
         if name in report.matched:
             expected = np.zeros(64)
             expected[[channels.normalize_name(n) for n in edf_names].index(name)] = 1.0
@@ -46,23 +57,34 @@ def test_bci2000_recording_maps_onto_seed60(edf_names):
         row = matrix[SEED60.index(name)]
         assert abs(row.sum() - 1.0) < 1e-3
         nearest = edf_names[int(np.argmax(row))]
-        assert channels.normalize_name(nearest) in {"PO7", "PO3", "P5", "O1", "PO4", "PO8",
-                                                    "P6", "O2"}
+        assert channels.normalize_name(nearest) in {
+            "PO7",
+            "PO3",
+            "P5",
+            "O1",
+            "PO4",
+            "PO8",
+            "P6",
+            "O2",
+        }
     eeg = np.random.default_rng(0).standard_normal((2, 64, 10))
-    np.testing.assert_allclose(mapping.apply(eeg), np.einsum("ds,nst->ndt", matrix, eeg),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        mapping.apply(eeg), np.einsum("ds,nst->ndt", matrix, eeg), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_builders_unification_uses_the_same_names(edf_names):
     clean = [channels.normalize_name(n) for n in edf_names]
-    np.testing.assert_array_equal(channels.projection_matrix(edf_names, SEED60),
-                                  channels.projection_matrix(clean, SEED60))
-    np.testing.assert_array_equal(contract.map_channels(edf_names, SEED60).matrix,
-                                  channels.projection_matrix(clean, SEED60))
+    np.testing.assert_array_equal(
+        channels.projection_matrix(edf_names, SEED60), channels.projection_matrix(clean, SEED60)
+    )
+    np.testing.assert_array_equal(
+        contract.map_channels(edf_names, SEED60).matrix, channels.projection_matrix(clean, SEED60)
+    )
 
 
 def test_too_many_missing_channels_raise_naming_them():
-    present = SEED60[:25]                                   # 35 of 60 missing > 30
+    present = SEED60[:25]  # 35 of 60 missing > 30
     with pytest.raises(ValueError, match=r"lacks 35 of .* missing \[.*'O2'\]"):
         contract.map_channels(present, SEED60)
     assert contract.map_channels(SEED60[:30], SEED60).report.interpolated == SEED60[30:]

@@ -13,12 +13,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_all(workdir, data_dir):
-    command = [sys.executable, "-m", "mdjpt_jax.main", "--mode=all",
-               "--config=configs/demo.py:tiny", f"--workdir={workdir}",
-               f"--config.data_dir={data_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "mdjpt_jax.main",
+        "--mode=all",
+        "--config=configs/demo.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data_dir={data_dir}",
+    ]
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done.stdout
 
@@ -28,8 +33,14 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
     workdir, data_dir = tmp_path / "work", tmp_path / "tfds"
     out = run_all(workdir, data_dir)
     report_dir = workdir / "report"
-    for name in ("results.md", "results.json", "learning_curves.png", "tsne.png",
-                 "cda_distances.png", "confusion.png"):
+    for name in (
+        "results.md",
+        "results.json",
+        "learning_curves.png",
+        "tsne.png",
+        "cda_distances.png",
+        "confusion.png",
+    ):
         assert (report_dir / name).stat().st_size > 0, name
     summary = json.loads((report_dir / "results.json").read_text())
     methods = summary["methods"]
@@ -41,8 +52,8 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
             assert 0.0 <= entry[protocol]["metrics"]["accuracy"]["mean"] <= 1.0
             assert set(entry[protocol]["per_seed"]) == seeds
         assert set(entry["retrieval"]) == {f"synthetic_emotion/d{i}" for i in range(3)}
-    assert "| Joint (mdJPT) |" in out                                  # the table is printed
-    assert set(summary["finetune"]["joint"]["seeds"]) == {"0", "1"}     # fine-tuned per seed
+    assert "| Joint (mdJPT) |" in out  # the table is printed
+    assert set(summary["finetune"]["joint"]["seeds"]) == {"0", "1"}  # fine-tuned per seed
     assert "Fine-tuning on" in (report_dir / "results.md").read_text()
     assert not (workdir / "runs" / "joint_no_cda" / "seed1").exists()
     again = run_all(workdir, data_dir)

@@ -35,23 +35,27 @@ def recordings(tmp_path_factory):
 
 def _load(path):
     with np.load(path) as f:
-        return dict(features=f["features"], times=f["times"],
-                    report=json.loads(str(f["channel_report"])),
-                    provenance=json.loads(str(f["provenance"])))
+        return dict(
+            features=f["features"],
+            times=f["times"],
+            report=json.loads(str(f["channel_report"])),
+            provenance=json.loads(str(f["provenance"])),
+        )
 
 
 def test_every_format_gives_the_features_of_its_samples(recordings, encoder_dir, tmp_path):
     raw, paths = recordings
     outputs = {}
     for fmt, path in paths.items():
-        out = embedding.run(encoder=encoder_dir, input_path=path,
-                            output=str(tmp_path / f"{fmt}.npz"))
+        out = embedding.run(
+            encoder=encoder_dir, input_path=path, output=str(tmp_path / f"{fmt}.npz")
+        )
         outputs[fmt] = _load(out)
         decoded = mne.io.read_raw(path, preload=True, verbose="error")  # what the file holds
-        direct = embedding.embed(decoded.get_data() * 1e6, encoder_dir, ch_names=raw.ch_names,
-                                 fs=160.0, verbose=False)
-        np.testing.assert_allclose(outputs[fmt]["features"], direct.features, rtol=1e-5,
-                                   atol=1e-5)
+        direct = embedding.embed(
+            decoded.get_data() * 1e6, encoder_dir, ch_names=raw.ch_names, fs=160.0, verbose=False
+        )
+        np.testing.assert_allclose(outputs[fmt]["features"], direct.features, rtol=1e-5, atol=1e-5)
         assert outputs[fmt]["report"]["interpolated"] == ["PO5", "PO6"]
         assert outputs[fmt]["provenance"]["input"] == os.path.abspath(path)
         assert outputs[fmt]["provenance"]["encoder"]["step"] == 0
@@ -69,14 +73,22 @@ def test_bids_root(recordings, encoder_dir, tmp_path):
     bids_raw = mne.io.read_raw(paths["edf"], verbose="error")
     bids_raw.info["line_freq"] = 60.0
     root = tmp_path / "bids"
-    mne_bids.write_raw_bids(bids_raw, mne_bids.BIDSPath(subject="01", task="rest", root=root),
-                            verbose="error")
-    out = embedding.run(encoder=encoder_dir, input_path=str(root), output=str(tmp_path / "b.npz"),
-                        bids_subject="01", bids_task="rest")
-    direct = embedding.run(encoder=encoder_dir, input_path=paths["edf"],
-                           output=str(tmp_path / "e.npz"))
-    np.testing.assert_allclose(_load(out)["features"], _load(direct)["features"], rtol=1e-5,
-                               atol=1e-5)
+    mne_bids.write_raw_bids(
+        bids_raw, mne_bids.BIDSPath(subject="01", task="rest", root=root), verbose="error"
+    )
+    out = embedding.run(
+        encoder=encoder_dir,
+        input_path=str(root),
+        output=str(tmp_path / "b.npz"),
+        bids_subject="01",
+        bids_task="rest",
+    )
+    direct = embedding.run(
+        encoder=encoder_dir, input_path=paths["edf"], output=str(tmp_path / "e.npz")
+    )
+    np.testing.assert_allclose(
+        _load(out)["features"], _load(direct)["features"], rtol=1e-5, atol=1e-5
+    )
     assert _load(out)["provenance"]["bids"] == dict(bids_subject="01", bids_task="rest")
     with pytest.raises(ValueError, match="directory"):
         embedding.run(encoder=encoder_dir, input_path=str(root), output=str(tmp_path / "x.npz"))
@@ -86,13 +98,29 @@ def test_bids_root(recordings, encoder_dir, tmp_path):
 def test_main_embed_command_line(recordings, encoder_dir, tmp_path):
     _, paths = recordings
     out = str(tmp_path / "cli.npz")
-    done = subprocess.run([sys.executable, "-m", "mdjpt_jax.main", "--mode=embed",
-                           f"--encoder={encoder_dir}", f"--input={EDF}", f"--output={out}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdjpt_jax.main",
+            "--mode=embed",
+            f"--encoder={encoder_dir}",
+            f"--input={EDF}",
+            f"--output={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "58/60 matched, 2 interpolated, 6 dropped" in done.stdout
-    assert _load(out)["features"].shape == (30, 128)                     # 61 s, 2 s windows
-    missing = subprocess.run([sys.executable, "-m", "mdjpt_jax.main", "--mode=embed",
-                              f"--encoder={encoder_dir}"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300)
+    assert _load(out)["features"].shape == (30, 128)  # 61 s, 2 s windows
+    missing = subprocess.run(
+        [sys.executable, "-m", "mdjpt_jax.main", "--mode=embed", f"--encoder={encoder_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode != 0 and "--input" in missing.stderr

@@ -12,9 +12,19 @@ FS, WINDOW, STEP, N_CHANS = 125.0, 125, 50, 4
 
 def make_trials(n_subjects=3, n_trials=2, n_times=400, seed=0):
     rng = np.random.default_rng(seed)
-    return [dict(eeg=rng.normal(size=(N_CHANS, n_times)).astype(np.float32) * 10,
-                 subject=s, session=0, trial=t, stimulus=t, label=t % 2, valence=2 * (t % 2))
-            for s in range(n_subjects) for t in range(n_trials)]
+    return [
+        dict(
+            eeg=rng.normal(size=(N_CHANS, n_times)).astype(np.float32) * 10,
+            subject=s,
+            session=0,
+            trial=t,
+            stimulus=t,
+            label=t % 2,
+            valence=2 * (t % 2),
+        )
+        for s in range(n_subjects)
+        for t in range(n_trials)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,7 @@ def test_learned_features_never_mix_subjects(encoder):
     table = extract.window_table(trials, WINDOW, STEP)
     kwargs = dict(window=WINDOW, windows_per_block=5, blocks_per_call=2, seed=0)
     before = extract.learned_features(encoder, trials, table, **kwargs)
-    fresh = make_trials(seed=1)                                     # new EEG for subject 1
+    fresh = make_trials(seed=1)  # new EEG for subject 1
     changed = [fresh[i] if t["subject"] == 1 else t for i, t in enumerate(trials)]
     after = extract.learned_features(encoder, changed, table, **kwargs)
     others = table["subject"] != 1
@@ -56,27 +66,28 @@ def test_learned_features_never_mix_subjects(encoder):
 
 
 def test_one_block_per_subject_equals_direct_embed(encoder):
-    trials = make_trials(n_subjects=2, n_trials=1)                  # 6 windows per subject
+    trials = make_trials(n_subjects=2, n_trials=1)  # 6 windows per subject
     table = extract.window_table(trials, WINDOW, STEP)
-    got = extract.learned_features(encoder, trials, table, window=WINDOW, windows_per_block=8,
-                                   blocks_per_call=1, seed=0)
+    got = extract.learned_features(
+        encoder, trials, table, window=WINDOW, windows_per_block=8, blocks_per_call=1, seed=0
+    )
     for subject in (0, 1):
         rows = np.flatnonzero(table["subject"] == subject)
         x = extract.gather_windows(trials, table, rows, WINDOW)[None]
-        direct = extract._embed(encoder, x)   # jitted encoder.embed of the whole subject
-        np.testing.assert_allclose(got[rows], np.asarray(direct)[0],
-                                   rtol=1e-4, atol=1e-5)
+        direct = extract._embed(encoder, x)  # jitted encoder.embed of the whole subject
+        np.testing.assert_allclose(got[rows], np.asarray(direct)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_de_features_are_per_window_differential_entropy():
     trials = make_trials(n_subjects=1)
-    table = extract.window_table(trials, WINDOW, STEP)              # 12 windows
+    table = extract.window_table(trials, WINDOW, STEP)  # 12 windows
     got = extract.de_features(trials, table, fs=FS, window=WINDOW, batch_windows=5)
     assert got.shape == (12, N_CHANS * 5)
     for row in (0, 7, 11):
         eeg = extract.gather_windows(trials, table, np.array([row]), WINDOW)
-        np.testing.assert_allclose(got[row], np.asarray(
-            features.differential_entropy(eeg, FS)).reshape(-1), rtol=1e-5)
+        np.testing.assert_allclose(
+            got[row], np.asarray(features.differential_entropy(eeg, FS)).reshape(-1), rtol=1e-5
+        )
 
 
 def test_feature_files_are_never_unpickled(tmp_path):
@@ -87,25 +98,37 @@ def test_feature_files_are_never_unpickled(tmp_path):
 
 
 def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
-    trials = make_trials(n_subjects=2)[::-1]                        # unsorted on purpose
+    trials = make_trials(n_subjects=2)[::-1]  # unsorted on purpose
     calls = []
 
     def fake_load_trials(dataset, data_dir, ch_names, *, fs):
         calls.append(dataset)
-        return trials, {"label_names": ["sad", "happy"], "fs": fs,
-                        "valence_names": ["negative", "neutral", "positive"]}
+        return trials, {
+            "label_names": ["sad", "happy"],
+            "fs": fs,
+            "valence_names": ["negative", "neutral", "positive"],
+        }
 
     monkeypatch.setattr(extract.input_pipeline, "load_trials", fake_load_trials)
     reader = extract.TrialReader(str(tmp_path))
     path = str(tmp_path / "f.npz")
-    kwargs = dict(encoder=None, info={"kind": "de"}, ch_names=["C3", "C4", "CZ", "PZ"], fs=FS,
-                  window_s=1.0, step_s=0.4, windows_per_block=8, blocks_per_call=1,
-                  batch_windows=16, seed=0)
+    kwargs = dict(
+        encoder=None,
+        info={"kind": "de"},
+        ch_names=["C3", "C4", "CZ", "PZ"],
+        fs=FS,
+        window_s=1.0,
+        step_s=0.4,
+        windows_per_block=8,
+        blocks_per_call=1,
+        batch_windows=16,
+        seed=0,
+    )
     extract.extract_to_file(path, "fake/d0", reader, **kwargs)
     extract.extract_to_file(path, "fake/d0", reader, **kwargs)
-    assert calls == ["fake/d0"]                                      # second call: cached
+    assert calls == ["fake/d0"]  # second call: cached
     extract.extract_to_file(path, "fake/d0", reader, **dict(kwargs, step_s=0.8))
-    assert len(calls) == 1                      # new inputs: recomputed from the reader's memory
+    assert len(calls) == 1  # new inputs: recomputed from the reader's memory
     assert workdir.load_features(path)["provenance"]["step"] == 100
     extract.extract_to_file(path, "fake/d1", reader, **kwargs)
     assert calls == ["fake/d0", "fake/d1"]
@@ -115,9 +138,12 @@ def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
     assert data["label_names"] == ["sad", "happy"]
     assert data["valence_names"] == ["negative", "neutral", "positive"]
     assert data["provenance"]["step"] == 50 and data["features"].shape[1] == 20
-    first = extract.gather_windows(trials, extract.window_table(trials, 125, 100),
-                                   np.array([0]), 125)               # subject 1, trial 1
+    first = extract.gather_windows(
+        trials, extract.window_table(trials, 125, 100), np.array([0]), 125
+    )  # subject 1, trial 1
     row = np.flatnonzero((data["subject"] == 1) & (data["trial"] == 1) & (data["start"] == 0))
-    np.testing.assert_allclose(data["features"][row[0]],
-                               np.asarray(features.differential_entropy(first, FS)).ravel(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        data["features"][row[0]],
+        np.asarray(features.differential_entropy(first, FS)).ravel(),
+        rtol=1e-5,
+    )

@@ -15,13 +15,13 @@ def test_de_of_sinusoid_matches_closed_form(freq, band):
     fs, n_times, amplitude = 125.0, 250, 7.0  # 0.5 Hz bins: every freq sits on a bin
     t = np.arange(n_times) / fs
     eeg = amplitude * np.sin(2 * np.pi * freq * t + 0.3)
-    eeg = np.stack([eeg, 0.5 * eeg])[None]                     # [1, C=2, T]
+    eeg = np.stack([eeg, 0.5 * eeg])[None]  # [1, C=2, T]
     de = np.asarray(features.differential_entropy(eeg, fs))
     assert de.shape == (1, 2, 5)
     expected = [0.5 * math.log(2 * math.pi * math.e * (a * amplitude) ** 2 / 2) for a in (1, 0.5)]
     np.testing.assert_allclose(de[0, :, band], expected, rtol=1e-5)
     others = np.delete(de[0], band, axis=1)
-    assert np.all(others < -10.0), others                          # empty bands: ~log(eps)
+    assert np.all(others < -10.0), others  # empty bands: ~log(eps)
 
 
 def test_de_is_additive_over_bands_for_two_tones():
@@ -37,23 +37,25 @@ def test_running_normalize_matches_loop():
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, size=(57, 4)).astype(np.float32)
     mean, var = np.array([0.0, 1.0, 3.0, -2.0]), np.array([1.0, 4.0, 0.5, 2.0])
-    got = features.running_normalize(x, mean.astype(np.float32), var.astype(np.float32),
-                                     decay=0.9)
-    np.testing.assert_allclose(got, naive_features.running_normalize(x, mean, var, 0.9),
-                               rtol=1e-4, atol=1e-5)
+    got = features.running_normalize(x, mean.astype(np.float32), var.astype(np.float32), decay=0.9)
+    np.testing.assert_allclose(
+        got, naive_features.running_normalize(x, mean, var, 0.9), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_running_normalize_first_step_uses_prior_only():
     x = np.array([[5.0, -1.0]], np.float32)
-    got = features.running_normalize(x, np.array([1.0, 1.0], np.float32),
-                                     np.array([4.0, 1.0], np.float32), eps=0.0)
+    got = features.running_normalize(
+        x, np.array([1.0, 1.0], np.float32), np.array([4.0, 1.0], np.float32), eps=0.0
+    )
     np.testing.assert_allclose(got, [[2.0, -2.0]], rtol=1e-6)
 
 
 def test_lds_smooth_matches_loop_kalman_rts():
     rng = np.random.default_rng(1)
-    x = (np.cumsum(rng.normal(size=(80, 3)), axis=0) * 0.1
-         + rng.normal(size=(80, 3))).astype(np.float32)
+    x = (np.cumsum(rng.normal(size=(80, 3)), axis=0) * 0.1 + rng.normal(size=(80, 3))).astype(
+        np.float32
+    )
     got = jax.jit(features.lds_smooth)(x)
     np.testing.assert_allclose(got, naive_features.lds_smooth(x), rtol=1e-4, atol=1e-5)
 
@@ -62,5 +64,4 @@ def test_lds_smooth_constant_and_single_step():
     const = np.full((20, 2), 4.0, np.float32)
     np.testing.assert_allclose(features.lds_smooth(const), const, rtol=1e-6)
     one = np.array([[2.0, -3.0]], np.float32)
-    np.testing.assert_allclose(features.lds_smooth(one), naive_features.lds_smooth(one),
-                               rtol=1e-5)
+    np.testing.assert_allclose(features.lds_smooth(one), naive_features.lds_smooth(one), rtol=1e-5)

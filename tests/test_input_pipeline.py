@@ -28,8 +28,15 @@ def toy_dir(tmp_path_factory):
 
 
 def _loader(data_dir, datasets=SYNTHETIC, **overrides):
-    kwargs = dict(pairs_per_step=2, windows_per_pair=6, window_s=1.0, fs=FS,
-                  ch_names=SEED60, seed=0, num_threads=0)
+    kwargs = dict(
+        pairs_per_step=2,
+        windows_per_pair=6,
+        window_s=1.0,
+        fs=FS,
+        ch_names=SEED60,
+        seed=0,
+        num_threads=0,
+    )
     kwargs.update(overrides)
     return input_pipeline.make_pretrain_loader(list(datasets), data_dir, **kwargs)
 
@@ -56,19 +63,27 @@ def test_pairs_share_session_stimulus_offset_and_match_stored_trials(synthetic_d
                 subjects = batch["subject"][k, p]
                 assert subjects[0] != subjects[1]
                 naive_pipeline.check_pair_windows(
-                    records[k], matrix, batch["eeg"][k, p], subjects,
-                    batch["stimulus"][k, p], batch["offset"][k, p])
+                    records[k],
+                    matrix,
+                    batch["eeg"][k, p],
+                    subjects,
+                    batch["stimulus"][k, p],
+                    batch["offset"][k, p],
+                )
 
 
 def test_static_shapes_for_every_dataset_and_fewer_stimuli_than_windows(synthetic_dir):
     counts = [input_pipeline.dataset_info(d, synthetic_dir)["n_stimuli"] for d in SYNTHETIC]
-    m = max(counts) + 3                                  # every dataset has < M stimuli
+    m = max(counts) + 3  # every dataset has < M stimuli
     ch_names = channels.UNIFIED_SETS["standard_1020"]
     loader = _loader(synthetic_dir, windows_per_pair=m, ch_names=ch_names, pairs_per_step=3)
     k, t = len(SYNTHETIC), int(FS)
-    expected = {"eeg": ((k, 3, 2, m, len(ch_names), t), np.float32),
-                "subject": ((k, 3, 2), np.int32), "stimulus": ((k, 3, m), np.int32),
-                "offset": ((k, 3, m), np.int32)}
+    expected = {
+        "eeg": ((k, 3, 2, m, len(ch_names), t), np.float32),
+        "subject": ((k, 3, 2), np.int32),
+        "stimulus": ((k, 3, m), np.int32),
+        "offset": ((k, 3, m), np.int32),
+    }
     assert loader.batcher.spec == expected
     for batch in _take(loader, 2):
         assert {key: (v.shape, v.dtype) for key, v in batch.items()} == expected
@@ -76,16 +91,22 @@ def test_static_shapes_for_every_dataset_and_fewer_stimuli_than_windows(syntheti
         for kk in range(k):
             for p in range(3):
                 pairs = set(zip(batch["stimulus"][kk, p], batch["offset"][kk, p]))
-                assert len(pairs) == m                  # repeated stimuli at new offsets
+                assert len(pairs) == m  # repeated stimuli at new offsets
 
 
 def test_toy_corner_cases(toy_dir):
     """Never pairs subject 3 (other stimulus order); session 1 uses its one usable trial."""
-    loader = _loader(toy_dir, [TOY, TOY], pairs_per_step=4, windows_per_pair=6, window_s=2.0,
-                     ch_names=["C3", "CZ", "FZ"])
+    loader = _loader(
+        toy_dir,
+        [TOY, TOY],
+        pairs_per_step=4,
+        windows_per_pair=6,
+        window_s=2.0,
+        ch_names=["C3", "CZ", "FZ"],
+    )
     records = naive_pipeline.naive_trials(TOY, toy_dir)
     matrix = channels.projection_matrix(naive_pipeline.TOY_CH_NAMES, ["C3", "CZ", "FZ"])
-    assert np.all(matrix[:, 4] == 0)                    # CB1 unused
+    assert np.all(matrix[:, 4] == 0)  # CB1 unused
     sessions = set()
     for batch in _take(loader, 8):
         assert not np.any(batch["subject"] == 3)
@@ -93,12 +114,17 @@ def test_toy_corner_cases(toy_dir):
             for p in range(4):
                 stimuli = batch["stimulus"][k, p]
                 session = naive_pipeline.check_pair_windows(
-                    records, matrix, batch["eeg"][k, p], batch["subject"][k, p], stimuli,
-                    batch["offset"][k, p])
+                    records,
+                    matrix,
+                    batch["eeg"][k, p],
+                    batch["subject"][k, p],
+                    stimuli,
+                    batch["offset"][k, p],
+                )
                 sessions.add(session)
                 if session == 1:
                     assert np.all(stimuli == 5)
-                else:                                   # 4 stimuli, 6 windows: 2+2+1+1
+                else:  # 4 stimuli, 6 windows: 2+2+1+1
                     assert sorted(np.bincount(stimuli, minlength=4)[:4]) == [1, 1, 2, 2]
     assert sessions == {0, 1}
 
@@ -145,13 +171,16 @@ def test_state_round_trip_resumes_identical_stream(synthetic_dir):
 
 def test_host_slices_concatenate_to_single_host_batch(synthetic_dir):
     single = _take(_loader(synthetic_dir, pairs_per_step=4), 2)
-    hosts = [_take(_loader(synthetic_dir, pairs_per_step=4, process_index=i,
-                           process_count=2), 2) for i in range(2)]
+    hosts = [
+        _take(_loader(synthetic_dir, pairs_per_step=4, process_index=i, process_count=2), 2)
+        for i in range(2)
+    ]
     for step in range(2):
         for key in single[step]:
             assert hosts[0][step][key].shape[1] == 2
             np.testing.assert_array_equal(
-                np.concatenate([h[step][key] for h in hosts], axis=1), single[step][key])
+                np.concatenate([h[step][key] for h in hosts], axis=1), single[step][key]
+            )
     with pytest.raises(ValueError, match="divisible"):
         _loader(synthetic_dir, pairs_per_step=3, process_count=2)
 
@@ -166,7 +195,7 @@ def test_sampling_rate_mismatch_and_unpairable_dataset_raise(synthetic_dir, toy_
     with pytest.raises(ValueError, match="cannot form pre-training pairs"):
         _loader(toy_dir, ["pipeline_toy/lonely"])
     with pytest.raises(ValueError, match="cannot form pre-training pairs"):
-        _loader(toy_dir, [TOY], window_s=10.0)            # every trial shorter than T
+        _loader(toy_dir, [TOY], window_s=10.0)  # every trial shorter than T
     with pytest.raises(FileNotFoundError, match="not built"):
         _loader(str(toy_dir) + "/empty", [TOY])
 
@@ -185,5 +214,10 @@ def test_load_trials_projects_every_trial(toy_dir):
     assert metadata["ch_names"] == list(naive_pipeline.TOY_CH_NAMES)
     assert metadata["fs"] == FS and metadata["label_names"] == ["sad", "happy"]
     info = input_pipeline.dataset_info(TOY, toy_dir)
-    assert (info["n_subjects"], info["n_sessions"], info["n_stimuli"], info["n_trials"],
-            info["n_pair_groups"]) == (4, 2, 6, 20, 2)
+    assert (
+        info["n_subjects"],
+        info["n_sessions"],
+        info["n_stimuli"],
+        info["n_trials"],
+        info["n_pair_groups"],
+    ) == (4, 2, 6, 20, 2)

@@ -25,8 +25,9 @@ cda = jax.jit(losses.covariance_alignment_loss, static_argnames=("num_groups", "
 def test_contrastive_matches_numpy_loop():
     z = _unit(RNG.standard_normal((2, 6, 16))).astype(np.float32)
     np.testing.assert_allclose(losses.contrastive_loss(z), naive.nt_xent(z), rtol=TOL)
-    np.testing.assert_allclose(losses.contrastive_loss(z, temperature=0.5),
-                               naive.nt_xent(z, 0.5), rtol=TOL)
+    np.testing.assert_allclose(
+        losses.contrastive_loss(z, temperature=0.5), naive.nt_xent(z, 0.5), rtol=TOL
+    )
 
 
 def test_contrastive_hand_computed_cases():
@@ -46,14 +47,14 @@ def test_contrastive_hand_computed_cases():
 
 def test_cda_matches_numpy_loop_with_an_empty_group():
     x = RNG.standard_normal((7, 3, 5, 11)).astype(np.float32)
-    groups = np.array([0, 0, 1, 3, 3, 3, 1])                # group 2 is empty
+    groups = np.array([0, 0, 1, 3, 3, 3, 1])  # group 2 is empty
     np.testing.assert_allclose(cda(x, groups, num_groups=4), naive.cda(x, groups, 4), rtol=TOL)
 
 
 def test_cda_covariance_is_between_channels_over_time():
     t = np.arange(9, dtype=np.float32)
     signal = np.sin(t) + t / 4
-    x = np.stack([signal, signal, np.cos(3 * t)])[None, None]   # [1, 1, 3 channels, 9 steps]
+    x = np.stack([signal, signal, np.cos(3 * t)])[None, None]  # [1, 1, 3 channels, 9 steps]
     cov = losses.channel_covariance(x)[0, 0]
     np.testing.assert_allclose(cov[0, 1], np.var(signal, ddof=1), rtol=TOL)
     np.testing.assert_allclose(cov, np.cov(x[0, 0]), rtol=TOL, atol=TOL)
@@ -70,15 +71,23 @@ def test_cda_is_zero_when_all_centroids_are_equal(centroid):
     groups = np.array([0, 1, 2, 0, 1, 2])
     np.testing.assert_allclose(cda(x, groups, num_groups=3, centroid=centroid), 0.0, atol=TOL)
     # A single group has no pairs.
-    np.testing.assert_allclose(cda(x * np.arange(1, 7)[:, None, None, None], np.zeros(6, int),
-                                   num_groups=1, centroid=centroid), 0.0, atol=TOL)
+    np.testing.assert_allclose(
+        cda(
+            x * np.arange(1, 7)[:, None, None, None],
+            np.zeros(6, int),
+            num_groups=1,
+            centroid=centroid,
+        ),
+        0.0,
+        atol=TOL,
+    )
 
 
 @pytest.mark.parametrize("centroid", losses.CENTROIDS)
 def test_cda_invariant_to_relabelling_groups(centroid):
     x = RNG.standard_normal((8, 2, 4, 12)).astype(np.float32)
     groups = np.array([0, 0, 1, 1, 2, 2, 3, 3])
-    relabel = np.array([2, 4, 0, 1, 3])                       # also moves one to an unused id
+    relabel = np.array([2, 4, 0, 1, 3])  # also moves one to an unused id
     a = cda(x, groups, num_groups=4, centroid=centroid)
     b = cda(x, relabel[groups], num_groups=5, centroid=centroid)
     np.testing.assert_allclose(a, b, rtol=TOL)
@@ -88,8 +97,8 @@ def test_cda_invariant_to_relabelling_groups(centroid):
 def test_cda_gradient_finite_at_coincident_centroids(centroid):
     one = RNG.standard_normal((1, 2, 4, 10)).astype(np.float32)
     other = RNG.standard_normal((1, 2, 4, 10)).astype(np.float32)
-    x = np.concatenate([one, one, other])                    # groups 0 and 1 coincide
-    x[..., 0, :] = 0.0                                        # and a zero channel (repeated eigenvalues)
+    x = np.concatenate([one, one, other])  # groups 0 and 1 coincide
+    x[..., 0, :] = 0.0  # and a zero channel (repeated eigenvalues)
     grad = jax.grad(lambda x: cda(x, np.array([0, 1, 2]), num_groups=3, centroid=centroid))(x)
     assert np.all(np.isfinite(grad))
     assert np.any(grad != 0.0)
@@ -100,8 +109,11 @@ def test_log_euclidean_equals_arithmetic_for_single_window_groups():
     # zeroed diagonal, so both centroids coincide.
     x = RNG.standard_normal((3, 2, 4, 30)).astype(np.float32)
     groups = np.array([0, 1, 2])
-    np.testing.assert_allclose(cda(x, groups, num_groups=3, centroid="log_euclidean"),
-                               cda(x, groups, num_groups=3), rtol=1e-4)
+    np.testing.assert_allclose(
+        cda(x, groups, num_groups=3, centroid="log_euclidean"),
+        cda(x, groups, num_groups=3),
+        rtol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("centroid", losses.CENTROIDS)
@@ -130,7 +142,7 @@ def test_rejects_unknown_centroid():
 
 def test_matrix_log_gradient_matches_finite_differences():
     a = RNG.standard_normal((4, 4))
-    spd = jnp.asarray(a @ a.T + np.diag([0.5, 0.5, 1.0, 2.0]))     # one repeated pair nearby
+    spd = jnp.asarray(a @ a.T + np.diag([0.5, 0.5, 1.0, 2.0]))  # one repeated pair nearby
     direction = jnp.asarray(RNG.standard_normal((4, 4)))
     direction = direction + direction.T
     f = lambda t: jnp.sum(losses._logm(spd + t * direction) * direction)
@@ -143,11 +155,10 @@ def test_cda_of_slices_is_the_mean_of_each_slice_cda():
     """Leading slice axes: groups of different slices are never compared; the loss is the
     mean over slices of each slice's CDA (the train step's P pair slices)."""
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(24, 2, 3, 6))                       # 24 windows
-    ids = np.repeat(np.arange(6), 4)                          # 6 groups = 2 slices x 3
+    x = rng.normal(size=(24, 2, 3, 6))  # 24 windows
+    ids = np.repeat(np.arange(6), 4)  # 6 groups = 2 slices x 3
     sums, counts = losses.cda_group_statistics(jnp.asarray(x), jnp.asarray(ids), 6)
-    sliced = losses.cda_from_statistics(sums.reshape(2, 3, *sums.shape[1:]),
-                                        counts.reshape(2, 3))
+    sliced = losses.cda_from_statistics(sums.reshape(2, 3, *sums.shape[1:]), counts.reshape(2, 3))
     per_slice = [naive.cda(x[ids // 3 == s], ids[ids // 3 == s] % 3, 3) for s in range(2)]
     np.testing.assert_allclose(sliced, np.mean(per_slice), rtol=1e-5)
     assert not np.isclose(float(sliced), naive.cda(x, ids, 6), rtol=1e-2)

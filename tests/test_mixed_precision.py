@@ -16,19 +16,22 @@ from flax import nnx
 from mdjpt_jax import distributed, optimizer, train_step
 from mdjpt_jax.models import Encoder
 
-N_CHANS, N_TIMES = 5, 250                      # 2 s at 125 Hz
-PROJECTION_MIN_COSINE = 0.99                   # per window, unit-norm embeddings
+N_CHANS, N_TIMES = 5, 250  # 2 s at 125 Hz
+PROJECTION_MIN_COSINE = 0.99  # per window, unit-norm embeddings
 RELATIVE_TOLERANCE = dict(mixed=0.05, features=0.05)  # ||bf16 - f32|| / ||f32||
-LOSS_CURVE_RTOL = 0.05                         # per step, bf16 loss vs f32 loss
+LOSS_CURVE_RTOL = 0.05  # per step, bf16 loss vs f32 loss
 STEPS = 4
 
 
 def _encoders(**kwargs):
     """The same parameters computed in float32 and in bfloat16."""
     kwargs = dict(rngs=nnx.Rngs(params=0), remat_chunk=None, **kwargs)  # remat: same math
-    return (Encoder(N_CHANS, N_TIMES, "tiny", **kwargs),
-            Encoder(N_CHANS, N_TIMES, "tiny", dtype="bfloat16",
-                    **dict(kwargs, rngs=nnx.Rngs(params=0))))
+    return (
+        Encoder(N_CHANS, N_TIMES, "tiny", **kwargs),
+        Encoder(
+            N_CHANS, N_TIMES, "tiny", dtype="bfloat16", **dict(kwargs, rngs=nnx.Rngs(params=0))
+        ),
+    )
 
 
 def _eeg(shape, seed=0):
@@ -76,8 +79,9 @@ def _equations(jaxpr):
 
 def _losses(dtype, mesh, eeg):
     model = Encoder(N_CHANS, N_TIMES, "tiny", rngs=nnx.Rngs(params=0), dtype=dtype)
-    tx = optimizer.make_optimizer(learning_rate=1e-3, weight_decay=1e-4, warmup_steps=0,
-                                  total_steps=STEPS)
+    tx = optimizer.make_optimizer(
+        learning_rate=1e-3, weight_decay=1e-4, warmup_steps=0, total_steps=STEPS
+    )
     graphdef, state = train_step.init_train_state(model, tx, mesh=mesh)
     step = train_step.make_train_step(graphdef, tx, mesh)
     batch = distributed.host_batch_to_global({"eeg": eeg}, mesh)
@@ -98,8 +102,11 @@ def test_bf16_training_follows_f32_loss_curve():
     got, state = _losses("bfloat16", mesh, eeg)
     assert want[-1] < want[0]  # the curve moves, so following it means something
     np.testing.assert_allclose(got, want, rtol=LOSS_CURVE_RTOL)
-    floats = [leaf for leaf in jax.tree.leaves((state.params, state.opt_state))
-              if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    floats = [
+        leaf
+        for leaf in jax.tree.leaves((state.params, state.opt_state))
+        if jnp.issubdtype(leaf.dtype, jnp.floating)
+    ]
     assert {leaf.dtype for leaf in floats} == {jnp.dtype("float32")}
 
 
@@ -118,9 +125,16 @@ def test_bf16_pretraining_on_synthetic_data_follows_f32(synthetic_data_dir, tmp_
 
     def loss_curve(dtype):
         config = pretrain.get_config("synthetic")
-        config.data.update(dict(datasets=("synthetic_emotion/d1", "synthetic_emotion/d2"),
-                                data_dir=str(synthetic_data_dir), pairs_per_step=8,
-                                windows_per_pair=4, num_threads=0, prefetch=0))
+        config.data.update(
+            dict(
+                datasets=("synthetic_emotion/d1", "synthetic_emotion/d2"),
+                data_dir=str(synthetic_data_dir),
+                pairs_per_step=8,
+                windows_per_pair=4,
+                num_threads=0,
+                prefetch=0,
+            )
+        )
         config.optim.update(dict(learning_rate=1e-3, warmup_steps=0))
         config.train.update(dict(steps=6, log_every=1, checkpoint_every=6, eval_every=0))
         config.model.dtype = dtype

@@ -30,8 +30,10 @@ def _randomize(module, seed):
 
 def _numpy_params(module):
     flat = jax.tree_util.tree_flatten_with_path(nnx.state(module, nnx.Param))[0]
-    return {".".join(k.key for k in path if hasattr(k, "key")): np.asarray(leaf, np.float64)
-            for path, leaf in flat}
+    return {
+        ".".join(k.key for k in path if hasattr(k, "key")): np.asarray(leaf, np.float64)
+        for path, leaf in flat
+    }
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -62,15 +64,25 @@ def test_every_mlla_parameter_gets_a_nonzero_gradient():
 def test_patches_are_slices_of_the_signal():
     x = jax.random.normal(jax.random.key(5), (3, 200))
     np.testing.assert_array_equal(extract_patches(x, 32, 6), naive.extract_patches(x, 32, 6))
-    np.testing.assert_array_equal(extract_patches(x[:, :37], 32, 6),
-                                  naive.extract_patches(x[:, :37], 32, 6))
+    np.testing.assert_array_equal(
+        extract_patches(x[:, :37], 32, 6), naive.extract_patches(x[:, :37], 32, 6)
+    )
 
 
 def test_streaming_channel_encoder_equals_whole_window():
     v = VARIANTS["tiny"]
-    enc = ChannelEncoder(patch_size=32, patch_stride=6, d_model=v["d_model"], depth=2,
-                         num_heads=v["num_heads"], mlp_ratio=2.0, readout_dim=8,
-                         causal=True, chunk_size=5, rngs=nnx.Rngs(params=0))
+    enc = ChannelEncoder(
+        patch_size=32,
+        patch_stride=6,
+        d_model=v["d_model"],
+        depth=2,
+        num_heads=v["num_heads"],
+        mlp_ratio=2.0,
+        readout_dim=8,
+        causal=True,
+        chunk_size=5,
+        rngs=nnx.Rngs(params=0),
+    )
     _randomize(enc, 6)
     x = jax.random.normal(jax.random.key(7), (3, 160))
     encode = nnx.jit(lambda m, x: m(x))
@@ -78,8 +90,8 @@ def test_streaming_channel_encoder_equals_whole_window():
     whole = encode(enc, x)
     state = enc.init_stream_state((3,))
     pieces, start = [], 0
-    for size in (0, 37, 1, 58, 64):    # 160 samples in uneven chunks
-        state, tokens = stream(enc, state, x[:, start:start + size])
+    for size in (0, 37, 1, 58, 64):  # 160 samples in uneven chunks
+        state, tokens = stream(enc, state, x[:, start : start + size])
         pieces.append(tokens)
         start += size
     streamed = jnp.concatenate(pieces, axis=1)
@@ -91,8 +103,17 @@ def test_streaming_channel_encoder_equals_whole_window():
 
 
 def test_streaming_needs_causal_encoder():
-    enc = ChannelEncoder(patch_size=32, patch_stride=6, d_model=8, depth=1, num_heads=2,
-                         mlp_ratio=2.0, readout_dim=4, causal=False, rngs=nnx.Rngs(params=0))
+    enc = ChannelEncoder(
+        patch_size=32,
+        patch_stride=6,
+        d_model=8,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=2.0,
+        readout_dim=4,
+        causal=False,
+        rngs=nnx.Rngs(params=0),
+    )
     with pytest.raises(ValueError, match="causal"):
         enc.init_stream_state((2,))
 
@@ -101,15 +122,19 @@ def test_stratified_norm_matches_numpy_loop():
     x = 3.0 + 2.0 * np.random.default_rng(8).standard_normal((3, 4, 5, 6, 7))
     norm = jax.jit(stratified_norm, static_argnames="time_axis")
     for axis in (-1, -2):
-        np.testing.assert_allclose(norm(jnp.asarray(x, jnp.float32), time_axis=axis),
-                                   naive.stratified_norm(x, time_axis=axis),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            norm(jnp.asarray(x, jnp.float32), time_axis=axis),
+            naive.stratified_norm(x, time_axis=axis),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 @pytest.fixture(scope="module")
 def tiny_encoder():
-    return Encoder(n_chans=5, n_times=250, variant="tiny", attention="global",
-                   rngs=nnx.Rngs(params=0))
+    return Encoder(
+        n_chans=5, n_times=250, variant="tiny", attention="global", rngs=nnx.Rngs(params=0)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +143,7 @@ def forward():
     @chex.assert_max_traces(n=1)
     def run(model, x):
         return model(x)
+
     return run
 
 
@@ -142,8 +168,7 @@ def test_output_shapes_for_window_lengths(variant, attention, seconds, n_tokens,
     v = VARIANTS[variant]
     enc = nnx.eval_shape(lambda: Encoder(60, n_times, variant, attention, rngs=nnx.Rngs(0)))
     x = jax.ShapeDtypeStruct((2, 3, 60, n_times), jnp.float32)
-    out = jax.eval_shape(lambda x: Encoder(60, n_times, variant, attention,
-                                           rngs=nnx.Rngs(0))(x), x)
+    out = jax.eval_shape(lambda x: Encoder(60, n_times, variant, attention, rngs=nnx.Rngs(0))(x), x)
     maps = 4 * v["readout_dim"] * v["filters_per_feature"]
     assert out["projection"].shape == (2, 3, maps * embed_len) == (2, 3, enc.embedding_dim)
     assert out["mixed"].shape == (2, 3, v["readout_dim"], v["mixed_chans"], n_tokens)
@@ -155,8 +180,9 @@ def test_golden_parameter_count_paper():
     count = sum(p.size for p in jax.tree.leaves(nnx.state(enc, nnx.Param)))
     assert count == PAPER_PARAMS
     causal = nnx.eval_shape(lambda: Encoder(60, 625, "paper", "causal", rngs=nnx.Rngs(0)))
-    assert (jax.tree.structure(nnx.state(causal, nnx.Param))
-            == jax.tree.structure(nnx.state(enc, nnx.Param)))
+    assert jax.tree.structure(nnx.state(causal, nnx.Param)) == jax.tree.structure(
+        nnx.state(enc, nnx.Param)
+    )
 
 
 def test_rejects_bad_arguments_and_shapes(tiny_encoder):
@@ -170,13 +196,25 @@ def test_rejects_bad_arguments_and_shapes(tiny_encoder):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_multiscale_convs_match_grouped_conv_loops(causal):
-    dyn = DynamicsModel(3, 5, filters_per_feature=2, dilations=(1, 3, 6, 12), att_len=4,
-                        causal=causal, rngs=nnx.Rngs(params=0))
+    dyn = DynamicsModel(
+        3,
+        5,
+        filters_per_feature=2,
+        dilations=(1, 3, 6, 12),
+        att_len=4,
+        causal=causal,
+        rngs=nnx.Rngs(params=0),
+    )
     _randomize(dyn, 12)
-    x = jax.random.normal(jax.random.key(13), (2, 3, 3, 5, 17))      # [S, W, F, C, N]
+    x = jax.random.normal(jax.random.key(13), (2, 3, 3, 5, 17))  # [S, W, F, C, N]
     out = jax.jit(dyn._multiscale)(x)
-    expected = naive.multiscale_conv(np.asarray(x).reshape(6, 3, 5, 17), dyn.ms_kernel[...],
-                                     dyn.ms_bias[...], (1, 3, 6, 12), causal)
+    expected = naive.multiscale_conv(
+        np.asarray(x).reshape(6, 3, 5, 17),
+        dyn.ms_kernel[...],
+        dyn.ms_bias[...],
+        (1, 3, 6, 12),
+        causal,
+    )
     np.testing.assert_allclose(out.reshape(6, 24, 17), expected, rtol=TOL, atol=TOL)
 
 
@@ -194,9 +232,19 @@ def test_remat_chunks_give_the_same_outputs_and_gradients():
 
     results = []
     for remat_chunk in (None, 3):
-        enc = ChannelEncoder(patch_size=32, patch_stride=6, d_model=8, depth=1, num_heads=2,
-                             mlp_ratio=2.0, readout_dim=8, causal=True, chunk_size=5,
-                             remat_chunk=remat_chunk, rngs=nnx.Rngs(params=0))
+        enc = ChannelEncoder(
+            patch_size=32,
+            patch_stride=6,
+            d_model=8,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=2.0,
+            readout_dim=8,
+            causal=True,
+            chunk_size=5,
+            remat_chunk=remat_chunk,
+            rngs=nnx.Rngs(params=0),
+        )
         results.append(loss_and_grads(enc, x))
     (loss, grads), (loss_chunked, grads_chunked) = results
     np.testing.assert_allclose(loss_chunked, loss, rtol=1e-5)

@@ -29,11 +29,18 @@ def _free_port():
 
 def _start(out, process_id, num_processes, local_devices, port):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
-    command = [sys.executable, WORKER, f"--process_id={process_id}",
-               f"--num_processes={num_processes}", f"--port={port}",
-               f"--local_devices={local_devices}", f"--out={out}"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        WORKER,
+        f"--process_id={process_id}",
+        f"--num_processes={num_processes}",
+        f"--port={port}",
+        f"--local_devices={local_devices}",
+        f"--out={out}",
+    ]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _wait_all(processes):

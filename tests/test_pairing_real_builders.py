@@ -72,7 +72,7 @@ def stored(data_dir):
     for dataset in DATASETS:
         records = naive_pipeline.naive_trials(dataset, data_dir)
         by_key = {(int(r["subject"]), int(r["session"]), int(r["stimulus"])): r for r in records}
-        assert len(by_key) == len(records)                # stimulus ids unique per session
+        assert len(by_key) == len(records)  # stimulus ids unique per session
         orders = collections.defaultdict(list)
         for r in sorted(records, key=lambda r: int(r["trial"])):
             orders[int(r["subject"]), int(r["session"])].append(int(r["stimulus"]))
@@ -97,10 +97,11 @@ def _window_problems(by_key, matrix, eeg, subjects, session, stimuli, offsets, e
             if offset < 0 or offset + window > trial.shape[1]:
                 problems.append(f"{where}: crosses the trial end ({trial.shape[1]} samples)")
                 continue
-            want = matrix @ trial[:, offset:offset + window]
+            want = matrix @ trial[:, offset : offset + window]
             got = eeg[side, j]
-            same = (np.array_equal(got, want) if exact
-                    else np.allclose(got, want, rtol=1e-5, atol=1e-4))
+            same = (
+                np.array_equal(got, want) if exact else np.allclose(got, want, rtol=1e-5, atol=1e-4)
+            )
             if not same:
                 problems.append(f"{where}: differs from the stored samples")
     return problems
@@ -110,11 +111,16 @@ def _check_pair(by_key, orders, matrix, eeg, subjects, stimuli, offsets, exact) 
     """Asserts one pair's invariants; returns the session its windows come from."""
     assert subjects[0] != subjects[1], subjects
     assert np.all(offsets >= 0), offsets
-    shared = [session for (subject, session), order in orders.items()
-              if subject == subjects[0] and orders.get((int(subjects[1]), session)) == order]
+    shared = [
+        session
+        for (subject, session), order in orders.items()
+        if subject == subjects[0] and orders.get((int(subjects[1]), session)) == order
+    ]
     assert shared, f"subjects {subjects} share no session with the same stimulus order"
-    problems = {session: _window_problems(by_key, matrix, eeg, subjects, session, stimuli,
-                                          offsets, exact) for session in shared}
+    problems = {
+        session: _window_problems(by_key, matrix, eeg, subjects, session, stimuli, offsets, exact)
+        for session in shared
+    }
     matches = [session for session, found in problems.items() if not found]
     assert len(matches) == 1, (subjects, {s: p[:4] for s, p in problems.items()})
     return matches[0]
@@ -122,8 +128,9 @@ def _check_pair(by_key, orders, matrix, eeg, subjects, stimuli, offsets, exact) 
 
 def _lengths(by_key, subjects, session, stimuli) -> np.ndarray:
     """[2, M] stored trial lengths of both subjects at each window's stimulus."""
-    return np.array([[by_key[int(s), session, int(st)]["eeg"].shape[1] for st in stimuli]
-                     for s in subjects])
+    return np.array(
+        [[by_key[int(s), session, int(st)]["eeg"].shape[1] for st in stimuli] for s in subjects]
+    )
 
 
 def test_fakes_have_unequal_lengths_across_subjects(stored):
@@ -135,19 +142,25 @@ def test_fakes_have_unequal_lengths_across_subjects(stored):
         for (subject, session), order in orders.items():
             for (other, other_session), other_order in orders.items():
                 if other > subject and other_session == session and other_order == order:
-                    unequal += sum(by_key[subject, session, st]["eeg"].shape[1]
-                                   != by_key[other, session, st]["eeg"].shape[1]
-                                   for st in order)
+                    unequal += sum(
+                        by_key[subject, session, st]["eeg"].shape[1]
+                        != by_key[other, session, st]["eeg"].shape[1]
+                        for st in order
+                    )
         assert (unequal > 0) == differ, (dataset, unequal)
 
 
-@pytest.mark.parametrize("window_s, ch_set, cache_trials", [
-    (0.4, "own", True),          # T = 50: many offsets, exact copies
-    (1.0, "own", False),         # T = 125 = SEED's short trials: offset 0 only; lazy reads
-    (0.4, "seed60", True),       # DREAMER interpolated onto SEED's montage
-])
-def test_pairs_share_stimulus_offset_and_stay_inside_both_trials(data_dir, stored, window_s,
-                                                                 ch_set, cache_trials):
+@pytest.mark.parametrize(
+    "window_s, ch_set, cache_trials",
+    [
+        (0.4, "own", True),  # T = 50: many offsets, exact copies
+        (1.0, "own", False),  # T = 125 = SEED's short trials: offset 0 only; lazy reads
+        (0.4, "seed60", True),  # DREAMER interpolated onto SEED's montage
+    ],
+)
+def test_pairs_share_stimulus_offset_and_stay_inside_both_trials(
+    data_dir, stored, window_s, ch_set, cache_trials
+):
     """Every window of both subjects is their own stored trial at (stimulus, offset), inside it.
 
     Also asserts that the cases that make this non-trivial occur: pairs whose trials at the
@@ -157,9 +170,17 @@ def test_pairs_share_stimulus_offset_and_stay_inside_both_trials(data_dir, store
     """
     ch_names = OWN_CHANNELS if ch_set == "own" else channels.UNIFIED_SETS[ch_set]
     loader = input_pipeline.make_pretrain_loader(
-        list(DATASETS), data_dir, pairs_per_step=PAIRS, windows_per_pair=WINDOWS,
-        window_s=window_s, fs=FS, ch_names=ch_names, seed=11, num_threads=0,
-        cache_trials=cache_trials)
+        list(DATASETS),
+        data_dir,
+        pairs_per_step=PAIRS,
+        windows_per_pair=WINDOWS,
+        window_s=window_s,
+        fs=FS,
+        ch_names=ch_names,
+        seed=11,
+        num_threads=0,
+        cache_trials=cache_trials,
+    )
     window = int(round(window_s * FS))
     seen = {d: collections.Counter() for d in DATASETS}
     for _ in range(STEPS):
@@ -171,21 +192,34 @@ def test_pairs_share_stimulus_offset_and_stay_inside_both_trials(data_dir, store
             for p in range(PAIRS):
                 subjects, stimuli = batch["subject"][k, p], batch["stimulus"][k, p]
                 offsets = batch["offset"][k, p]
-                session = _check_pair(by_key, orders, matrix, batch["eeg"][k, p], subjects,
-                                      stimuli, offsets, exact=ch_set == "own")
+                session = _check_pair(
+                    by_key,
+                    orders,
+                    matrix,
+                    batch["eeg"][k, p],
+                    subjects,
+                    stimuli,
+                    offsets,
+                    exact=ch_set == "own",
+                )
                 lengths = _lengths(by_key, subjects, session, stimuli)
                 ends = offsets + window
-                seen[dataset].update({
-                    "pairs": 1, "windows": WINDOWS,
-                    "unequal_subjects": int(np.sum(lengths[0] != lengths[1])),
-                    "unequal_trials": int(len(np.unique(lengths[0])) > 1),
-                    "at_shorter_end": int(np.sum(ends == lengths.min(axis=0))),
-                    f"subjects {sorted(subjects.tolist())}": 1, f"session {session}": 1})
+                seen[dataset].update(
+                    {
+                        "pairs": 1,
+                        "windows": WINDOWS,
+                        "unequal_subjects": int(np.sum(lengths[0] != lengths[1])),
+                        "unequal_trials": int(len(np.unique(lengths[0])) > 1),
+                        "at_shorter_end": int(np.sum(ends == lengths.min(axis=0))),
+                        f"subjects {sorted(subjects.tolist())}": 1,
+                        f"session {session}": 1,
+                    }
+                )
     seed_seen, dreamer_seen, seed_iv_seen = (seen[d] for d in DATASETS)
-    for counts in (seed_seen, dreamer_seen):              # same stimulus, unequal lengths
+    for counts in (seed_seen, dreamer_seen):  # same stimulus, unequal lengths
         assert counts["unequal_subjects"] >= counts["windows"] // 4, counts
     assert seed_iv_seen["unequal_subjects"] == 0 and seed_iv_seen["unequal_trials"], seed_iv_seen
-    if window == 125:                                     # SEED's short trials: offset 0 only
+    if window == 125:  # SEED's short trials: offset 0 only
         assert seed_seen["at_shorter_end"] >= seed_seen["unequal_subjects"], seed_seen
     for a, b in [(0, 1), (0, 2), (1, 2)]:
         assert seed_seen[f"subjects [{a}, {b}]"] and dreamer_seen[f"subjects [{a}, {b}]"]

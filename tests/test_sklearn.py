@@ -35,7 +35,7 @@ def test_pipeline_under_cross_val_score(encoder_dir):
     pipe = make_pipeline(transformer, StandardScaler(), LogisticRegression(max_iter=1000))
     scores = cross_val_score(pipe, x, y, cv=StratifiedKFold(3, shuffle=True, random_state=0))
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
-    assert scores.mean() > 0.7, scores                   # the rhythm survives a random encoder
+    assert scores.mean() > 0.7, scores  # the rhythm survives a random encoder
     features = clone(transformer).fit(x, y).transform(x)
     direct = mdjpt_jax.embed(x, encoder_dir, ch_names=SEED60, fs=125.0, verbose=False)
     np.testing.assert_allclose(features, direct.features.mean(axis=1), rtol=1e-6, atol=1e-6)

@@ -25,8 +25,11 @@ DATASETS = ("synthetic_emotion/d1", "synthetic_emotion/d2")
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
     """Re-uses the step's compiled executable across the runs of this module."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
     old = {name: getattr(jax.config, name) for name in names}
     values = (str(tmp_path_factory.mktemp("jax_cache")), 0.0, 0)
     for name, value in zip(names, values):
@@ -38,12 +41,22 @@ def compilation_cache(tmp_path_factory):
 
 def small_config(data_dir, **train_fields):
     config = pretrain.get_config("synthetic")
-    config.data.update(dict(datasets=DATASETS, data_dir=str(data_dir), window_s=2.0,
-                            pairs_per_step=8, windows_per_pair=4, num_threads=0, prefetch=0))
+    config.data.update(
+        dict(
+            datasets=DATASETS,
+            data_dir=str(data_dir),
+            window_s=2.0,
+            pairs_per_step=8,
+            windows_per_pair=4,
+            num_threads=0,
+            prefetch=0,
+        )
+    )
     config.optim.update(dict(learning_rate=1e-3, warmup_steps=0))
     config.loss.temperature = 0.07
-    config.train.update(dict(steps=STEPS, log_every=1, checkpoint_every=CHECKPOINT_EVERY,
-                             eval_every=0))
+    config.train.update(
+        dict(steps=STEPS, log_every=1, checkpoint_every=CHECKPOINT_EVERY, eval_every=0)
+    )
     config.train.update(train_fields)
     return config
 
@@ -66,19 +79,33 @@ def uninterrupted(synthetic_data_dir, tmp_path_factory):
 
 
 def test_run_writes_the_workdir(uninterrupted):
-    assert {"config.json", "metrics.jsonl", "tb", "checkpoints", "encoder",
-            "loss_curve.png"} <= set(os.listdir(uninterrupted))
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "tb",
+        "checkpoints",
+        "encoder",
+        "loss_curve.png",
+    } <= set(os.listdir(uninterrupted))
     rows = metric_rows(uninterrupted)
     assert [row["step"] for row in rows] == list(range(1, STEPS + 1))
-    assert {"loss", "contrastive", "cda", "grad_norm", "learning_rate",
-            "contrastive/synthetic_emotion/d1", "contrastive/synthetic_emotion/d2"} <= set(rows[0])
+    assert {
+        "loss",
+        "contrastive",
+        "cda",
+        "grad_norm",
+        "learning_rate",
+        "contrastive/synthetic_emotion/d1",
+        "contrastive/synthetic_emotion/d2",
+    } <= set(rows[0])
     # NT-Xent over 2M = 8 candidates starts near chance, log(7); the contrastive term is
     # the sum over the two datasets (the original code's weighting).
     assert abs(rows[0]["contrastive_over_chance"] - 1.0) < 0.15
     per_dataset = [rows[0][f"contrastive/{d}"] for d in DATASETS]
     assert rows[0]["contrastive"] == pytest.approx(sum(per_dataset), rel=1e-5)
-    assert rows[0]["contrastive_over_chance"] == pytest.approx(np.mean(per_dataset) / np.log(7),
-                                                               rel=1e-5)
+    assert rows[0]["contrastive_over_chance"] == pytest.approx(
+        np.mean(per_dataset) / np.log(7), rel=1e-5
+    )
     assert sorted(os.listdir(os.path.join(uninterrupted, "checkpoints"))) == ["3", "6", "8"]
     _, info = encoder_params(uninterrupted)
     assert info["step"] == STEPS and info["n_times"] == 250 and len(info["ch_names"]) == 19
@@ -89,8 +116,9 @@ EVAL_KEYS = ("eval/retrieval_projection", "eval/retrieval_features", "eval/probe
 
 def test_learning_curve_evaluation_is_logged(synthetic_data_dir, tmp_path):
     """eval_every=4: held-out retrieval and probe at steps 0 (initial parameters), 4, 8."""
-    config = small_config(synthetic_data_dir, eval_every=4, eval_windows_per_subject=16,
-                          log_every=2)
+    config = small_config(
+        synthetic_data_dir, eval_every=4, eval_windows_per_subject=16, log_every=2
+    )
     train.run(config, str(tmp_path))
     rows = metric_rows(str(tmp_path))
     evaluated = [row for row in rows if EVAL_KEYS[0] in row]
@@ -99,7 +127,8 @@ def test_learning_curve_evaluation_is_logged(synthetic_data_dir, tmp_path):
         for key in EVAL_KEYS + tuple(f"{k}/{d}" for k in EVAL_KEYS for d in DATASETS):
             assert 0.0 <= row[key] <= 1.0, (key, row[key])
         assert row["eval/retrieval_features"] == pytest.approx(
-            np.mean([row[f"eval/retrieval_features/{d}"] for d in DATASETS]))
+            np.mean([row[f"eval/retrieval_features/{d}"] for d in DATASETS])
+        )
     assert "loss" not in evaluated[0] and "loss" in evaluated[1]  # step 0: before training
 
 
@@ -112,8 +141,9 @@ def test_pretraining_learns_what_extraction_sees(synthetic_data_dir, tmp_path):
     projection (bench/learning_bench.py: +0.23 on the features after 50 steps with P = 2)."""
     config = pretrain.get_config("synthetic")
     # P = 8 pairs: one per simulated device.
-    config.data.update(dict(data_dir=str(synthetic_data_dir), num_threads=0, prefetch=0,
-                            pairs_per_step=8))
+    config.data.update(
+        dict(data_dir=str(synthetic_data_dir), num_threads=0, prefetch=0, pairs_per_step=8)
+    )
     config.train.update(dict(steps=60, eval_every=60, checkpoint_every=60))
     train.run(config, str(tmp_path))
     first, last = [row for row in metric_rows(str(tmp_path)) if EVAL_KEYS[0] in row]
@@ -160,8 +190,9 @@ def _assert_same_run(workdir, reference):
         np.testing.assert_array_equal(a, b)
 
 
-def test_killed_run_resumed_equals_uninterrupted(synthetic_data_dir, uninterrupted, tmp_path,
-                                                 monkeypatch):
+def test_killed_run_resumed_equals_uninterrupted(
+    synthetic_data_dir, uninterrupted, tmp_path, monkeypatch
+):
     workdir = str(tmp_path)
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 5, _raise_killed)  # after step 5; last checkpoint: step 3
@@ -174,8 +205,9 @@ def test_killed_run_resumed_equals_uninterrupted(synthetic_data_dir, uninterrupt
 
 
 @pytest.mark.slow
-def test_sigterm_saves_the_current_step_and_resumes(synthetic_data_dir, uninterrupted, tmp_path,
-                                                    monkeypatch):
+def test_sigterm_saves_the_current_step_and_resumes(
+    synthetic_data_dir, uninterrupted, tmp_path, monkeypatch
+):
     workdir = str(tmp_path)
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 4, lambda: os.kill(os.getpid(), signal.SIGTERM))
@@ -211,11 +243,13 @@ class NanAt:
         self.loader.set_state(state)
 
 
-def test_nan_stops_the_run_naming_step_and_term_without_checkpoint(synthetic_data_dir, tmp_path,
-                                                                   monkeypatch):
+def test_nan_stops_the_run_naming_step_and_term_without_checkpoint(
+    synthetic_data_dir, tmp_path, monkeypatch
+):
     make_loader = input_pipeline.make_pretrain_loader
-    monkeypatch.setattr(input_pipeline, "make_pretrain_loader",
-                        lambda *a, **k: NanAt(make_loader(*a, **k), index=4))
+    monkeypatch.setattr(
+        input_pipeline, "make_pretrain_loader", lambda *a, **k: NanAt(make_loader(*a, **k), index=4)
+    )
     workdir = str(tmp_path)
     # log_every=2: the bad step 5 is detected when step 6 would be checkpointed.
     with pytest.raises(FloatingPointError) as error:

@@ -43,8 +43,9 @@ def _schedule():
 
 
 def _optimizer():
-    return optimizer.make_optimizer(learning_rate=LR, weight_decay=WD, warmup_steps=0,
-                                    total_steps=10)
+    return optimizer.make_optimizer(
+        learning_rate=LR, weight_decay=WD, warmup_steps=0, total_steps=10
+    )
 
 
 def _to_numpy(tree):
@@ -70,20 +71,30 @@ def setup():
         graphdef, params = nnx.split(model, nnx.Param)
         params = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
         opt = _optimizer()
-        host_state = _to_numpy(train_step.TrainState(
-            step=jnp.zeros((), jnp.int32), params=params, opt_state=opt.init(params)))
+        host_state = _to_numpy(
+            train_step.TrainState(
+                step=jnp.zeros((), jnp.int32), params=params, opt_state=opt.init(params)
+            )
+        )
         eeg = np.random.default_rng(0).standard_normal((K, P, 2, M, C, T))
         meshes = {n: distributed.make_mesh(jax.devices()[:n]) for n in (8, 1)}
-        make = functools.partial(train_step.train_step_fn, graphdef, opt,
-                                 learning_rate_fn=_schedule())
-        steps = {8: train_step.jit_train_step(chex.assert_max_traces(make(meshes[8]), n=1),
-                                              meshes[8]),
-                 1: train_step.make_train_step(graphdef, opt, meshes[1],
-                                               learning_rate_fn=_schedule())}
+        make = functools.partial(
+            train_step.train_step_fn, graphdef, opt, learning_rate_fn=_schedule()
+        )
+        steps = {
+            8: train_step.jit_train_step(chex.assert_max_traces(make(meshes[8]), n=1), meshes[8]),
+            1: train_step.make_train_step(graphdef, opt, meshes[1], learning_rate_fn=_schedule()),
+        }
         results = {n: _run(steps[n], meshes[n], host_state, eeg) for n in (8, 1)}
         _run(steps[8], meshes[8], host_state, eeg)  # a second call: must not retrace
-    return dict(graphdef=graphdef, host_state=host_state, eeg=eeg, meshes=meshes,
-                steps=steps, results=results)
+    return dict(
+        graphdef=graphdef,
+        host_state=host_state,
+        eeg=eeg,
+        meshes=meshes,
+        steps=steps,
+        results=results,
+    )
 
 
 def _assert_trees_close(actual, expected, atol=ATOL):
@@ -91,8 +102,9 @@ def _assert_trees_close(actual, expected, atol=ATOL):
     flat_actual = jax.tree.leaves(actual)
     assert len(flat_actual) == len(flat_expected)
     for (path, want), got in zip(flat_expected, flat_actual):
-        np.testing.assert_allclose(got, want, rtol=TOL, atol=atol,
-                                   err_msg=jax.tree_util.keystr(path))
+        np.testing.assert_allclose(
+            got, want, rtol=TOL, atol=atol, err_msg=jax.tree_util.keystr(path)
+        )
 
 
 def test_step_on_8_devices_equals_step_on_1_device(setup):
@@ -103,8 +115,10 @@ def test_step_on_8_devices_equals_step_on_1_device(setup):
     _assert_trees_close(state8.opt_state, state1.opt_state)  # mu, nu: the gradients
     # Not a vacuous comparison: Adam's first step moves a parameter by ~LR wherever its
     # gradient is non-zero, i.e. in every leaf but the two biases placed before a norm.
-    moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(state1.params),
-                                                   jax.tree.leaves(setup["host_state"].params))]
+    moved = [
+        np.max(np.abs(a - b))
+        for a, b in zip(jax.tree.leaves(state1.params), jax.tree.leaves(setup["host_state"].params))
+    ]
     assert sum(step > 0.5 * LR for step in moved) >= len(moved) - 2
 
 
@@ -114,8 +128,9 @@ def _naive_loss_terms(graphdef, params, eeg):
     forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
     out = _to_numpy(forward(params, eeg.reshape((K * P * 2, M, C, T))))
     projection = out["projection"].reshape(K, P, 2, M, -1)
-    per_dataset = np.array([np.mean([naive.nt_xent(projection[k, p]) for p in range(P)])
-                            for k in range(K)])
+    per_dataset = np.array(
+        [np.mean([naive.nt_xent(projection[k, p]) for p in range(P)]) for k in range(K)]
+    )
     mixed = out["mixed"].reshape((K, P, 2, M) + out["mixed"].shape[2:])
     per_slice = []
     for p in range(P):
@@ -126,8 +141,9 @@ def _naive_loss_terms(graphdef, params, eeg):
 
 def test_metrics_match_numpy_oracle(setup):
     with jax.enable_x64(True):
-        per_dataset, cda = _naive_loss_terms(setup["graphdef"], setup["host_state"].params,
-                                             setup["eeg"])
+        per_dataset, cda = _naive_loss_terms(
+            setup["graphdef"], setup["host_state"].params, setup["eeg"]
+        )
     metrics = setup["results"][8][1]
     np.testing.assert_allclose(metrics["contrastive_per_dataset"], per_dataset, rtol=TOL)
     # The original code's weighting: sum over datasets of NT-Xent + 0.01 CDA.
@@ -141,22 +157,23 @@ def test_mean_reduction_weights_datasets_equally(setup):
     """dataset_reduction="mean": loss = mean_k NT-Xent_k + 0.01 CDA, on one device."""
     mesh = setup["meshes"][1]
     with jax.enable_x64(True):
-        step = train_step.make_train_step(setup["graphdef"], _optimizer(), mesh,
-                                          dataset_reduction="mean")
+        step = train_step.make_train_step(
+            setup["graphdef"], _optimizer(), mesh, dataset_reduction="mean"
+        )
         _, metrics = _run(step, mesh, setup["host_state"], setup["eeg"])
     per_dataset, cda = metrics["contrastive_per_dataset"], metrics["cda"]
     np.testing.assert_allclose(metrics["loss"], per_dataset.mean() + 0.01 * cda, rtol=TOL)
     np.testing.assert_allclose(cda, setup["results"][8][1]["cda"], rtol=TOL)
     with pytest.raises(ValueError, match="dataset_reduction"):
-        train_step.train_step_fn(setup["graphdef"], _optimizer(), mesh,
-                                 dataset_reduction="max")
+        train_step.train_step_fn(setup["graphdef"], _optimizer(), mesh, dataset_reduction="max")
 
 
 def test_gradient_matches_central_difference(setup):
     """d/dh loss(params + h v) at 0 == <grad, v>, grad read from Adam's first moment."""
     host_state, eeg, mesh = setup["host_state"], setup["eeg"], setup["meshes"][1]
-    grads = jax.tree.map(lambda mu: mu / (1 - B1),
-                         optax.tree_utils.tree_get(setup["results"][1][0].opt_state, "mu"))
+    grads = jax.tree.map(
+        lambda mu: mu / (1 - B1), optax.tree_utils.tree_get(setup["results"][1][0].opt_state, "mu")
+    )
     rng = np.random.default_rng(1)
     direction = jax.tree.map(lambda a: rng.standard_normal(a.shape), host_state.params)
     # The encoder is only piecewise smooth (ReLUs): a larger step crosses kinks (at
@@ -169,8 +186,7 @@ def test_gradient_matches_central_difference(setup):
             state = host_state.replace(params=params)
             losses.append(_run(setup["steps"][1], mesh, state, eeg)[1]["loss"])
     slope = (losses[0] - losses[1]) / (2 * h)
-    inner = sum(np.sum(g * v) for g, v in zip(jax.tree.leaves(grads),
-                                               jax.tree.leaves(direction)))
+    inner = sum(np.sum(g * v) for g, v in zip(jax.tree.leaves(grads), jax.tree.leaves(direction)))
     np.testing.assert_allclose(slope, inner, rtol=TOL)
 
 
@@ -195,41 +211,44 @@ def test_nan_in_batch_gives_finite_false_without_retracing(setup):
 
 def test_pairs_not_divisible_by_devices_is_an_error(setup):
     mesh = setup["meshes"][8]
-    with pytest.raises(ValueError, match=r"pairs_per_step \(6\) must be divisible by the "
-                                         r"number of devices \(8\)"):
-        distributed.host_batch_to_global({"eeg": np.zeros((K, 6, 2, M, C, T), np.float32)},
-                                         mesh)
+    with pytest.raises(
+        ValueError,
+        match=r"pairs_per_step \(6\) must be divisible by the "
+        r"number of devices \(8\)",
+    ):
+        distributed.host_batch_to_global({"eeg": np.zeros((K, 6, 2, M, C, T), np.float32)}, mesh)
     step = train_step.train_step_fn(setup["graphdef"], _optimizer(), mesh)
     batch = {"eeg": jax.ShapeDtypeStruct((K, 12, 2, M, C, T), jnp.float32)}
     with pytest.raises(ValueError, match=r"pairs_per_step \(12\) must be divisible"):
         jax.eval_shape(step, setup["host_state"], batch, jax.random.key(0))
     with pytest.raises(ValueError, match="disagree on the pairs axis"):
-        distributed.host_batch_to_global({"eeg": np.zeros((K, 8, 2, M, C, T)),
-                                          "subject": np.zeros((K, 4, 2), np.int32)}, mesh)
+        distributed.host_batch_to_global(
+            {"eeg": np.zeros((K, 8, 2, M, C, T)), "subject": np.zeros((K, 4, 2), np.int32)}, mesh
+        )
 
 
 def test_unknown_loss_option_is_an_error(setup):
     with pytest.raises(ValueError, match="cda_groups"):
-        train_step.train_step_fn(setup["graphdef"], _optimizer(), setup["meshes"][1],
-                                 cda_groups="session")
+        train_step.train_step_fn(
+            setup["graphdef"], _optimizer(), setup["meshes"][1], cda_groups="session"
+        )
 
 
 def test_schedule_warmup_then_cosine():
-    schedule = optimizer.learning_rate_schedule(learning_rate=2.0, warmup_steps=4,
-                                                total_steps=12)
+    schedule = optimizer.learning_rate_schedule(learning_rate=2.0, warmup_steps=4, total_steps=12)
     expected = {0: 0.0, 2: 1.0, 4: 2.0, 8: 1.0, 12: 0.0, 20: 0.0}  # cos midpoint = peak/2
     for step, rate in expected.items():
         np.testing.assert_allclose(schedule(step), rate, atol=TOL, err_msg=str(step))
     for warmup in (5, 4):  # longer than the run, or no step left for the decay
         with pytest.raises(ValueError, match="warmup_steps"):
-            optimizer.learning_rate_schedule(learning_rate=1.0, warmup_steps=warmup,
-                                             total_steps=4)
+            optimizer.learning_rate_schedule(learning_rate=1.0, warmup_steps=warmup, total_steps=4)
 
 
 @pytest.mark.parametrize("clip", [None, 0.5])
 def test_adamw_first_step_by_hand(clip):
-    opt = optimizer.make_optimizer(learning_rate=0.1, weight_decay=0.2, warmup_steps=0,
-                                   total_steps=100, grad_clip_norm=clip)
+    opt = optimizer.make_optimizer(
+        learning_rate=0.1, weight_decay=0.2, warmup_steps=0, total_steps=100, grad_clip_norm=clip
+    )
     params = {"w": np.array([1.0, -2.0, 3.0], np.float32)}
     grads = {"w": np.array([0.3, -0.4, 0.0], np.float32)}  # global norm 0.5
     updates, _ = opt.update(grads, opt.init(params), params)
@@ -248,8 +267,12 @@ def test_initialize_is_a_noop_for_one_process(monkeypatch):
 
 
 def test_cluster_detection_from_environment():
-    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_PROCID": "0",
-             "SLURM_LOCALID": "0"}
+    slurm = {
+        "SLURM_JOB_ID": "7",
+        "SLURM_STEP_NODELIST": "n1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+    }
     assert distributed._cluster_launch_detected(dict(slurm, SLURM_NTASKS="4"))
     assert not distributed._cluster_launch_detected(dict(slurm, SLURM_NTASKS="1"))
     assert distributed._cluster_launch_detected({"JAX_COORDINATOR_ADDRESS": "h:1"})

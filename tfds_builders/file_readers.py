@@ -22,11 +22,13 @@ from tfds_builders.validation import fail
 
 
 def _latin1_bytes(text, encoding):
-  """`_codecs.encode(text, 'latin1')`: how a Python-3 protocol 0-2 pickle stores `bytes`."""
-  if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-    raise pickle.UnpicklingError(f"_codecs.encode is only allowed on text with encoding "
-                                 f"'latin1', got {type(text).__name__} and {encoding!r}")
-  return text.encode("latin1")
+    """`_codecs.encode(text, 'latin1')`: how a Python-3 protocol 0-2 pickle stores `bytes`."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"_codecs.encode is only allowed on text with encoding "
+            f"'latin1', got {type(text).__name__} and {encoding!r}"
+        )
+    return text.encode("latin1")
 
 
 # The only globals a pickle may name, and what each resolves to. The official DEAP (a dict
@@ -38,10 +40,14 @@ def _latin1_bytes(text, encoding):
 # only. Dicts, lists, tuples and str are pickle opcodes and need no global.
 # The functions are taken from what numpy itself pickles with, not from private modules.
 _ARRAY_GLOBALS = {
-    **{(module, "_reconstruct"): np.zeros(1).__reduce_ex__(4)[0]
-       for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "_frombuffer"): np.zeros(1).__reduce_ex__(5)[0]
-       for module in ("numpy.core.numeric", "numpy._core.numeric")},
+    **{
+        (module, "_reconstruct"): np.zeros(1).__reduce_ex__(4)[0]
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    },
+    **{
+        (module, "_frombuffer"): np.zeros(1).__reduce_ex__(5)[0]
+        for module in ("numpy.core.numeric", "numpy._core.numeric")
+    },
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_bytes,
@@ -49,123 +55,128 @@ _ARRAY_GLOBALS = {
 
 
 class ArrayUnpickler(pickle.Unpickler):
-  """An unpickler that can only rebuild numpy arrays and plain containers.
+    """An unpickler that can only rebuild numpy arrays and plain containers.
 
-  Unpickling calls whatever callable the file names; `find_class` is where the file names
-  it, so refusing every global outside `_ARRAY_GLOBALS` means a downloaded pickle cannot run
-  code (`builtins.open`, `os.system`, `subprocess.Popen`, ...): it is refused before any call.
-  """
+    Unpickling calls whatever callable the file names; `find_class` is where the file names
+    it, so refusing every global outside `_ARRAY_GLOBALS` means a downloaded pickle cannot run
+    code (`builtins.open`, `os.system`, `subprocess.Popen`, ...): it is refused before any call.
+    """
 
-  def __init__(self, file, path):
-    super().__init__(file, encoding="latin1")  # Python-2 str (DEAP's arrays) -> latin1 text.
-    self.path = path
+    def __init__(self, file, path):
+        super().__init__(file, encoding="latin1")  # Python-2 str (DEAP's arrays) -> latin1 text.
+        self.path = path
 
-  def find_class(self, module, name):
-    if (module, name) in _ARRAY_GLOBALS:
-      return _ARRAY_GLOBALS[(module, name)]
-    # Named as Python 3 reads a Python-2 name (`__builtin__.eval` is `builtins.eval`).
-    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-    fail(self.path, f"refused global {module}.{name} in the pickle: only numpy arrays and "
-                    f"plain containers are unpickled, nothing in the file was run "
-                    f"(not the official download?)")
+    def find_class(self, module, name):
+        if (module, name) in _ARRAY_GLOBALS:
+            return _ARRAY_GLOBALS[(module, name)]
+        # Named as Python 3 reads a Python-2 name (`__builtin__.eval` is `builtins.eval`).
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        fail(
+            self.path,
+            f"refused global {module}.{name} in the pickle: only numpy arrays and "
+            f"plain containers are unpickled, nothing in the file was run "
+            f"(not the official download?)",
+        )
 
 
 def load_latin1_pickle(path):
-  """Loads a (Python-2) pickle of numpy arrays / containers; raises naming the file.
+    """Loads a (Python-2) pickle of numpy arrays / containers; raises naming the file.
 
-  Uses `ArrayUnpickler` (`encoding='latin1'`): a file that names any other global is refused
-  with an `InvalidDataError` and nothing in it is run.
-  """
-  validation.require_file(path)
-  try:
-    with open(path, "rb") as f:
-      return ArrayUnpickler(f, path).load()
-  except validation.InvalidDataError:
-    raise
-  except Exception as e:  # EOFError, UnpicklingError, ValueError... all mean "broken".
-    fail(path, f"unreadable pickle ({type(e).__name__}: {e}); truncated or corrupt download?")
+    Uses `ArrayUnpickler` (`encoding='latin1'`): a file that names any other global is refused
+    with an `InvalidDataError` and nothing in it is run.
+    """
+    validation.require_file(path)
+    try:
+        with open(path, "rb") as f:
+            return ArrayUnpickler(f, path).load()
+    except validation.InvalidDataError:
+        raise
+    except Exception as e:  # EOFError, UnpicklingError, ValueError... all mean "broken".
+        fail(path, f"unreadable pickle ({type(e).__name__}: {e}); truncated or corrupt download?")
 
 
 def load_mat(path) -> dict:
-  """Loads a MAT v5 file with scipy; raises naming the file (also for v7.3/HDF5)."""
-  from scipy import io as sio  # Imported lazily: only MAT builders need it.
-  validation.require_file(path)
-  try:
-    return sio.loadmat(path)
-  except NotImplementedError as e:  # scipy's message for MAT v7.3 (HDF5) files.
-    fail(path, f"MAT v7.3 (HDF5) file is not the official format; re-download it ({e})")
-  except Exception as e:
-    fail(path, f"unreadable MAT file ({type(e).__name__}: {e}); truncated or corrupt download?")
+    """Loads a MAT v5 file with scipy; raises naming the file (also for v7.3/HDF5)."""
+    from scipy import io as sio  # Imported lazily: only MAT builders need it.
+
+    validation.require_file(path)
+    try:
+        return sio.loadmat(path)
+    except NotImplementedError as e:  # scipy's message for MAT v7.3 (HDF5) files.
+        fail(path, f"MAT v7.3 (HDF5) file is not the official format; re-download it ({e})")
+    except Exception as e:
+        fail(path, f"unreadable MAT file ({type(e).__name__}: {e}); truncated or corrupt download?")
 
 
 def mat_field(struct, name: str, path):
-  """Field `name` of a loadmat struct (np.void or [1, 1] record array), unwrapped.
+    """Field `name` of a loadmat struct (np.void or [1, 1] record array), unwrapped.
 
-  scipy wraps nested struct/cell values in [1, 1] object arrays; this strips that
-  wrapping so callers see the value itself.
-  """
-  names = getattr(getattr(struct, "dtype", None), "names", None) or ()
-  if name not in names:
-    fail(path, f"missing key {name!r} in MAT struct (found {list(names)})")
-  value = struct[name]
-  while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
-    value = value.flat[0]
-  return value
+    scipy wraps nested struct/cell values in [1, 1] object arrays; this strips that
+    wrapping so callers see the value itself.
+    """
+    names = getattr(getattr(struct, "dtype", None), "names", None) or ()
+    if name not in names:
+        fail(path, f"missing key {name!r} in MAT struct (found {list(names)})")
+    value = struct[name]
+    while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+        value = value.flat[0]
+    return value
 
 
 def mat_strings(cell, path, key: str) -> list[str]:
-  """A MAT cell array of strings ([1, N] object array of char arrays) -> list of str."""
-  try:
-    return [str(np.asarray(c).squeeze()) for c in np.asarray(cell).ravel()]
-  except Exception as e:
-    fail(path, f"{key}: expected a cell array of strings ({e})")
+    """A MAT cell array of strings ([1, N] object array of char arrays) -> list of str."""
+    try:
+        return [str(np.asarray(c).squeeze()) for c in np.asarray(cell).ravel()]
+    except Exception as e:
+        fail(path, f"{key}: expected a cell array of strings ({e})")
 
 
-def check_ratings(values, path, key: str, *, n: int, low: float, high: float,
-                  integer: bool = False) -> np.ndarray:
-  """Checks a self-rating vector: length n, finite, within [low, high] -> float32 [n]."""
-  try:
-    arr = np.asarray(values, dtype=np.float64).ravel()
-  except Exception as e:
-    fail(path, f"{key}: ratings are not numeric ({e})")
-  if arr.shape != (n,):
-    fail(path, f"{key}: expected {n} ratings, got shape {np.shape(values)}")
-  if not np.isfinite(arr).all():
-    fail(path, f"{key}: non-finite (NaN/Inf) rating(s) {arr.tolist()}")
-  if (arr < low).any() or (arr > high).any():
-    fail(path, f"{key}: rating(s) {arr.tolist()} out of range [{low:g}, {high:g}]")
-  if integer and not np.equal(np.round(arr), arr).all():
-    fail(path, f"{key}: rating(s) {arr.tolist()} are not integers")
-  return arr.astype(np.float32)
+def check_ratings(
+    values, path, key: str, *, n: int, low: float, high: float, integer: bool = False
+) -> np.ndarray:
+    """Checks a self-rating vector: length n, finite, within [low, high] -> float32 [n]."""
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except Exception as e:
+        fail(path, f"{key}: ratings are not numeric ({e})")
+    if arr.shape != (n,):
+        fail(path, f"{key}: expected {n} ratings, got shape {np.shape(values)}")
+    if not np.isfinite(arr).all():
+        fail(path, f"{key}: non-finite (NaN/Inf) rating(s) {arr.tolist()}")
+    if (arr < low).any() or (arr > high).any():
+        fail(path, f"{key}: rating(s) {arr.tolist()} out of range [{low:g}, {high:g}]")
+    if integer and not np.equal(np.round(arr), arr).all():
+        fail(path, f"{key}: rating(s) {arr.tolist()} are not integers")
+    return arr.astype(np.float32)
 
 
 def require_files(paths: Sequence) -> None:
-  """Raises naming the first missing or empty file among `paths` (checked before reading)."""
-  for path in paths:
-    validation.require_file(path)
+    """Raises naming the first missing or empty file among `paths` (checked before reading)."""
+    for path in paths:
+        validation.require_file(path)
 
 
 def binary_valence_label(rating: float, threshold: float) -> str:
-  """Self-rated valence -> "positive" if rating >= threshold else "negative".
+    """Self-rated valence -> "positive" if rating >= threshold else "negative".
 
-  `>=` follows TorchEEG's `Binary(threshold)` transform, the most used convention.
-  """
-  return "positive" if float(rating) >= threshold else "negative"
+    `>=` follows TorchEEG's `Binary(threshold)` transform, the most used convention.
+    """
+    return "positive" if float(rating) >= threshold else "negative"
 
 
 def output_fs(native_fs: float, config: eeg_schema.EegConfig) -> float:
-  """Hz of the stored `eeg`: native for `raw`, `target_fs` for `preprocessed`."""
-  return float(config.target_fs) if config.preprocess else float(native_fs)
+    """Hz of the stored `eeg`: native for `raw`, `target_fs` for `preprocessed`."""
+    return float(config.target_fs) if config.preprocess else float(native_fs)
 
 
 def trial_eeg(eeg: np.ndarray, fs: float, config: eeg_schema.EegConfig) -> np.ndarray:
-  """Stored trial [C, T] µV at fs Hz -> the record's float32 `eeg` for `config`."""
-  if config.preprocess:
-    return preprocessing.preprocess_trial(eeg, fs, target_fs=config.target_fs, band=config.band)
-  return np.asarray(eeg, dtype=np.float32)
+    """Stored trial [C, T] µV at fs Hz -> the record's float32 `eeg` for `config`."""
+    if config.preprocess:
+        return preprocessing.preprocess_trial(eeg, fs, target_fs=config.target_fs, band=config.band)
+    return np.asarray(eeg, dtype=np.float32)
 
 
 def relative(path, root) -> str:
-  """`path` relative to the manual dir, with '/' separators (the record's `source_file`)."""
-  return os.path.relpath(os.fspath(path), os.fspath(root)).replace(os.sep, "/")
+    """`path` relative to the manual dir, with '/' separators (the record's `source_file`)."""
+    return os.path.relpath(os.fspath(path), os.fspath(root)).replace(os.sep, "/")

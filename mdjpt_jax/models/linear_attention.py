@@ -38,8 +38,9 @@ def feature_map(x: jax.Array) -> jax.Array:
     return jax.nn.elu(x) + 1.0
 
 
-def init_state(batch_shape, num_heads: int, head_dim: int, value_dim: int,
-               dtype=jnp.float32) -> AttentionState:
+def init_state(
+    batch_shape, num_heads: int, head_dim: int, value_dim: int, dtype=jnp.float32
+) -> AttentionState:
     """Empty state (no tokens seen yet).
 
     Args:
@@ -55,11 +56,13 @@ def init_state(batch_shape, num_heads: int, head_dim: int, value_dim: int,
     batch_shape = tuple(batch_shape)
     return AttentionState(
         kv=jnp.zeros(batch_shape + (num_heads, head_dim, value_dim), dtype),
-        k_sum=jnp.zeros(batch_shape + (num_heads, head_dim), dtype))
+        k_sum=jnp.zeros(batch_shape + (num_heads, head_dim), dtype),
+    )
 
 
-def step(state: AttentionState, q_t: jax.Array, k_t: jax.Array, v_t: jax.Array,
-         *, eps: float = EPS):
+def step(
+    state: AttentionState, q_t: jax.Array, k_t: jax.Array, v_t: jax.Array, *, eps: float = EPS
+):
     """One-token recurrent update of the causal form.
 
     Args:
@@ -93,19 +96,30 @@ def _chunk_body(eps):
         length = phi_q.shape[-3]
         causal_mask = jnp.tril(jnp.ones((length, length), phi_q.dtype))
         scores = jnp.einsum("...lhd,...mhd->...hlm", phi_q, phi_k) * causal_mask
-        num = (jnp.einsum("...hlm,...mhe->...lhe", scores, v)
-               + jnp.einsum("...lhd,...hde->...lhe", phi_q, state.kv))
-        den = (jnp.swapaxes(jnp.sum(scores, axis=-1), -1, -2)
-               + jnp.einsum("...lhd,...hd->...lh", phi_q, state.k_sum))
+        num = jnp.einsum("...hlm,...mhe->...lhe", scores, v) + jnp.einsum(
+            "...lhd,...hde->...lhe", phi_q, state.kv
+        )
+        den = jnp.swapaxes(jnp.sum(scores, axis=-1), -1, -2) + jnp.einsum(
+            "...lhd,...hd->...lh", phi_q, state.k_sum
+        )
         new_state = AttentionState(
             state.kv + jnp.einsum("...mhd,...mhe->...hde", phi_k, v),
-            state.k_sum + jnp.sum(phi_k, axis=-3))
+            state.k_sum + jnp.sum(phi_k, axis=-3),
+        )
         return new_state, num / (den[..., None] + eps)
+
     return body
 
 
-def scan(state: AttentionState, q: jax.Array, k: jax.Array, v: jax.Array,
-         *, chunk_size: int = 64, eps: float = EPS):
+def scan(
+    state: AttentionState,
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    chunk_size: int = 64,
+    eps: float = EPS,
+):
     """Causal linear attention over a block of tokens, continuing from `state`.
 
     N need not be a multiple of `chunk_size`: the tokens are zero-padded to whole chunks
@@ -142,8 +156,15 @@ def scan(state: AttentionState, q: jax.Array, k: jax.Array, v: jax.Array,
     return state, out[..., :n_tokens, :, :]
 
 
-def linear_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool,
-                     chunk_size: int = 64, eps: float = EPS) -> jax.Array:
+def linear_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    causal: bool,
+    chunk_size: int = 64,
+    eps: float = EPS,
+) -> jax.Array:
     """Multi-head linear attention with phi = ELU + 1 (stable public function).
 
     Args:

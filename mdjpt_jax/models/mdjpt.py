@@ -34,12 +34,36 @@ from mdjpt_jax.models.mlla import REMAT_CHUNK, ChannelEncoder
 from mdjpt_jax.models.normalization import stratified_norm
 
 VARIANTS = {
-    "paper": dict(patch_size=32, patch_stride=6, d_model=128, depth=2, num_heads=8,
-                  mlp_ratio=2.0, readout_dim=32, mixed_chans=64, filters_per_feature=4,
-                  dilations=(1, 3, 6, 12), att_len=15, pool_len=15, smoother_len=3),
-    "tiny": dict(patch_size=32, patch_stride=6, d_model=32, depth=1, num_heads=4,
-                 mlp_ratio=2.0, readout_dim=8, mixed_chans=16, filters_per_feature=4,
-                 dilations=(1, 3, 6, 12), att_len=15, pool_len=15, smoother_len=3),
+    "paper": dict(
+        patch_size=32,
+        patch_stride=6,
+        d_model=128,
+        depth=2,
+        num_heads=8,
+        mlp_ratio=2.0,
+        readout_dim=32,
+        mixed_chans=64,
+        filters_per_feature=4,
+        dilations=(1, 3, 6, 12),
+        att_len=15,
+        pool_len=15,
+        smoother_len=3,
+    ),
+    "tiny": dict(
+        patch_size=32,
+        patch_stride=6,
+        d_model=32,
+        depth=1,
+        num_heads=4,
+        mlp_ratio=2.0,
+        readout_dim=8,
+        mixed_chans=16,
+        filters_per_feature=4,
+        dilations=(1, 3, 6, 12),
+        att_len=15,
+        pool_len=15,
+        smoother_len=3,
+    ),
 }
 ATTENTION_MODES = ("global", "causal")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -51,7 +75,7 @@ def _full_precision(x: jax.Array) -> jax.Array:
 
 
 def _uniform(rngs, shape, fan_in):
-    bound = fan_in ** -0.5  # torch conv default init bound
+    bound = fan_in**-0.5  # torch conv default init bound
     return nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound))
 
 
@@ -61,7 +85,7 @@ def _time_conv(x, kernel, bias, padding):
     kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [padding])
     n_out = x.shape[-1] - size + 1
-    return sum(x[..., j:j + n_out] * kernel[:, j:j + 1] for j in range(size)) + bias[:, None]
+    return sum(x[..., j : j + n_out] * kernel[:, j : j + 1] for j in range(size)) + bias[:, None]
 
 
 class SpatialMixer(nnx.Module):
@@ -82,14 +106,24 @@ class DynamicsModel(nnx.Module):
     D = len(dilations) x F x filters_per_feature maps, ordered (dilation, feature, filter).
     """
 
-    def __init__(self, n_features: int, mixed_chans: int, *, filters_per_feature: int,
-                 dilations, att_len: int, causal: bool, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        n_features: int,
+        mixed_chans: int,
+        *,
+        filters_per_feature: int,
+        dilations,
+        att_len: int,
+        causal: bool,
+        rngs: nnx.Rngs,
+    ):
         self.dilations, self.att_len, self.causal = tuple(dilations), att_len, causal
         n_out = n_features * filters_per_feature
         self.n_maps = len(self.dilations) * n_out
         # OIHW kernels of torch Conv2d(F, F*M, (C2, 3), groups=F), one per dilation.
-        self.ms_kernel = _uniform(rngs, (len(self.dilations), n_out, 1, mixed_chans, 3),
-                                  3 * mixed_chans)
+        self.ms_kernel = _uniform(
+            rngs, (len(self.dilations), n_out, 1, mixed_chans, 3), 3 * mixed_chans
+        )
         self.ms_bias = _uniform(rngs, (len(self.dilations), n_out), 3 * mixed_chans)
         self.att_kernel = _uniform(rngs, (self.n_maps, att_len), att_len)
         self.att_bias = _uniform(rngs, (self.n_maps,), att_len)
@@ -106,29 +140,36 @@ class DynamicsModel(nnx.Module):
         n_groups, n_out, _, n_chans, size = self.ms_kernel.shape
         s, w, f, _, n = x.shape
         per_feature = n_out // f
-        kernel = self.ms_kernel[...].astype(x.dtype).reshape(
-            n_groups, f, per_feature, n_chans, size)
-        kernel = jnp.transpose(kernel, (1, 0, 2, 4, 3))                  # [F, G, M, K, C]
-        taps = jnp.einsum("fgmkc,swfcn->swgfmkn", kernel, x)             # [S,W,G,F,M,K,N]
+        kernel = (
+            self.ms_kernel[...].astype(x.dtype).reshape(n_groups, f, per_feature, n_chans, size)
+        )
+        kernel = jnp.transpose(kernel, (1, 0, 2, 4, 3))  # [F, G, M, K, C]
+        taps = jnp.einsum("fgmkc,swfcn->swgfmkn", kernel, x)  # [S,W,G,F,M,K,N]
         outs = []
         for g, dilation in enumerate(self.dilations):
             pad = (size - 1) * dilation
             pad = (pad, 0) if self.causal else (pad // 2, pad - pad // 2)
-            padded = jnp.pad(taps[:, :, g], [(0, 0)] * 5 + [pad])          # [S,W,F,M,K,N']
-            y = sum(padded[..., j, j * dilation:j * dilation + n] for j in range(size))
+            padded = jnp.pad(taps[:, :, g], [(0, 0)] * 5 + [pad])  # [S,W,F,M,K,N']
+            y = sum(padded[..., j, j * dilation : j * dilation + n] for j in range(size))
             outs.append(y.reshape(s, w, n_out, n) + self.ms_bias[g].astype(x.dtype)[:, None])
-        return jnp.concatenate(outs, axis=2)                                # [S,W,D,N]
+        return jnp.concatenate(outs, axis=2)  # [S,W,D,N]
 
     def __call__(self, mixed: jax.Array) -> jax.Array:
         """mixed [S, W, F, C2, N] (already stratified-normalized) -> [S, W, D, N]."""
         maps = self._multiscale(mixed)
         dtype = maps.dtype
-        att = jax.nn.relu(_time_conv(maps, self.att_kernel[...], self.att_bias[...],
-                                     (self.att_len - 1, 0)))
+        att = jax.nn.relu(
+            _time_conv(maps, self.att_kernel[...], self.att_bias[...], (self.att_len - 1, 0))
+        )
         window = (1,) * (att.ndim - 1) + (self.att_len,)
-        att = jax.lax.reduce_window(att, np.zeros((), dtype), jax.lax.add, window,
-                                    (1,) * att.ndim,
-                                    [(0, 0)] * (att.ndim - 1) + [(self.att_len - 1, 0)])
+        att = jax.lax.reduce_window(
+            att,
+            np.zeros((), dtype),
+            jax.lax.add,
+            window,
+            (1,) * att.ndim,
+            [(0, 0)] * (att.ndim - 1) + [(self.att_len - 1, 0)],
+        )
         att = att / self.att_len  # zero padding counts in the mean, as in the original
         att = jnp.einsum("swgn,gh->swhn", att, self.att_point.kernel[...].astype(dtype))
         logits = _full_precision(att + self.att_point.bias[...].astype(dtype)[:, None])
@@ -148,17 +189,19 @@ def projector_lengths(n_tokens: int, pool_len: int, smoother_len: int, n_convs: 
 class Projector(nnx.Module):
     """avg-pool -> (SN) -> 2 x (depthwise conv + ReLU) -> (SN) -> flatten -> L2 normalize."""
 
-    def __init__(self, n_maps: int, *, pool_len: int, smoother_len: int, causal: bool,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, n_maps: int, *, pool_len: int, smoother_len: int, causal: bool, rngs: nnx.Rngs
+    ):
         self.pool_len, self.causal = pool_len, causal
-        self.kernels = nnx.List([_uniform(rngs, (n_maps, smoother_len), smoother_len)
-                                 for _ in range(2)])
+        self.kernels = nnx.List(
+            [_uniform(rngs, (n_maps, smoother_len), smoother_len) for _ in range(2)]
+        )
         self.biases = nnx.List([_uniform(rngs, (n_maps,), smoother_len) for _ in range(2)])
 
     def __call__(self, maps: jax.Array) -> jax.Array:
         """maps [S, W, D, N] -> projection [S, W, D x L] (unit L2 norm)."""
         n_pooled = maps.shape[-1] // self.pool_len
-        h = maps[..., :n_pooled * self.pool_len]
+        h = maps[..., : n_pooled * self.pool_len]
         h = h.reshape(h.shape[:-1] + (n_pooled, self.pool_len)).mean(-1)
         h = stratified_norm(h)
         for kernel, bias in zip(self.kernels, self.biases):
@@ -190,9 +233,18 @@ class Encoder(nnx.Module):
             float32; see the module docstring).
     """
 
-    def __init__(self, n_chans: int, n_times: int, variant: str = "paper",
-                 attention: str = "global", *, rngs: nnx.Rngs, chunk_size: int = 64,
-                 remat_chunk: int | None = REMAT_CHUNK, dtype: str = "float32"):
+    def __init__(
+        self,
+        n_chans: int,
+        n_times: int,
+        variant: str = "paper",
+        attention: str = "global",
+        *,
+        rngs: nnx.Rngs,
+        chunk_size: int = 64,
+        remat_chunk: int | None = REMAT_CHUNK,
+        dtype: str = "float32",
+    ):
         if jnp.dtype(dtype).name not in COMPUTE_DTYPES:
             raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
         self.dtype = jnp.dtype(dtype).name
@@ -204,24 +256,47 @@ class Encoder(nnx.Module):
         self.n_chans, self.n_times = n_chans, n_times
         causal = attention == "causal"
         self.channel_encoder = ChannelEncoder(
-            patch_size=v["patch_size"], patch_stride=v["patch_stride"],
-            d_model=v["d_model"], depth=v["depth"], num_heads=v["num_heads"],
-            mlp_ratio=v["mlp_ratio"], readout_dim=v["readout_dim"], causal=causal,
-            chunk_size=chunk_size, remat_chunk=remat_chunk, rngs=rngs)
+            patch_size=v["patch_size"],
+            patch_stride=v["patch_stride"],
+            d_model=v["d_model"],
+            depth=v["depth"],
+            num_heads=v["num_heads"],
+            mlp_ratio=v["mlp_ratio"],
+            readout_dim=v["readout_dim"],
+            causal=causal,
+            chunk_size=chunk_size,
+            remat_chunk=remat_chunk,
+            rngs=rngs,
+        )
         self.n_tokens = self.channel_encoder.n_tokens(n_times)
         if self.n_tokens < v["pool_len"]:
             min_times = v["patch_size"] + (v["pool_len"] - 1) * v["patch_stride"]
-            raise ValueError(f"n_times={n_times} gives {self.n_tokens} tokens; the projector "
-                             f"pools {v['pool_len']}: need n_times >= {min_times}")
+            raise ValueError(
+                f"n_times={n_times} gives {self.n_tokens} tokens; the projector "
+                f"pools {v['pool_len']}: need n_times >= {min_times}"
+            )
         self.mixer = SpatialMixer(n_chans, v["mixed_chans"], rngs=rngs)
         self.dynamics = DynamicsModel(
-            v["readout_dim"], v["mixed_chans"], filters_per_feature=v["filters_per_feature"],
-            dilations=v["dilations"], att_len=v["att_len"], causal=causal, rngs=rngs)
-        self.projector = Projector(self.dynamics.n_maps, pool_len=v["pool_len"],
-                                   smoother_len=v["smoother_len"], causal=causal, rngs=rngs)
+            v["readout_dim"],
+            v["mixed_chans"],
+            filters_per_feature=v["filters_per_feature"],
+            dilations=v["dilations"],
+            att_len=v["att_len"],
+            causal=causal,
+            rngs=rngs,
+        )
+        self.projector = Projector(
+            self.dynamics.n_maps,
+            pool_len=v["pool_len"],
+            smoother_len=v["smoother_len"],
+            causal=causal,
+            rngs=rngs,
+        )
         self.feature_dim = self.dynamics.n_maps
-        self.embedding_dim = self.feature_dim * projector_lengths(
-            self.n_tokens, v["pool_len"], v["smoother_len"])[-1]
+        self.embedding_dim = (
+            self.feature_dim
+            * projector_lengths(self.n_tokens, v["pool_len"], v["smoother_len"])[-1]
+        )
 
     def _trunk(self, x):
         chex.assert_rank(x, 4)
@@ -230,16 +305,19 @@ class Encoder(nnx.Module):
         # The compute dtype of everything downstream ("float32" keeps float64 inputs float64).
         x = x.astype(self.dtype) if self.dtype == "bfloat16" else _full_precision(x)
         tokens = stratified_norm(self.channel_encoder(x), time_axis=-2)  # [S,W,C,N,F]
-        mixed = self.mixer(tokens)                                        # [S,W,F,C2,N]
-        maps = self.dynamics(stratified_norm(mixed, time_axis=-1))        # [S,W,D,N]
+        mixed = self.mixer(tokens)  # [S,W,F,C2,N]
+        maps = self.dynamics(stratified_norm(mixed, time_axis=-1))  # [S,W,D,N]
         return mixed, maps
 
     def __call__(self, x: jax.Array) -> dict:
         """x [S, W, C, T] µV -> dict(projection [S,W,E], mixed [S,W,F,C2,N], features [S,W,D]),
         all float32."""
         mixed, maps = self._trunk(x)
-        return dict(projection=self.projector(maps), mixed=_full_precision(mixed),
-                    features=_full_precision(maps).mean(-1))
+        return dict(
+            projection=self.projector(maps),
+            mixed=_full_precision(mixed),
+            features=_full_precision(maps).mean(-1),
+        )
 
     def embed(self, x: jax.Array) -> jax.Array:
         """x [S, W, C, T] -> features [S, W, D] (mean over time; skips the projector)."""

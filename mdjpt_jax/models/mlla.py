@@ -39,11 +39,11 @@ class DepthwiseConv1d(nnx.Module):
     """Depthwise temporal convolution over the token axis of [..., N, D]."""
 
     def __init__(self, dim: int, kernel_size: int, *, rngs: nnx.Rngs):
-        bound = kernel_size ** -0.5  # torch Conv1d default init bound for groups=dim
-        self.kernel = nnx.Param(jax.random.uniform(
-            rngs.params(), (kernel_size, dim), jnp.float32, -bound, bound))
-        self.bias = nnx.Param(jax.random.uniform(
-            rngs.params(), (dim,), jnp.float32, -bound, bound))
+        bound = kernel_size**-0.5  # torch Conv1d default init bound for groups=dim
+        self.kernel = nnx.Param(
+            jax.random.uniform(rngs.params(), (kernel_size, dim), jnp.float32, -bound, bound)
+        )
+        self.bias = nnx.Param(jax.random.uniform(rngs.params(), (dim,), jnp.float32, -bound, bound))
 
     def __call__(self, x: jax.Array, left_context: jax.Array | None = None):
         """Convolves along N.
@@ -64,8 +64,8 @@ class DepthwiseConv1d(nnx.Module):
             padded = jnp.pad(x, pad)
         else:
             padded = jnp.concatenate([left_context.astype(x.dtype), x], axis=-2)
-        y = sum(padded[..., j:j + n_tokens, :] * kernel[j] for j in range(size))
-        return y + self.bias[...].astype(x.dtype), padded[..., padded.shape[-2] - (size - 1):, :]
+        y = sum(padded[..., j : j + n_tokens, :] * kernel[j] for j in range(size))
+        return y + self.bias[...].astype(x.dtype), padded[..., padded.shape[-2] - (size - 1) :, :]
 
 
 def _dense(x: jax.Array, layers) -> jax.Array:
@@ -88,17 +88,25 @@ def _dense(x: jax.Array, layers) -> jax.Array:
 class BlockState(NamedTuple):
     """Streaming state of one MLLA block: conv left contexts and attention sums."""
 
-    cpe1: jax.Array   # [..., 2, D]
-    dwc: jax.Array    # [..., 2, D]
-    cpe2: jax.Array   # [..., 2, D]
+    cpe1: jax.Array  # [..., 2, D]
+    dwc: jax.Array  # [..., 2, D]
+    cpe2: jax.Array  # [..., 2, D]
     attn: AttentionState
 
 
 class MLLABlock(nnx.Module):
     """One MLLA block on token sequences [..., N, D]."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *, causal: bool,
-                 chunk_size: int = 64, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        *,
+        causal: bool,
+        chunk_size: int = 64,
+        rngs: nnx.Rngs,
+    ):
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_heads = dim, num_heads
@@ -187,7 +195,7 @@ def extract_patches(x: jax.Array, patch_size: int, stride: int) -> jax.Array:
     if needed > n_samples:  # only samples past the patch end get padded, then cut
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, needed - n_samples)])
     frames = x[..., :needed].reshape(x.shape[:-1] + (n_frames, stride))
-    shifted = [frames[..., j:j + n_patches, :] for j in range(frames_per_patch)]
+    shifted = [frames[..., j : j + n_patches, :] for j in range(frames_per_patch)]
     return jnp.concatenate(shifted, axis=-1)[..., :patch_size]
 
 
@@ -210,17 +218,32 @@ class ChannelEncoder(nnx.Module):
     Every channel is an independent sequence; weights are shared over channels.
     """
 
-    def __init__(self, *, patch_size: int, patch_stride: int, d_model: int, depth: int,
-                 num_heads: int, mlp_ratio: float, readout_dim: int, causal: bool,
-                 chunk_size: int = 64, remat_chunk: int | None = REMAT_CHUNK,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        *,
+        patch_size: int,
+        patch_stride: int,
+        d_model: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        readout_dim: int,
+        causal: bool,
+        chunk_size: int = 64,
+        remat_chunk: int | None = REMAT_CHUNK,
+        rngs: nnx.Rngs,
+    ):
         self.patch_size, self.patch_stride = patch_size, patch_stride
         self.causal, self.remat_chunk = causal, remat_chunk
         self.read_in = nnx.Linear(patch_size, d_model, rngs=rngs)
-        self.blocks = nnx.List([
-            MLLABlock(d_model, num_heads, mlp_ratio, causal=causal,
-                      chunk_size=chunk_size, rngs=rngs)
-            for _ in range(depth)])
+        self.blocks = nnx.List(
+            [
+                MLLABlock(
+                    d_model, num_heads, mlp_ratio, causal=causal, chunk_size=chunk_size, rngs=rngs
+                )
+                for _ in range(depth)
+            ]
+        )
         self.read_out = nnx.Linear(d_model, readout_dim, rngs=rngs)
 
     def n_tokens(self, n_times: int) -> int:
@@ -253,8 +276,9 @@ class ChannelEncoder(nnx.Module):
             flat = jnp.pad(flat, ((0, n_chunks * chunk - n_seqs), (0, 0)))
             graphdef, state = nnx.split(self)
             encode = jax.checkpoint(lambda state, xs: nnx.merge(graphdef, state)._encode(xs))
-            out = jax.lax.map(lambda xs: encode(state, xs),
-                              flat.reshape((n_chunks, chunk, flat.shape[-1])))
+            out = jax.lax.map(
+                lambda xs: encode(state, xs), flat.reshape((n_chunks, chunk, flat.shape[-1]))
+            )
             out = out.reshape((n_chunks * chunk,) + out.shape[2:])[:n_seqs]
         return out.reshape(x.shape[:-1] + out.shape[1:])
 
@@ -270,8 +294,7 @@ class ChannelEncoder(nnx.Module):
         if not self.causal:
             raise ValueError("streaming needs a causal encoder (attention='causal')")
         buffer = jnp.zeros(tuple(batch_shape) + (0,), dtype)
-        return StreamState(buffer, tuple(b.init_state(batch_shape, dtype)
-                                         for b in self.blocks))
+        return StreamState(buffer, tuple(b.init_state(batch_shape, dtype) for b in self.blocks))
 
     def stream(self, state: StreamState, chunk: jax.Array):
         """Encodes the next samples of a stream.
@@ -287,7 +310,7 @@ class ChannelEncoder(nnx.Module):
         chex.assert_equal_shape_prefix([state.buffer, chunk], chunk.ndim - 1)
         buffer = jnp.concatenate([state.buffer, chunk.astype(state.buffer.dtype)], -1)
         n_new = max(0, self.n_tokens(buffer.shape[-1]))
-        rest = buffer[..., n_new * self.patch_stride:]
+        rest = buffer[..., n_new * self.patch_stride :]
         if n_new == 0:
             empty = jnp.zeros(chunk.shape[:-1] + (0, self.read_out.out_features), chunk.dtype)
             return StreamState(rest, state.blocks), empty

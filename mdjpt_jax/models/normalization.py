@@ -65,8 +65,9 @@ def running_norm_state(feature_shape) -> RunningNormState:
     return RunningNormState(jnp.float32(0.0), zeros, zeros)
 
 
-def running_stratified_norm(state: RunningNormState, x: jax.Array, *, time_axis: int,
-                            horizon: float, eps: float = STD_EPS):
+def running_stratified_norm(
+    state: RunningNormState, x: jax.Array, *, time_axis: int, horizon: float, eps: float = STD_EPS
+):
     """The online counterpart of `stratified_norm` for one subject's stream.
 
     Every step t (in time order along `time_axis`) updates the per-feature mean and

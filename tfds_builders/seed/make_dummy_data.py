@@ -25,34 +25,36 @@ _DATES = ("20140413", "20131027", "20131107")
 
 
 def trial_seconds(subject: int, session: int, trial: int) -> int:
-  """Fake duration (1 or 2 s) of a trial; varies so that mis-ordered trials are caught."""
-  return 1 + (subject + session + trial) % 2
+    """Fake duration (1 or 2 s) of a trial; varies so that mis-ordered trials are caught."""
+    return 1 + (subject + session + trial) % 2
 
 
 def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[str]:
-  """Writes `root/Preprocessed_EEG/*.mat`; returns the written paths."""
-  rng = np.random.default_rng(seed)
-  folder = os.path.join(root, "Preprocessed_EEG")
-  paths = [os.path.join(folder, "label.mat")]
-  dummy_data.write_mat(paths[0], {"label": np.array([OFFICIAL_LABELS], float)}, version=version)
-  for subject in subjects:
-    initials = "ab" if subject % 2 else "xyz"
-    for session, date in enumerate(sorted(_DATES)):
-      arrays = {}
-      for trial in rng.permutation(seed_builder.N_TRIALS):
-        n_times = 200 * trial_seconds(subject, session, trial) + 1
-        arrays[f"{initials}_eeg{trial + 1}"] = rng.normal(0.0, 20.0, (seed_family.N_CHANS, n_times))
-      paths.append(os.path.join(folder, f"{subject}_{date}.mat"))
-      dummy_data.write_mat(paths[-1], arrays, version=version)
-  with open(os.path.join(folder, "readme.txt"), "w") as f:
-    f.write("Fake SEED download for tests.\n")
-  return paths
+    """Writes `root/Preprocessed_EEG/*.mat`; returns the written paths."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, "Preprocessed_EEG")
+    paths = [os.path.join(folder, "label.mat")]
+    dummy_data.write_mat(paths[0], {"label": np.array([OFFICIAL_LABELS], float)}, version=version)
+    for subject in subjects:
+        initials = "ab" if subject % 2 else "xyz"
+        for session, date in enumerate(sorted(_DATES)):
+            arrays = {}
+            for trial in rng.permutation(seed_builder.N_TRIALS):
+                n_times = 200 * trial_seconds(subject, session, trial) + 1
+                arrays[f"{initials}_eeg{trial + 1}"] = rng.normal(
+                    0.0, 20.0, (seed_family.N_CHANS, n_times)
+                )
+            paths.append(os.path.join(folder, f"{subject}_{date}.mat"))
+            dummy_data.write_mat(paths[-1], arrays, version=version)
+    with open(os.path.join(folder, "readme.txt"), "w") as f:
+        f.write("Fake SEED download for tests.\n")
+    return paths
 
 
 def main():
-  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
-  print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
+    args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0)
+    print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed)))
 
 
 if __name__ == "__main__":
-  main()
+    main()

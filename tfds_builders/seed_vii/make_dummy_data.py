@@ -21,27 +21,37 @@ from tfds_builders import dummy_data
 
 
 def trial_samples(index: int) -> int:
-  """Fake length of the trial with key index + 1 (200-279 samples)."""
-  return 200 + index
+    """Fake length of the trial with key index + 1 (200-279 samples)."""
+    return 200 + index
 
 
 def write(root, *, subjects=(1, 2), seed: int = 0, version: str = "5") -> list[str]:
-  """Writes `root/EEG_preprocessed/<subject>.mat`; returns the written paths."""
-  rng = np.random.default_rng(seed)
-  paths = []
-  for subject in subjects:
-    arrays = {str(i + 1): rng.normal(0.0, 20.0, (seed_family.N_CHANS, trial_samples(i)))
-              for i in rng.permutation(seed_vii.N_TRIALS)}
-    paths.append(os.path.join(root, "EEG_preprocessed", f"{subject}.mat"))
-    dummy_data.write_mat(paths[-1], arrays, version=version)
-  return paths
+    """Writes `root/EEG_preprocessed/<subject>.mat`; returns the written paths."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for subject in subjects:
+        arrays = {
+            str(i + 1): rng.normal(0.0, 20.0, (seed_family.N_CHANS, trial_samples(i)))
+            for i in rng.permutation(seed_vii.N_TRIALS)
+        }
+        paths.append(os.path.join(root, "EEG_preprocessed", f"{subject}.mat"))
+        dummy_data.write_mat(paths[-1], arrays, version=version)
+    return paths
 
 
 def main():
-  args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0, version="5")
-  print("\n".join(write(args.out_dir, subjects=range(1, args.subjects + 1), seed=args.seed,
-                        version=args.version)))
+    args = dummy_data.dummy_data_args(__doc__, __file__, subjects=2, seed=0, version="5")
+    print(
+        "\n".join(
+            write(
+                args.out_dir,
+                subjects=range(1, args.subjects + 1),
+                seed=args.seed,
+                version=args.version,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -20,58 +20,77 @@ from tfds_builders.synthetic_emotion import simulation
 
 @dataclasses.dataclass
 class SyntheticConfig(eeg_schema.EegConfig):
-  """A simulated dataset: `seed` fixes every sample."""
+    """A simulated dataset: `seed` fixes every sample."""
 
-  seed: int = 0
+    seed: int = 0
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """Simulated multi-dataset emotion EEG (stimulus-locked latent dynamics)."""
+    """Simulated multi-dataset emotion EEG (stimulus-locked latent dynamics)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  BUILDER_CONFIGS = [
-      SyntheticConfig(name=name, description=(
-          f"{len(s.channels)} ch at {s.fs:g} Hz -> 125 Hz, {s.n_subjects} subjects x "
-          f"{s.n_sessions} sessions x {s.stimuli_per_session} stimuli of {s.trial_s:g} s, "
-          f"labels {', '.join(s.labels)}"))
-      for name, s in simulation.DATASETS.items()
-  ]
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [
+        SyntheticConfig(
+            name=name,
+            description=(
+                f"{len(s.channels)} ch at {s.fs:g} Hz -> 125 Hz, {s.n_subjects} subjects x "
+                f"{s.n_sessions} sessions x {s.stimuli_per_session} stimuli of {s.trial_s:g} s, "
+                f"labels {', '.join(s.labels)}"
+            ),
+        )
+        for name, s in simulation.DATASETS.items()
+    ]
 
-  @property
-  def spec(self) -> simulation.DatasetSpec:
-    return simulation.DATASETS[self.builder_config.name]
+    @property
+    def spec(self) -> simulation.DatasetSpec:
+        return simulation.DATASETS[self.builder_config.name]
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    spec = self.spec
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=eeg_schema.trial_features(len(spec.channels), spec.labels),
-        metadata=eeg_schema.metadata(
-            spec.channels, self.builder_config.target_fs, spec.labels,
-            {label: simulation.valence_class(label) for label in spec.labels},
-            native_sampling_rate=spec.fs, seed=self.builder_config.seed),
-        homepage="https://arxiv.org/abs/2510.22197",
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        spec = self.spec
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=eeg_schema.trial_features(len(spec.channels), spec.labels),
+            metadata=eeg_schema.metadata(
+                spec.channels,
+                self.builder_config.target_fs,
+                spec.labels,
+                {label: simulation.valence_class(label) for label in spec.labels},
+                native_sampling_rate=spec.fs,
+                seed=self.builder_config.seed,
+            ),
+            homepage="https://arxiv.org/abs/2510.22197",
+        )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Simulated: nothing to download.
-    return {"train": self._generate_examples()}
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Simulated: nothing to download.
+        return {"train": self._generate_examples()}
 
-  def _generate_examples(self):
-    spec, cfg, name = self.spec, self.builder_config, self.builder_config.name
-    for subject in eeg_schema.selected_subjects(self, spec.n_subjects):
-      for session in range(spec.n_sessions):
-        stimuli = simulation.session_stimuli(spec, cfg.seed, name, session)
-        for trial, stimulus in enumerate(stimuli):
-          eeg = simulation.simulate_trial(spec, cfg.seed, name, subject, session, trial, stimulus)
-          eeg = preprocessing.preprocess_trial(eeg, spec.fs, target_fs=cfg.target_fs,
-                                               band=cfg.band)
-          label = simulation.stimulus_label(spec, stimulus)
-          key = f"sub{subject:02d}_ses{session}_trial{trial:02d}"
-          yield key, {
-              "eeg": eeg.astype(np.float32), "subject": subject, "session": session,
-              "trial": trial, "stimulus": stimulus, "label": label,
-              "valence": simulation.valence_class(spec.labels[label]),
-              "source_file": "simulated", "key": key,
-          }
+    def _generate_examples(self):
+        spec, cfg, name = self.spec, self.builder_config, self.builder_config.name
+        for subject in eeg_schema.selected_subjects(self, spec.n_subjects):
+            for session in range(spec.n_sessions):
+                stimuli = simulation.session_stimuli(spec, cfg.seed, name, session)
+                for trial, stimulus in enumerate(stimuli):
+                    eeg = simulation.simulate_trial(
+                        spec, cfg.seed, name, subject, session, trial, stimulus
+                    )
+                    eeg = preprocessing.preprocess_trial(
+                        eeg, spec.fs, target_fs=cfg.target_fs, band=cfg.band
+                    )
+                    label = simulation.stimulus_label(spec, stimulus)
+                    key = f"sub{subject:02d}_ses{session}_trial{trial:02d}"
+                    yield (
+                        key,
+                        {
+                            "eeg": eeg.astype(np.float32),
+                            "subject": subject,
+                            "session": session,
+                            "trial": trial,
+                            "stimulus": stimulus,
+                            "label": label,
+                            "valence": simulation.valence_class(spec.labels[label]),
+                            "source_file": "simulated",
+                            "key": key,
+                        },
+                    )
