@@ -384,8 +384,7 @@ def _tsne_panels(root: str, methods, seed: int, datasets, *, windows_per_dataset
 
 def run(config, root: str) -> dict:
     """Writes ROOT/report/{results.md, results.json, *.png}; prints the markdown."""
-    out_dir = workdir.report_dir(root)
-    os.makedirs(out_dir, exist_ok=True)
+    os.makedirs(workdir.report_dir(root), exist_ok=True)
     results = workdir.read_json(
         workdir.probe_results_path(root), missing_hint="run --mode=probe first"
     )
@@ -404,7 +403,7 @@ def run(config, root: str) -> dict:
                 panels[_title(method)] = dist
         ratios[method] = dict(_mean_std(list(per_seed.values())), per_seed=per_seed)
     if panels:
-        plot_distance_matrices(panels, groups, os.path.join(out_dir, "cda_distances.png"))
+        plot_distance_matrices(panels, groups, workdir.report_path(root, "cda_distances"))
 
     curves = {}
     for method in config.pretrain_methods:
@@ -414,7 +413,7 @@ def run(config, root: str) -> dict:
         if rows:
             curves[f"{_title(method)}, seed {first_seed}"] = rows
     if curves:
-        metrics_writer.plot_learning_curves(curves, os.path.join(out_dir, "learning_curves.png"))
+        metrics_writer.plot_learning_curves(curves, workdir.report_path(root, "learning_curves"))
     plot_tsne(
         _tsne_panels(
             root,
@@ -423,7 +422,7 @@ def run(config, root: str) -> dict:
             datasets,
             windows_per_dataset=config.report.tsne_windows_per_dataset,
         ),
-        os.path.join(out_dir, "tsne.png"),
+        workdir.report_path(root, "tsne"),
         config.report.seed,
     )
     method = config.report.confusion_method
@@ -432,7 +431,7 @@ def run(config, root: str) -> dict:
         np.sum([f["confusion"] for f in few["folds"]], axis=0),
         few["class_names"],
         f"{_title(method)}: few-shot, seed {first_seed}, all folds",
-        os.path.join(out_dir, "confusion.png"),
+        workdir.report_path(root, "confusion"),
     )
 
     finetune = None
@@ -453,7 +452,7 @@ def run(config, root: str) -> dict:
         cda_between_within=ratios,
         finetune=finetune,
     )
-    workdir.write_json(os.path.join(out_dir, "results.json"), summary)
-    workdir.write_text(os.path.join(out_dir, "results.md"), markdown)
+    workdir.write_json(workdir.report_path(root, "results_json"), summary)
+    workdir.write_text(workdir.report_path(root, "results_md"), markdown)
     print(markdown)
     return summary

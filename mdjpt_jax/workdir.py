@@ -119,6 +119,21 @@ def report_dir(workdir: str) -> str:
     return os.path.join(workdir, "report")
 
 
+REPORT_FILES = dict(
+    results_md="results.md",
+    results_json="results.json",
+    learning_curves="learning_curves.png",
+    tsne="tsne.png",
+    cda_distances="cda_distances.png",
+    confusion="confusion.png",
+)
+
+
+def report_path(workdir: str, item: str) -> str:
+    """The report's file `item` (a key of REPORT_FILES)."""
+    return os.path.join(report_dir(workdir), REPORT_FILES[item])
+
+
 def compilation_cache_dir(workdir: str) -> str:
     """XLA's persistent compilation cache of an experiment: the runs of one method differ
     only in their seed, so every seed after the first loads the compiled step."""

@@ -109,3 +109,16 @@ def test_topologies_have_one_device_per_chip_and_known_chip_numbers(topology, ch
     devices = aot.topology_devices(topology)  # v4 / v5p: megacore, as on a real pod
     assert len(devices) == chips
     assert aot.CHIPS[devices[0].device_kind].name == chip
+
+
+@pytest.mark.tpu_compile
+def test_per_chip_memory_does_not_grow_with_the_chip_count():
+    """Same per-chip batch (one pair per chip) on 4 and 256 chips: CDA grouped by subject is
+    computed from each chip's own pair slices, so nothing of size P_total sits on a chip."""
+    small, large = (
+        _report(_compile_cli(topology, f"--config.data.pairs_per_step={pairs}"))
+        for topology, pairs in (("v5e:2x2", 4), ("v5e:16x16", 256))
+    )
+    assert small["batch_per_chip"] == large["batch_per_chip"]
+    temporaries = [r["memory_bytes"]["temporaries"] for r in (small, large)]
+    assert temporaries[1] <= 1.1 * temporaries[0], temporaries
