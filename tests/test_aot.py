@@ -80,7 +80,7 @@ def test_step_that_does_not_fit_exits_non_zero_with_the_numbers():
 
 @pytest.mark.tpu_compile
 def test_pairs_not_divisible_by_chips_exits_non_zero():
-    result = _compile_cli("v5e:16x16")  # synthetic P = 8 over 256 chips
+    result = _compile_cli("v5e:16x16")  # synthetic P = 2 over 256 chips
     assert result.returncode != 0
     assert "must be divisible by the number of devices (256)" in result.stderr
 
@@ -88,7 +88,9 @@ def test_pairs_not_divisible_by_chips_exits_non_zero():
 @pytest.mark.tpu_compile
 def test_compiled_step_splits_the_batch_over_the_data_axis():
     devices = aot.topology_devices("v5e:2x2")
-    compiled, program, _, mesh = aot.compile_step(pretrain.get_config("synthetic"), devices)
+    config = pretrain.get_config("synthetic")
+    config.data.pairs_per_step = 8  # two pairs per chip
+    compiled, program, _, mesh = aot.compile_step(config, devices)
     state_shardings, batch_shardings, _ = compiled.input_shardings[0]  # key: unused
     # The step reads only batch["eeg"]; jit prunes unused inputs (sharding None).
     eeg = batch_shardings["eeg"]
