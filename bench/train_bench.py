@@ -113,7 +113,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mdjpt_jax import distributed, optimizer, train_step  # noqa: E402
+from mdjpt_jax import aot, distributed, optimizer, train_step  # noqa: E402
 from mdjpt_jax.models import Encoder  # noqa: E402
 
 
@@ -176,9 +176,7 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
 
 
 def _gflop(lowered) -> float:
-    cost = lowered.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return round(float((cost or {}).get("flops", float("nan"))) / 1e9, 1)
+    return round(aot.cost_analysis(lowered)["flops"] / 1e9, 1)
 
 
 def xla_gflops(case, n_times, mesh, opt, batch, key, eeg) -> dict:

@@ -99,10 +99,13 @@ def compile_step(config, devices: list):
     return program.lower().compile(), program, settings, mesh
 
 
-def _cost(compiled) -> dict:
-    cost = compiled.cost_analysis()
+def cost_analysis(program) -> dict:
+    """flops and bytes_accessed of a Lowered or Compiled program's XLA cost analysis (NaN
+    where XLA gives none)."""
+    cost = program.cost_analysis()
     if isinstance(cost, (list, tuple)):  # older jax: one dict per program
         cost = cost[0]
+    cost = cost or {"flops": float("nan"), "bytes accessed": float("nan")}
     return dict(
         flops=float(cost.get("flops", 0.0)), bytes_accessed=float(cost.get("bytes accessed", 0.0))
     )
@@ -120,7 +123,7 @@ def model_flops(settings, chips: int) -> float:
         loader=dict(settings.loader, pairs_per_step=settings.loader["pairs_per_step"] // chips),
     )
     mesh = distributed.make_mesh(jax.devices("cpu")[:1])
-    return _cost(train.make_step_program(per_chip, mesh).lower())["flops"]
+    return cost_analysis(train.make_step_program(per_chip, mesh).lower())["flops"]
 
 
 def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = None) -> dict:
@@ -137,7 +140,7 @@ def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = N
     temporaries = int(memory.temp_size_in_bytes)
     code = int(memory.generated_code_size_in_bytes)
     total = arguments + outputs - aliased + temporaries + code
-    cost = _cost(compiled)
+    cost = cost_analysis(compiled)
     report = dict(
         chips=chips,
         processes=len({d.process_index for d in mesh.devices.flat}),

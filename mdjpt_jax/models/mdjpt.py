@@ -31,7 +31,7 @@ import numpy as np
 from flax import nnx
 
 from mdjpt_jax.models.mlla import REMAT_CHUNK, ChannelEncoder
-from mdjpt_jax.models.normalization import stratified_norm
+from mdjpt_jax.models.normalization import full_precision, stratified_norm
 
 VARIANTS = {
     "paper": dict(
@@ -67,11 +67,6 @@ VARIANTS = {
 }
 ATTENTION_MODES = ("global", "causal")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
-def _full_precision(x: jax.Array) -> jax.Array:
-    """x in float32, or float64 where it already is (the float64 test oracles)."""
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _uniform(rngs, shape, fan_in):
@@ -172,7 +167,7 @@ class DynamicsModel(nnx.Module):
         )
         att = att / self.att_len  # zero padding counts in the mean, as in the original
         att = jnp.einsum("swgn,gh->swhn", att, self.att_point.kernel[...].astype(dtype))
-        logits = _full_precision(att + self.att_point.bias[...].astype(dtype)[:, None])
+        logits = full_precision(att + self.att_point.bias[...].astype(dtype)[:, None])
         att = jax.nn.softmax(logits, axis=2).astype(dtype)  # softmax in float32
         return att * jax.nn.relu(maps)
 
@@ -211,7 +206,7 @@ class Projector(nnx.Module):
                 pad = (size - 1, 0) if self.causal else ((size - 1) // 2, size // 2)
             h = jax.nn.relu(_time_conv(h, kernel[...], bias[...], pad))
         h = stratified_norm(h)
-        flat = _full_precision(h.reshape(h.shape[:2] + (-1,)))
+        flat = full_precision(h.reshape(h.shape[:2] + (-1,)))
         # torch F.normalize (x / max(|x|, 1e-12)) with a finite gradient at x = 0.
         sq = jnp.sum(jnp.square(flat), axis=-1, keepdims=True)
         return flat * jax.lax.rsqrt(jnp.maximum(sq, 1e-24))
@@ -303,7 +298,7 @@ class Encoder(nnx.Module):
         chex.assert_axis_dimension(x, 2, self.n_chans)
         chex.assert_axis_dimension(x, 3, self.n_times)
         # The compute dtype of everything downstream ("float32" keeps float64 inputs float64).
-        x = x.astype(self.dtype) if self.dtype == "bfloat16" else _full_precision(x)
+        x = x.astype(self.dtype) if self.dtype == "bfloat16" else full_precision(x)
         tokens = stratified_norm(self.channel_encoder(x), time_axis=-2)  # [S,W,C,N,F]
         mixed = self.mixer(tokens)  # [S,W,F,C2,N]
         maps = self.dynamics(stratified_norm(mixed, time_axis=-1))  # [S,W,D,N]
@@ -315,10 +310,10 @@ class Encoder(nnx.Module):
         mixed, maps = self._trunk(x)
         return dict(
             projection=self.projector(maps),
-            mixed=_full_precision(mixed),
-            features=_full_precision(maps).mean(-1),
+            mixed=full_precision(mixed),
+            features=full_precision(maps).mean(-1),
         )
 
     def embed(self, x: jax.Array) -> jax.Array:
         """x [S, W, C, T] -> features [S, W, D] (mean over time; skips the projector)."""
-        return _full_precision(self._trunk(x)[1]).mean(-1)
+        return full_precision(self._trunk(x)[1]).mean(-1)

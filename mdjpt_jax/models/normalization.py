@@ -19,6 +19,12 @@ import jax.numpy as jnp
 STD_EPS = 1e-3  # added to the std, as in the original
 
 
+def full_precision(x: jax.Array) -> jax.Array:
+    """x in float32, or float64 where it already is (the float64 test oracles); never lower:
+    bfloat16 activations get float32 statistics, softmax and outputs."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def stratified_norm(x: jax.Array, *, time_axis: int = -1, eps: float = STD_EPS) -> jax.Array:
     """Standardizes each feature within each subject block.
 
@@ -33,7 +39,7 @@ def stratified_norm(x: jax.Array, *, time_axis: int = -1, eps: float = STD_EPS) 
         whatever x's dtype (bfloat16 activations keep float32 normalization).
     """
     chex.assert_rank(x, {3, 4, 5, 6})
-    dtype, x = x.dtype, x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    dtype, x = x.dtype, full_precision(x)
     time_axis = time_axis % x.ndim
     if time_axis < 2:
         raise ValueError(f"time_axis must come after [S, W], got {time_axis} for {x.shape}")
