@@ -2,12 +2,15 @@
 
 Each grid point pre-trains the synthetic preset (configs/pretrain.py:ARG) with a few
 overrides in its own workdir and reports, from the run's learning-curve evaluation
-(pretrain_eval: windows of the training datasets embedded outside the training batch, one
-subject per block):
+(pretrain_eval: windows of the subjects HELD OUT of the pre-training datasets, never
+sampled for training, embedded one subject per block):
 
     contrastive_over_chance  final NT-Xent / ln(2M - 1), mean of the last 3 logged steps
     retrieval_projection     cross-subject retrieval@1 of the projector output (chance 1/16)
     retrieval_features       the same on the features extraction writes
+    retrieval_waveform_oracle  the same for an untrained read-out of the raw waveform of the
+                             same windows (features.waveform_readout): the yardstick
+    features_over_oracle     retrieval_features / retrieval_waveform_oracle
     probe_auroc              linear probe, half of the subjects -> the other half
     *_at_init                the same numbers for the initial (random) parameters
     wall_s                   wall time of the run (compilation included)
@@ -106,6 +109,10 @@ def run_point(
     for name in ("retrieval_projection", "retrieval_features", "probe_auroc"):
         result[name] = round(evals[-1][f"eval/{name}"], 4)
         result[f"{name}_at_init"] = round(evals[0][f"eval/{name}"], 4)
+    # The yardstick: an untrained read-out of the raw waveform of the same windows.
+    oracle = evals[-1]["eval/retrieval_waveform"]
+    result["retrieval_waveform_oracle"] = round(oracle, 4)
+    result["features_over_oracle"] = round(result["retrieval_features"] / oracle, 4)
     return result
 
 

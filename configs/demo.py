@@ -5,13 +5,18 @@ Command (from the repo root):
     python -m mdjpt_jax.main --mode=all --config=configs/demo.py --workdir=runs/demo
     # or: bash demo.sh runs/demo        (re-running resumes; finished stages are skipped)
 
-What it does: builds synthetic_emotion d0..d3 into runs/tfds; pre-trains the tiny encoder
-(19 standard 10-20 channels, 2 s windows at 125 Hz; the synthetic preset of
-configs/pretrain.py, 120 steps) jointly on d0 d1 d2 and on d0 alone for seeds 0, 1, 2, and
-jointly without CDA for seed 0 (WORKDIR/runs/<method>/seed<k>); extracts features of d3
-(held-out target) and d0..d2 for those encoders, randomly initialised ones and DE; probes
-few-shot (2 labelled subjects of d3, 5 folds) and zero-shot (negative vs positive, trained
-on d0..d2); writes WORKDIR/report/{results.md, results.json, *.png} and prints the table.
+What it does (default family `evoked`; `family=synthetic|known_answer|evoked_null` picks
+another): builds synthetic_emotion e0..e3 into runs/tfds; checks the whole plan
+(experiment.check_plan); pre-trains the tiny encoder (19 standard 10-20 channels, 2 s
+windows at 125 Hz; the synthetic preset of configs/pretrain.py, 120 steps; the 2 highest
+subject ids of every dataset held out) jointly on e0 e1 e2 and on e0 alone for seeds 0, 1,
+2, and jointly without CDA for seed 0 (WORKDIR/runs/<method>/seed<k>); extracts features of
+e3 (the target, never pre-trained on) and e0..e2 for those encoders, randomly initialised
+ones, DE (same windows, and the paper's 1 s windows) and the raw-waveform read-out; probes
+few-shot (2 labelled subjects of e3, 4 disjoint folds; also with held-out stimuli),
+zero-shot (negative vs positive, trained on e0..e2) and retrieval on the held-out subjects;
+writes WORKDIR/report/{results.md, results.json, *.png} with paired differences and
+prints the table.
 
 Runtime: budget < 15 min on 2 CPU cores (pre-training ~2/3 of it); measured in the
 README's "Demo results". Fine-tuning is not part of it (README: `--mode=finetune`).
@@ -21,6 +26,8 @@ Preset `tiny` (tests/test_demo.py): a few steps everywhere, for a smoke test onl
 import ml_collections
 
 from configs import common, downstream, pretrain
+
+DEFAULT_FAMILY = "evoked"  # a key of pretrain.SYNTHETIC_FAMILIES
 
 
 def _runs(family: str, first: str) -> dict:
@@ -32,7 +39,10 @@ def _runs(family: str, first: str) -> dict:
     }
 
 
-def _pretrain_config(arg: str, *, steps: int, data_dir: str):
+def _pretrain_config(arg: str, *, steps: int, downstream: ml_collections.ConfigDict):
+    """One pre-training run's config; its data directory and held-out subjects are
+    references to the downstream config's fields, so a command-line override of those
+    reaches every run (and `experiment.check_plan` finds them equal)."""
     config = pretrain.get_config(arg)
     with config.unlocked():
         config.train.steps = steps
@@ -40,22 +50,30 @@ def _pretrain_config(arg: str, *, steps: int, data_dir: str):
         config.train.eval_every = min(config.train.eval_every, steps)
         config.train.checkpoint_every = steps
         config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 2)
-        config.data.data_dir = data_dir
+        config.data.data_dir = downstream.get_ref("data_dir")
+        config.data.heldout_subjects = downstream.get_ref("heldout_subjects")
+        config.data.heldout_subject_ids = downstream.heldout_subject_ids
     return config
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """The demo ConfigDict: downstream fields + `pretrain_runs` + `synthetic_configs`."""
-    arg = common.parse_arg(arg, tiny=False, known_answer=False)
-    family = "known_answer" if arg.known_answer else "synthetic"
+    arg = common.parse_arg(arg, tiny=False, family=DEFAULT_FAMILY)
+    if arg.family not in pretrain.SYNTHETIC_FAMILIES:
+        raise ValueError(
+            f"demo family={arg.family!r}; choose from {sorted(pretrain.SYNTHETIC_FAMILIES)}"
+        )
+    family = arg.family
     config = downstream.get_config(family)
     steps = 4 if arg.tiny else 120
     with config.unlocked():
-        config.synthetic_configs = tuple(f"{'k' if arg.known_answer else 'd'}{i}" for i in range(4))
-        # Learned features use the encoders' own window (2 s); slide it every second.
+        prefix = config.target.split("/")[-1][:-1]
+        config.synthetic_configs = tuple(f"{prefix}{i}" for i in range(4))
+        # Learned features use the encoders' own window (2 s); slide it every second. The
+        # signal baselines "de" and "waveform" use the same windows and channels.
         config.extract.window_s, config.extract.step_s = 2.0, 1.0
-        config.extract.de_ch_set = "standard_1020"
-        # Fine-tuning 3 seeds x 5 folds does not fit the demo's 15 minutes on 2 CPU cores:
+        config.extract.baseline_ch_set = "standard_1020"
+        # Fine-tuning 3 seeds x 4 folds does not fit the demo's 15 minutes on 2 CPU cores:
         # `--mode=finetune` runs it on the demo's workdir afterwards (README); the tiny
         # preset keeps the stage in the end-to-end test.
         config.finetune.methods = ("joint",) if arg.tiny else ()
@@ -65,8 +83,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.report.tsne_windows_per_dataset = 150
         config.pretrain_runs = ml_collections.ConfigDict(
             {
-                name: _pretrain_config(a, steps=steps, data_dir=config.data_dir)
-                for name, a in _runs(family, config.synthetic_configs[0]).items()
+                name: _pretrain_config(a, steps=steps, downstream=config)
+                for name, a in _runs(family, config.sources[0].split("/")[-1]).items()
             }
         )
         if arg.tiny:
@@ -77,6 +95,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             config.finetune.epochs = 1
             config.report.tsne_windows_per_dataset = 60
             config.report.cda_windows_per_subject = 8
+            config.report.bootstrap_samples = 200
             for run in config.pretrain_runs.values():
                 run.data.pairs_per_step, run.data.windows_per_pair = 2, 4
                 run.train.eval_windows_per_subject = 8

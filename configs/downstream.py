@@ -9,6 +9,8 @@ Commands (after pre-training runs exported encoders to WORKDIR/runs/<method>/see
 Presets (comma-separated arg, parsed by configs/common.py::parse_arg):
     synthetic      target synthetic_emotion/d3, sources d0 d1 d2 (the demo's datasets)
     known_answer   target synthetic_emotion/k3, sources k0 k1 k2 (the known-answer benchmark)
+    evoked         target synthetic_emotion/e3, sources e0 e1 e2 (the evoked-response
+                   benchmark); evoked_null: n3 and n0 n1 n2, its null control
     paper          leave-one-dataset-out on the real builders: target=NAME (default faced),
                    every other emotion dataset is a zero-shot source; paper-sized MLP epochs
     target=NAME    override the target TFDS name (e.g. seed_iv/preprocessed)
@@ -23,18 +25,15 @@ Expected numbers: see configs/demo.py (the end-to-end synthetic run) for the tab
 
 import ml_collections
 
-from configs import common
+from configs import common, pretrain
 
-SYNTHETIC_SOURCES = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
-KNOWN_ANSWER_SOURCES = ("synthetic_emotion/k0", "synthetic_emotion/k1", "synthetic_emotion/k2")
 PAPER_DATASETS = ("seed", "seed_iv", "seed_v", "seed_vii", "faced", "deap", "dreamer", "emoeeg_mc")
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """Returns the locked downstream ConfigDict for the preset(s) in `arg`."""
-    arg = common.parse_arg(arg, synthetic=False, paper=False, known_answer=False, target="", k=0)
-    if arg.paper and arg.synthetic:
-        raise ValueError("choose one of the presets 'synthetic' and 'paper', not both")
+    arg = common.parse_arg(arg, paper=False, **pretrain.FAMILY_SWITCHES, target="", k=0)
+    family = pretrain.synthetic_family(arg)
     config = ml_collections.ConfigDict()
     if arg.paper:
         target = arg.target or "faced/preprocessed"
@@ -42,21 +41,30 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.sources = tuple(
             f"{name}/preprocessed" for name in PAPER_DATASETS if f"{name}/preprocessed" != target
         )
-    else:  # synthetic (d0-d3, or the known-answer k0-k3) is the default
-        family = "k" if arg.known_answer else "d"
-        target = arg.target or f"synthetic_emotion/{family}3"
+    else:  # a synthetic family (default d0-d3): configs 0-2 are sources, 3 the target
+        sources = pretrain.SYNTHETIC_FAMILIES[family]
+        target = arg.target or sources[0][:-1] + "3"
         config.data_dir = "runs/tfds"  # relative to the current directory
-        config.sources = tuple(
-            s
-            for s in (KNOWN_ANSWER_SOURCES if arg.known_answer else SYNTHETIC_SOURCES)
-            if s != target
-        )
+        config.sources = tuple(s for s in sources if s != target)
     config.target = target
-    # Table order; "de" and "random" are baselines, the others are pre-training runs whose
-    # encoders are WORKDIR/runs/<method>/seed<k>/encoder (workdir.run_dir).
-    config.methods = ("de", "random", "single", "joint", "joint_no_cda")
+    # Table order. Baselines: "de" (differential entropy on the learned encoders' windows:
+    # every method is scored on the same windows), "de_paper" (DE on the paper's 1 s
+    # windows, a separately labelled row), "waveform" (an untrained read-out of the raw
+    # band-passed waveform: the yardstick for stimulus-locked signal), "random" (the joint
+    # architecture, randomly initialised). The others are pre-training runs whose encoders
+    # are WORKDIR/runs/<method>/seed<k>/encoder (workdir.run_dir).
+    config.methods = ("de", "de_paper", "waveform", "random", "single", "joint", "joint_no_cda")
     config.pretrain_methods = ("single", "joint", "joint_no_cda")
+    # Methods whose features do not depend on a seed: extracted and probed once (n = 1).
+    config.deterministic_methods = ("de", "de_paper", "waveform")
     config.seeds = (0, 1, 2)  # pre-training seeds (and the random encoder's init seeds)
+    # Subjects of every pre-training dataset held out of the pre-training sampler
+    # (mdjpt_jax/heldout.py): the `heldout_subjects` highest subject ids of each dataset, or
+    # the ids listed per dataset in `heldout_subject_ids` ({"name/config": (ids...)}). Must
+    # equal the pre-training runs' data.heldout_subjects (checked before any work); the
+    # report's retrieval is measured on these subjects only.
+    config.heldout_subjects = 2
+    config.heldout_subject_ids = ml_collections.ConfigDict()
     # {method: seeds}: fewer seeds for a method (a subset starting with seeds[0]);
     # the results table gives each method's seed count (workdir.method_seeds).
     config.method_seeds = ml_collections.ConfigDict()
@@ -64,21 +72,38 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.extract = ml_collections.ConfigDict(
         dict(
             window_s=5.0,
-            step_s=2.0,  # learned features: 5 s windows every 2 s
+            step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "waveform")
             windows_per_block=64,  # W windows of ONE subject per block (see extract.py)
             blocks_per_call=1,  # S blocks per encoder call (same subject)
             seed=0,  # per-subject window order of the blocks
             random_like="joint",  # the random-encoder baseline's architecture
             random_seed_offset=0,  # its init seed = pre-training seed + offset
-            de_window_s=1.0,
-            de_step_s=1.0,
-            de_fs=125.0,
-            de_ch_set="seed60",
-            de_batch_windows=512,
+            # Signal baselines (extract.SIGNAL_METHODS): "de" and "waveform" on the windows
+            # above, "de_paper" on the paper's 1 s windows every 1 s; their channels and rate.
+            de_paper_window_s=1.0,
+            de_paper_step_s=1.0,
+            baseline_fs=125.0,
+            baseline_ch_set="seed60",
+            baseline_batch_windows=512,
         )
     )
     config.postprocess = ml_collections.ConfigDict(dict(decay=0.99, lds=True))
-    config.fewshot = ml_collections.ConfigDict(dict(k=arg.k or (3 if arg.paper else 2), n_folds=5))
+    # Few-shot folds: "disjoint" training-subject sets (at most #subjects // k folds) or
+    # "all" C(#subjects, k) combinations in a seeded order (at most C(#subjects, k)); a
+    # request for more folds than exist is refused before any work. `heldout_stimuli`: also
+    # run the stimulus-held-out variant (train on some stimuli of each class, test the other
+    # subjects on the other stimuli; needs >= 2 stimuli per class).
+    config.fewshot = ml_collections.ConfigDict(
+        dict(
+            k=arg.k or (3 if arg.paper else 2),
+            n_folds=4,
+            folds="disjoint",
+            heldout_stimuli=True,
+        )
+    )
+    # AUROC of more than two classes: macro one-vs-rest ("ovr", as the original code's
+    # metric) or macro one-vs-one ("ovo").
+    config.auroc_multi_class = "ovr"
     config.zeroshot = ml_collections.ConfigDict(dict(enabled=True, n_repeats=3))
     config.probe_seed = 0
     config.mlp = ml_collections.ConfigDict(
@@ -113,6 +138,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             cda_windows_per_subject=32,
             confusion_method="joint",
             seed=0,
+            # Paired differences "a-b" (a minus b, same seed and test subject) with
+            # bootstrap intervals over pre-training seeds x test subjects.
+            comparisons=("joint-random", "joint-de", "joint-single", "joint-joint_no_cda"),
+            bootstrap_samples=2000,
+            confidence=0.95,
         )
     )
     config.lock()

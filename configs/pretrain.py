@@ -17,8 +17,10 @@ Presets and switches (parsed by configs/common.py::parse_arg):
                         standard 10-20 channels; 2 s windows at 125 Hz; P=2 pairs x M=16
                         windows per dataset per step; AdamW lr 1e-2; NT-Xent temperature
                         0.2; 200 steps. P, M, lr and temperature were chosen with
-                        bench/learning_bench.py on held-out windows of the PRE-TRAINING
-                        datasets (never the target d3): see the README's learning section.
+                        bench/learning_bench.py on windows of the PRE-TRAINING
+                        datasets (never the target d3), at the time on their training
+                        subjects (before held-out subjects existed): see the README's
+                        learning section.
     paper               seed, seed_iv, seed_vii, faced, deap (seed_v held out for the
                         zero-shot target); the paper encoder on the 60 SEED channels; 5 s
                         windows at 125 Hz (extraction then slides them every 2 s, see
@@ -29,6 +31,10 @@ Presets and switches (parsed by configs/common.py::parse_arg):
                         train.steps = 20 * 1024 = 20480. Our choices (not from the paper):
                         P=16 pairs x M=32 windows per dataset per step, 1024 warm-up steps
                         (one epoch) then cosine decay.
+    evoked              the synthetic preset on synthetic_emotion e0, e1, e2 (the evoked-response
+                        benchmark: the shared signal is stimulus-locked evoked responses whose
+                        shape carries the emotion); evoked_null: on n0, n1, n2, its null
+                        control (no response time-locked across subjects).
     known_answer        the synthetic preset on synthetic_emotion k0, k1, k2 (the known-answer
                         benchmark: emotion only in stimulus-locked dynamics, subject mixing,
                         dataset covariance shifts; tfds_builders/synthetic_emotion/README.md).
@@ -46,7 +52,7 @@ Presets and switches (parsed by configs/common.py::parse_arg):
 Expected runtime and numbers (synthetic, 2 CPU cores, 192 windows per step): on 1 CPU
 device about 0.5-1 s per step after a ~40 s compile, i.e. ~3 min for 200 steps; the summed
 contrastive loss starts at 3 x ln(2M-1) = 3 x 3.43 (chance for 2M = 32 candidates per
-dataset) and falls to ~0.6 x chance; cross-subject retrieval of held-out windows
+dataset) and falls to ~0.6 x chance; cross-subject retrieval of held-out subjects' windows
 (eval/retrieval_features, chance 1/16) rises from ~0.18 to ~0.5.
 Paper: one step is 5 x 16 x 2 x 32 = 5120 windows of [60, 625].
 """
@@ -56,8 +62,17 @@ from ml_collections import config_dict
 
 from configs import common
 
-SYNTHETIC_DATASETS = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
-KNOWN_ANSWER_DATASETS = ("synthetic_emotion/k0", "synthetic_emotion/k1", "synthetic_emotion/k2")
+# Synthetic families (tfds_builders/synthetic_emotion/README.md): name -> datasets of the
+# preset; each family's configs 0-2 pre-train, 3 is the demo's held-out target.
+SYNTHETIC_FAMILIES = {
+    family: tuple(f"synthetic_emotion/{prefix}{i}" for i in range(3))
+    for family, prefix in (("synthetic", "d"), ("known_answer", "k"), ("evoked", "e"))
+}
+SYNTHETIC_FAMILIES["evoked_null"] = tuple(f"synthetic_emotion/n{i}" for i in range(3))
+# The preset switches that choose a family (parse_arg spec), shared with downstream.py.
+FAMILY_SWITCHES = {family: False for family in SYNTHETIC_FAMILIES}
+SYNTHETIC_DATASETS = SYNTHETIC_FAMILIES["synthetic"]
+KNOWN_ANSWER_DATASETS = SYNTHETIC_FAMILIES["known_answer"]
 PAPER_DATASETS = (
     "seed/preprocessed",
     "seed_iv/preprocessed",
@@ -66,6 +81,21 @@ PAPER_DATASETS = (
     "deap/preprocessed",
 )
 PAPER_EPOCHS, PAPER_STEPS_PER_EPOCH = 20, 1024
+
+
+def synthetic_family(arg) -> str:
+    """The family chosen by the preset switches of a parsed `arg` (FAMILY_SWITCHES and
+    `paper`): "synthetic" when none is set.
+
+    Raises:
+        ValueError: two families, or a family together with `paper`.
+    """
+    chosen = [family for family in SYNTHETIC_FAMILIES if arg[family]]
+    if arg.paper and chosen:
+        raise ValueError(f"choose one of the presets 'paper' and {chosen}, not both")
+    if len(chosen) > 1:
+        raise ValueError(f"choose one synthetic family preset, not {chosen}")
+    return chosen[0] if chosen else "synthetic"
 
 
 def _single_dataset(name: str, candidates: tuple) -> tuple:
@@ -82,13 +112,8 @@ def _single_dataset(name: str, candidates: tuple) -> tuple:
 
 
 def _data(arg) -> ml_collections.ConfigDict:
-    datasets = (
-        PAPER_DATASETS
-        if arg.paper
-        else KNOWN_ANSWER_DATASETS
-        if arg.known_answer
-        else SYNTHETIC_DATASETS
-    )
+    family = synthetic_family(arg)  # also refuses two families, or one with paper
+    datasets = PAPER_DATASETS if arg.paper else SYNTHETIC_FAMILIES[family]
     if arg.single_dataset:
         datasets = _single_dataset(arg.single_dataset, datasets)
     return ml_collections.ConfigDict(
@@ -101,26 +126,29 @@ def _data(arg) -> ml_collections.ConfigDict:
             pairs_per_step=16 if arg.paper else 2,  # P per dataset, global over all devices
             windows_per_pair=32 if arg.paper else 16,  # M (bench/learning_bench.py: M matters)
             num_threads=4 if arg.paper else 1,  # grain threads building batches
-            prefetch=4 if arg.paper else 2,
+            prefetch=4 if arg.paper else 2,  # batches buffered ahead
+            # Subjects of every dataset never drawn by the sampler: the learning curves and
+            # the report's retrieval are measured on them (mdjpt_jax/heldout.py): the N
+            # highest subject ids of each dataset, or per dataset the ids listed in
+            # heldout_subject_ids ({"name/config": (ids...)}, overrides the count).
+            heldout_subjects=2,
+            heldout_subject_ids=ml_collections.ConfigDict(),
         )
-    )  # batches buffered ahead
+    )
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """Returns the locked pre-training ConfigDict for the preset(s) in `arg`."""
     arg = common.parse_arg(
         arg,
-        synthetic=False,
         paper=False,
-        known_answer=False,
+        **FAMILY_SWITCHES,
         no_cda=False,
         single_dataset="",
         attention="global",
         cda_groups="subject",
         cda_centroid="arithmetic",
     )
-    if arg.paper and arg.synthetic:
-        raise ValueError("choose one of the presets 'synthetic' and 'paper', not both")
     config = ml_collections.ConfigDict()
     config.data = _data(arg)
     config.model = ml_collections.ConfigDict(

@@ -3,7 +3,13 @@
 Two kinds of features per window:
 - learned: `Encoder.embed` of an exported encoder (`checkpointing.load_encoder`) or of a
   randomly initialised one of the same architecture (the report's baseline);
-- de: `features.differential_entropy` per channel and band, flattened to [C * 5].
+- signal baselines (SIGNAL_FEATURES, no parameters): "de" = `features.differential_entropy`
+  per channel and band, flattened to [C * 5]; "waveform" = `features.waveform_readout`, the
+  band-passed raw waveform flattened to [C * T'].
+
+Every method of a comparison is scored on the same windows: the learned encoders' window
+and hop (`extract.window_s`, `step_s`) serve "de" and "waveform" too; "de_paper" is DE on
+the paper's own 1 s windows, a separately labelled row.
 
 Stratified normalization inside the encoder standardizes over the windows of one block,
 so a block must hold ONE subject's windows, and enough of them to be representative.
@@ -21,6 +27,7 @@ provenance: inputs, checkpoint step and encoder info), plus per-subject CDA cent
 the report's methods. A file whose provenance equals the requested one is re-used.
 """
 
+import functools
 import os
 
 import jax
@@ -74,21 +81,29 @@ def gather_windows(trials: list, table: dict, rows: np.ndarray, window: int) -> 
 # ----------------------------------------------------------------------------- DE
 
 
-@jax.jit
-def _de_flat(eeg, fs):
-    de = features.differential_entropy(eeg, fs)  # [B, C, 5]
-    return de.reshape(de.shape[0], -1)
+# Signal baselines: name -> [B, C, T] µV, fs -> [B, C, ...] features (flattened per window).
+SIGNAL_FEATURES = {
+    "de": features.differential_entropy,
+    "waveform": features.waveform_readout,
+}
 
 
-def de_features(
-    trials: list, table: dict, *, fs: float, window: int, batch_windows: int
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _signal_flat(signal: str, eeg, fs):
+    feats = SIGNAL_FEATURES[signal](eeg, fs)
+    return feats.reshape(feats.shape[0], -1)
+
+
+def signal_features(
+    trials: list, table: dict, *, signal: str, fs: float, window: int, batch_windows: int
 ) -> np.ndarray:
-    """[N, C * 5] differential entropy of every window (channel-major, then band)."""
+    """[N, F] features of the signal baseline `signal` (a key of SIGNAL_FEATURES) of every
+    window, flattened channel-major (DE: [N, C * 5], channel then band)."""
     n = len(table["start"])
     out = []
-    for begin in tqdm(range(0, n, batch_windows), desc="DE", unit="batch"):
+    for begin in tqdm(range(0, n, batch_windows), desc=signal, unit="batch"):
         rows = np.arange(begin, begin + batch_windows) % n  # static shape: wrap
-        feats = np.asarray(_de_flat(gather_windows(trials, table, rows, window), fs))
+        feats = np.asarray(_signal_flat(signal, gather_windows(trials, table, rows, window), fs))
         out.append(feats[: min(batch_windows, n - begin)])
     return np.concatenate(out)
 
@@ -222,6 +237,7 @@ def extract_to_file(
     read_trials: TrialReader,
     *,
     encoder,
+    signal: str | None = None,
     info: dict,
     ch_names,
     fs: float,
@@ -238,16 +254,23 @@ def extract_to_file(
 
     Args:
         read_trials: a TrialReader of the data directory.
-        encoder: an Encoder (learned features) or None (DE features).
+        encoder: an Encoder (learned features), or None with `signal` set.
+        signal: the signal baseline (a key of SIGNAL_FEATURES) when encoder is None.
         info: JSON-serializable description of the encoder (checkpoint step, kwargs...).
         ch_names: the unified channels trials are projected to; fs: Hz of the trials.
         window_s, step_s: window length and hop in seconds.
         windows_per_block, blocks_per_call, seed: see `learned_features`.
-        batch_windows: windows per DE call.
+        batch_windows: windows per signal-baseline call.
         centroids_to: if given (learned features only), also write the per-subject CDA
             centroids (`subject_centroids`, one block of `centroid_windows` windows per
             subject) to this path.
     """
+    if (encoder is None) == (signal is None) or (signal and signal not in SIGNAL_FEATURES):
+        raise ValueError(
+            f"extract_to_file: give an encoder or a signal baseline in "
+            f"{sorted(SIGNAL_FEATURES)}, not both (encoder {type(encoder).__name__}, "
+            f"signal {signal!r})"
+        )
     window, step = int(round(window_s * fs)), int(round(step_s * fs))
     provenance = dict(
         dataset=dataset,
@@ -267,7 +290,9 @@ def extract_to_file(
     trials, metadata = read_trials(dataset, ch_names, fs)
     table = window_table(trials, window, step)
     if encoder is None:
-        feats = de_features(trials, table, fs=fs, window=window, batch_windows=batch_windows)
+        feats = signal_features(
+            trials, table, signal=signal, fs=fs, window=window, batch_windows=batch_windows
+        )
     else:
         feats = learned_features(
             encoder,
@@ -311,22 +336,37 @@ def method_encoder(method: str, run: str, seed: int) -> tuple:
     return random_encoder(kwargs, seed), info
 
 
+# Signal-baseline methods: method -> (signal feature, the config's (window, hop) fields).
+SIGNAL_METHODS = {
+    "de": ("de", ("window_s", "step_s")),  # the learned encoders' windows
+    "waveform": ("waveform", ("window_s", "step_s")),
+    "de_paper": ("de", ("de_paper_window_s", "de_paper_step_s")),  # the paper's 1 s windows
+}
+
+
 def method_inputs(method: str, seed: int, config, root: str) -> dict:
-    """Encoder (None for DE), its provenance info, channels, rate and windowing of a method."""
+    """Encoder (None for a signal baseline) or signal name, provenance info, channels, rate
+    and windowing of a method."""
     ex = config.extract
-    if method == "de":
+    if method in SIGNAL_METHODS:
+        signal, (window_field, step_field) = SIGNAL_METHODS[method]
         return dict(
             encoder=None,
-            info=dict(kind="de"),
-            ch_names=channels.UNIFIED_SETS[ex.de_ch_set],
-            fs=ex.de_fs,
-            window_s=ex.de_window_s,
-            step_s=ex.de_step_s,
+            signal=signal,
+            info=dict(kind=method),
+            ch_names=channels.UNIFIED_SETS[ex.baseline_ch_set],
+            fs=ex.baseline_fs,
+            window_s=ex[window_field],
+            step_s=ex[step_field],
         )
-    source = ex.random_like if method == "random" else method
-    encoder, info = method_encoder(
-        method, workdir.run_dir(root, source, seed), seed + ex.random_seed_offset
+    # The random encoder copies the architecture of the first seed's run of `random_like`
+    # (every seed has the same architecture), so it needs no run of its own seed.
+    run = (
+        workdir.run_dir(root, ex.random_like, workdir.method_seeds(config, ex.random_like)[0])
+        if method == "random"
+        else workdir.run_dir(root, method, seed)
     )
+    encoder, info = method_encoder(method, run, seed + ex.random_seed_offset)
     fs = float(info["fs"])
     if int(round(ex.window_s * fs)) != encoder.n_times:
         raise ValueError(
@@ -366,7 +406,7 @@ def run(config, root: str):
                     read_trials,
                     windows_per_block=ex.windows_per_block,
                     blocks_per_call=ex.blocks_per_call,
-                    batch_windows=ex.de_batch_windows,
+                    batch_windows=ex.baseline_batch_windows,
                     seed=ex.seed,
                     centroids_to=centroids,
                     centroid_windows=config.report.cda_windows_per_subject,

@@ -1,6 +1,8 @@
 """Stable pure signal functions for downstream features (DESIGN.md "Stable public functions").
 
 - `differential_entropy`: the classic DE baseline in 5 bands per channel.
+- `waveform_readout`: the untrained read-out of the raw band-passed waveform (the
+  yardstick for stimulus-locked signal shared by subjects).
 - `running_normalize`: causal per-session standardization with a prior (decay 0.99).
 - `lds_smooth`: Kalman filter + Rauch-Tung-Striebel smoother (linear dynamical system).
 
@@ -53,6 +55,35 @@ def differential_entropy(
     banded = jnp.fft.irfft(spectrum[..., None, :] * masks, n=n_times, axis=-1)  # [..., C, B, T]
     var = jnp.var(banded, axis=-1)
     return 0.5 * jnp.log(2.0 * math.pi * math.e * (var + eps))
+
+
+WAVEFORM_BAND = (0.5, 20.0)  # Hz: evoked responses live here
+WAVEFORM_RATE_HZ = 25.0  # samples per second kept by the read-out
+
+
+def waveform_readout(
+    eeg: jax.Array, fs: float, *, band=WAVEFORM_BAND, rate_hz: float = WAVEFORM_RATE_HZ
+) -> jax.Array:
+    """The window's waveform band-passed to `band` and subsampled to ~`rate_hz`.
+
+    A fixed, untrained read-out: ideal FFT-domain band-pass (as `differential_entropy`),
+    then every round(fs / rate_hz)-th sample. Compared across subjects (cosine after
+    per-subject standardization, `retrieval`), it measures how much stimulus-locked
+    waveform two subjects share at the same moment, which band power cannot see.
+
+    Args:
+        eeg: [..., C, T] µV.
+        fs: sampling rate in Hz.
+        band: (low, high) Hz kept.
+        rate_hz: approximate output rate.
+
+    Returns:
+        [..., C, ceil(T / round(fs / rate_hz))] µV.
+    """
+    n_times = eeg.shape[-1]
+    mask = band_masks(n_times, fs, (band,))[0]
+    banded = jnp.fft.irfft(jnp.fft.rfft(eeg.astype(jnp.float32), axis=-1) * mask, n=n_times)
+    return banded[..., :: max(1, int(round(fs / rate_hz)))]
 
 
 class RunningMoments(NamedTuple):

@@ -251,11 +251,13 @@ def finetune_method(
     n_folds: int,
     seed: int,
     settings: dict,
+    scheme: str = "disjoint",
 ) -> dict:
-    """Few-shot fine-tuning over the probe's folds; the frozen baseline on the same folds."""
+    """Few-shot fine-tuning over the probe's folds (`probe.subject_folds` with k, n_folds,
+    seed and scheme); the frozen baseline on the same folds."""
     folds = []
     for i, (train_subj, test_subj) in enumerate(
-        probe.subject_folds(table["subject"], k, n_folds, seed)
+        probe.subject_folds(table["subject"], k, n_folds, seed, scheme=scheme)
     ):
         if set(train_subj) & set(test_subj):
             raise AssertionError(f"fold {i}: training and test subjects overlap")
@@ -315,6 +317,7 @@ def run(config, root: str) -> dict:
         target=config.target,
         k=config.fewshot.k,
         n_folds=config.fewshot.n_folds,
+        folds=config.fewshot.folds,
         seed=config.probe_seed,
         step_s=config.extract.step_s,
     )
@@ -347,6 +350,7 @@ def run(config, root: str) -> dict:
                 n_folds=config.fewshot.n_folds,
                 seed=config.probe_seed,
                 settings=settings,
+                scheme=config.fewshot.folds,
             )
             result = workdir.canonical(
                 dict(

@@ -9,6 +9,9 @@ identical (stimulus, offset) for both subjects. Batches have static shapes:
     stimulus int32   [K, P_host, M]           stimulus id of each window
     offset   int32   [K, P_host, M]           window start in samples within its trial
 
+Subjects held out of pre-training (`heldout.heldout_subjects`) are removed from every
+session group before sampling: no batch ever holds one of their windows.
+
 Step i's sampling depends only on (seed, i, dataset, pair): the iterator state is the step
 counter, and host h of H computes exactly its slice of the P pairs. Trial EEG is read once
 from the TFDS data source and kept in memory (`cache_trials=False`: re-read per step).
@@ -24,7 +27,7 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from mdjpt_jax import channels
+from mdjpt_jax import channels, heldout
 
 SPLIT = "train"
 INT_FIELDS = ("subject", "session", "trial", "stimulus", "label", "valence")
@@ -284,25 +287,41 @@ class _Projector:
             out[self.mix_rows] = self.mix @ trial[:, start:stop]
 
 
-class _DatasetSampler:
-    """Pairs and windows of one dataset; usable = positions long enough for every subject."""
+def without_subjects(group: SessionGroup, excluded) -> SessionGroup:
+    """`group` with the subjects in `excluded` removed (rows of subjects/records/n_times)."""
+    keep = ~np.isin(group.subjects, np.asarray(excluded, np.int64))
+    return dataclasses.replace(
+        group,
+        subjects=group.subjects[keep],
+        records=group.records[keep],
+        n_times=group.n_times[keep],
+    )
 
-    def __init__(self, records: DatasetRecords, ch_names: Sequence[str], window: int):
+
+class _DatasetSampler:
+    """Pairs and windows of one dataset's training subjects; usable = positions long enough
+    for every subject of the group."""
+
+    def __init__(
+        self, records: DatasetRecords, ch_names: Sequence[str], window: int, heldout_ids=()
+    ):
         self.records, self.window = records, window
+        self.heldout_ids = np.asarray(heldout_ids, np.int64)
         self.project = _Projector(
             channels.projection_matrix(records.metadata["ch_names"], list(ch_names))
         )
         self.groups, self.usable = [], []
         for group in session_groups(records.fields):
+            group = without_subjects(group, self.heldout_ids)
             usable = np.flatnonzero((group.n_times >= window).all(axis=0))
             if len(group.subjects) >= 2 and len(usable):
                 self.groups.append(group)
                 self.usable.append(usable)
         if not self.groups:
             raise ValueError(
-                f"{records.metadata['dataset']}: no session shared by >= 2 "
-                f"subjects has a trial of >= {window} samples in each of them, so "
-                f"it cannot form pre-training pairs"
+                f"{records.metadata['dataset']}: no session shared by >= 2 training "
+                f"subjects (held out: {self.heldout_ids.tolist()}) has a trial of >= {window} "
+                f"samples in each of them, so it cannot form pre-training pairs"
             )
         n_subjects = np.array([len(g.subjects) for g in self.groups], np.float64)
         self.group_p = n_subjects * (n_subjects - 1) / np.sum(n_subjects * (n_subjects - 1))
@@ -450,6 +469,8 @@ def make_pretrain_loader(
     cache_trials: bool = True,
     num_threads: int = 1,
     prefetch: int = 2,
+    heldout_subjects: int = 0,
+    heldout_subject_ids: dict | None = None,
 ) -> PretrainLoader:
     """The pre-training loader over K datasets (see module docstring for the batch).
 
@@ -464,6 +485,8 @@ def make_pretrain_loader(
         process_index, process_count: this host's slice of the P pairs.
         cache_trials: keep all trial EEG in memory (else re-read records per step).
         num_threads, prefetch: grain worker threads and buffered batches (0 = synchronous).
+        heldout_subjects, heldout_subject_ids: subjects never sampled
+            (`heldout.heldout_subjects` per dataset: a count, or ids per dataset name).
     """
     window = int(round(window_s * fs))
     if not datasets or min(pairs_per_step, windows_per_pair, window, process_count) < 1 or seed < 0:
@@ -482,7 +505,13 @@ def make_pretrain_loader(
     for dataset in datasets:
         records = read_dataset(dataset, data_dir, split=split, keep_eeg=cache_trials)
         _check_fs(records.metadata, fs)
-        samplers.append(_DatasetSampler(records, ch_names, window))
+        excluded = heldout.heldout_subjects(
+            dataset,
+            records.fields["subject"],
+            count=heldout_subjects,
+            explicit=heldout_subject_ids,
+        )
+        samplers.append(_DatasetSampler(records, ch_names, window, excluded))
     batcher = PretrainBatcher(
         samplers,
         pairs_per_step=pairs_per_step,

@@ -103,8 +103,13 @@ CURVE_PANELS = (
     ("contrastive / chance", ("contrastive_over_chance",)),
     ("CDA (unweighted)", ("cda",)),
     (
-        "held-out evaluation",
-        ("eval/retrieval_projection", "eval/retrieval_features", "eval/probe_auroc"),
+        "held-out subjects",
+        (
+            "eval/retrieval_projection",
+            "eval/retrieval_features",
+            "eval/retrieval_waveform",
+            "eval/probe_auroc",
+        ),
     ),
 )
 

@@ -1,15 +1,19 @@
 """Learning curves of pre-training: the encoder evaluated outside the training batch.
 
 Every `train.eval_every` steps the current parameters embed a fixed set of windows of the
-*training* datasets (never a downstream target), one block of W windows per subject as
-extraction does (stratified normalization never mixes subjects), and three numbers are
-logged per dataset and averaged:
+SUBJECTS HELD OUT of the pre-training datasets (`heldout`: the sampler never draws them;
+never a downstream target), one block of W windows per subject as extraction does
+(stratified normalization never mixes subjects), and these numbers are logged per dataset
+and averaged:
 
 - `retrieval_projection` / `retrieval_features`: cross-subject window retrieval
   (`retrieval.cross_subject_retrieval`, chance 1/16) on the projector output (what the
   NT-Xent trains) and on the D-dim features that extraction and the probes use;
+  `retrieval_waveform`: the same for an untrained read-out of the raw waveform of the same
+  windows (`features.waveform_readout`), the yardstick of how much stimulus-locked signal
+  the subjects share (constant over training);
 - `probe_auroc`: a cheap linear probe (logistic regression on per-subject standardized
-  features) trained on the first half of the subjects and scored on the other half.
+  features) trained on the first half of the held-out subjects and scored on the others.
 
 The windows of every subject are drawn from one seeded order of the dataset's moments
 (session, stimulus, start), so subjects who saw the same session share their moments and
@@ -24,7 +28,7 @@ import numpy as np
 from flax import nnx
 from sklearn.linear_model import LogisticRegression
 
-from mdjpt_jax import extract, input_pipeline, probe, retrieval
+from mdjpt_jax import extract, features, heldout, input_pipeline, probe, retrieval
 
 MOMENT_FIELDS = ("session", "stimulus", "start")
 
@@ -39,6 +43,8 @@ class EvalSet:
         subject, label: int [S, W].
         moment: int [S, W, 3] (session, stimulus, start sample).
         n_classes: number of label classes of the dataset.
+        waveform: float32 [S, W, F] the untrained waveform read-out of the same windows
+            (`features.waveform_readout`, flattened): the yardstick of retrieval.
     """
 
     dataset: str
@@ -47,6 +53,7 @@ class EvalSet:
     label: np.ndarray
     moment: np.ndarray
     n_classes: int
+    waveform: np.ndarray
 
 
 def select_windows(table: dict, windows_per_subject: int, seed: int) -> np.ndarray:
@@ -77,9 +84,24 @@ def make_eval_set(
     step: int,
     windows_per_subject: int,
     seed: int,
+    heldout_subjects: int,
+    heldout_subject_ids: dict | None = None,
 ) -> EvalSet:
-    """Reads `dataset` and fixes its evaluation windows (window / step in samples at fs)."""
+    """Reads `dataset` and fixes its evaluation windows (window / step in samples at fs) on
+    its held-out subjects (`heldout.heldout_subjects` of the count / ids given)."""
     trials, metadata = input_pipeline.load_trials(dataset, data_dir, list(ch_names), fs=fs)
+    subjects = heldout.heldout_subjects(
+        dataset,
+        [t["subject"] for t in trials],
+        count=heldout_subjects,
+        explicit=heldout_subject_ids,
+    )
+    if len(subjects) < 2:
+        raise ValueError(
+            f"{dataset}: the learning curves need >= 2 held-out subjects, got "
+            f"{subjects.tolist()} (set data.heldout_subjects >= 2, or train.eval_every = 0)"
+        )
+    trials = [t for t in trials if t["subject"] in set(subjects.tolist())]
     table = extract.window_table(trials, window, step)
     rows = select_windows(table, windows_per_subject, seed)
     eeg = np.stack([extract.gather_windows(trials, table, r, window) for r in rows])
@@ -90,6 +112,7 @@ def make_eval_set(
         label=table["label"][rows],
         moment=np.stack([table[k][rows] for k in MOMENT_FIELDS], axis=-1),
         n_classes=len(metadata["label_names"]),
+        waveform=np.asarray(features.waveform_readout(eeg, fs)).reshape(eeg.shape[:2] + (-1,)),
     )
 
 
@@ -122,11 +145,13 @@ def _local_copy(params):
 
 
 def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) -> dict:
-    """Retrieval (projection, features) and probe AUROC per dataset and their means.
+    """Retrieval (projection, features, and the untrained waveform read-out as the
+    yardstick) and probe AUROC per dataset and their means.
 
     Returns:
         {"eval/retrieval_projection": float, "eval/retrieval_features": float,
-         "eval/probe_auroc": float, and the same keys suffixed "/<dataset>"}.
+         "eval/retrieval_waveform": float, "eval/probe_auroc": float, and the same keys
+         suffixed "/<dataset>"}.
     """
     params = _local_copy(params)
     rows = {}
@@ -140,13 +165,16 @@ def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) 
             "retrieval_features": retrieval.cross_subject_retrieval(
                 feats.reshape(len(subject), -1), subject, moment, seed=seed
             ),
+            "retrieval_waveform": retrieval.cross_subject_retrieval(
+                es.waveform.reshape(len(subject), -1), subject, moment, seed=seed
+            ),
             "probe_auroc": linear_probe_auroc(
                 feats.reshape(len(subject), -1), subject, es.label.reshape(-1), es.n_classes
             ),
         }
         for name, value in values.items():
             rows[f"eval/{name}/{es.dataset}"] = float(value)
-    for name in ("retrieval_projection", "retrieval_features", "probe_auroc"):
+    for name in ("retrieval_projection", "retrieval_features", "retrieval_waveform", "probe_auroc"):
         per_dataset = [rows[f"eval/{name}/{es.dataset}"] for es in eval_sets]
         rows[f"eval/{name}"] = float(np.nanmean(per_dataset)) if per_dataset else float("nan")
     return rows

@@ -6,17 +6,31 @@ Protocols (DESIGN.md "Downstream"):
   then `features.lds_smooth` per trial.
 - Few-shot: an MLP (hidden 128 -> 64, ReLU, dropout; flax.nnx + optax AdamW) trained for
   a fixed number of epochs on the windows of k labelled subjects of the target dataset,
-  tested on all its other subjects; several folds whose training subjects come from one
-  seeded permutation of the subjects. Nothing is selected on test subjects.
+  tested on all its other subjects; several distinct folds (`subject_folds`: disjoint
+  training sets, or distinct k-subsets in a seeded order). Nothing is selected on test
+  subjects.
+- Few-shot, stimulus-held-out (`few_shot(..., heldout_stimuli=True)`): the same subject
+  folds; per fold each class's stimuli are split (seeded) into a training and a test half;
+  the MLP trains on the training subjects' windows of training stimuli and is tested on the
+  other subjects' windows of the test stimuli, so a clip's identity cannot stand in for its
+  emotion. Not run (recorded as skipped, with the reason) when a class has < 2 stimuli.
 - Zero-shot: the same MLP trained on the OTHER datasets' negative vs positive windows
   (shared valence space) and applied to the target's negative/positive windows; the
-  target's labels are used only to score. Repeated over seeds (std over seeds).
-Metrics (scikit-learn): accuracy, balanced accuracy, macro-F1, AUROC (one-vs-one macro;
-binary: positive-class score), AUPRC (macro average precision over one-hot labels).
+  target's labels are used only to score. Repeated over seeds.
+- Retrieval (`retrieval.cross_subject_retrieval`) on the pre-training datasets, on their
+  subjects held out of pre-training only (`heldout.heldout_subjects`).
+Metrics (scikit-learn): accuracy, balanced accuracy, macro-F1, AUROC (more than two
+classes: macro one-vs-rest by default, as the original code, or macro one-vs-one; binary:
+positive-class score), AUPRC (macro average precision over one-hot labels). Every fold and
+repeat also keeps the metrics of each test subject alone (`per_subject`): the cells of the
+report's paired bootstrap.
 """
 
 import functools
+import itertools
+import math
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -25,40 +39,116 @@ import optax
 from flax import nnx
 from sklearn import metrics as skm
 
-from mdjpt_jax import features, retrieval, workdir
+from mdjpt_jax import features, heldout, paired_stats, retrieval, workdir
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "auprc")
+AUROC_KINDS = ("ovr", "ovo")
+FOLD_SCHEMES = ("disjoint", "all")
+ENUMERATE_MAX_COMBINATIONS = 100_000  # "all" folds: enumerate C(S, k) up to this many
 
 
 # ----------------------------------------------------------------------------- metrics
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict:
-    """Metrics of class probabilities proba [N, K] against integer labels y_true [N]."""
-    n_classes = proba.shape[1]
+def macro_auroc(y_true: np.ndarray, proba: np.ndarray, *, multi_class: str = "ovr") -> float:
+    """AUROC of class probabilities proba [N, K] against integer labels y_true [N].
+
+    K == 2: the positive-class score's AUROC. K > 2: the macro average over the classes
+    present in y_true of one-vs-rest AUROCs ("ovr"), or over their pairs of Hand & Till's
+    one-vs-one AUROCs ("ovo"); with every class present these equal scikit-learn's
+    `roc_auc_score(..., multi_class=multi_class, average="macro")`. NaN when fewer than two
+    classes are present (e.g. one test subject who saw one class).
+    """
+    if multi_class not in AUROC_KINDS:
+        raise ValueError(f"multi_class={multi_class!r}: choose one of {AUROC_KINDS}")
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return float("nan")
+    if proba.shape[1] == 2:
+        return float(skm.roc_auc_score(y_true, proba[:, 1]))
+    if multi_class == "ovr":
+        return float(np.mean([skm.roc_auc_score(y_true == c, proba[:, c]) for c in present]))
+    pair_scores = []
+    for a, b in itertools.combinations(present, 2):
+        rows = np.isin(y_true, (a, b))
+        pair_scores.append(
+            0.5
+            * (
+                skm.roc_auc_score(y_true[rows] == a, proba[rows, a])
+                + skm.roc_auc_score(y_true[rows] == b, proba[rows, b])
+            )
+        )
+    return float(np.mean(pair_scores))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, *, multi_class="ovr") -> dict:
+    """Metrics of class probabilities proba [N, K] against integer labels y_true [N].
+
+    AUROC: `macro_auroc` (multi_class "ovr" or "ovo" for K > 2). AUPRC: macro average
+    precision over the classes present in y_true. Macro-F1: over the classes present in
+    y_true or predicted. On a subset of windows missing some classes (one test subject),
+    the macro metrics thus average over the classes that subset can score; AUROC is NaN
+    with fewer than two classes.
+    """
+    y_true = np.asarray(y_true)
     proba = np.asarray(proba, np.float64)
     proba = proba / proba.sum(axis=1, keepdims=True)
     y_pred = proba.argmax(axis=1)
-    labels = np.arange(n_classes)
-    if n_classes == 2:
-        auroc = skm.roc_auc_score(y_true, proba[:, 1])
-    else:
-        auroc = skm.roc_auc_score(y_true, proba, multi_class="ovo", average="macro", labels=labels)
+    present = np.unique(y_true)
     return dict(
         accuracy=float(skm.accuracy_score(y_true, y_pred)),
         balanced_accuracy=float(skm.balanced_accuracy_score(y_true, y_pred)),
-        macro_f1=float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
-        auroc=float(auroc),
-        auprc=float(skm.average_precision_score(np.eye(n_classes)[y_true], proba, average="macro")),
+        macro_f1=float(skm.f1_score(y_true, y_pred, average="macro")),
+        auroc=macro_auroc(y_true, proba, multi_class=multi_class),
+        auprc=float(
+            skm.average_precision_score(
+                y_true[:, None] == present[None, :], proba[:, present], average="macro"
+            )
+        ),
+    )
+
+
+def _json_number(value: float):
+    """NaN -> None (JSON has no NaN); other floats unchanged."""
+    return None if np.isnan(value) else value
+
+
+def per_subject_metrics(
+    y_true: np.ndarray, proba: np.ndarray, subject: np.ndarray, *, multi_class="ovr"
+) -> dict:
+    """{str(subject): {metric: value}}: `classification_metrics` of each subject's rows of
+    y_true [N] / proba [N, K] / subject [N] alone; undefined values (NaN) are None.
+    scikit-learn's warnings about classes a subject lacks are silenced (expected here)."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for s in np.unique(subject):
+            rows = subject == s
+            metrics = classification_metrics(y_true[rows], proba[rows], multi_class=multi_class)
+            out[str(s)] = {m: _json_number(v) for m, v in metrics.items()}
+    return out
+
+
+def score(
+    y_true: np.ndarray, proba: np.ndarray, subject: np.ndarray, *, n_classes: int, multi_class
+) -> dict:
+    """A fold's (or repeat's) scores: pooled metrics, per-subject metrics, confusion matrix
+    (rows true, columns predicted) of y_true [N] against proba [N, n_classes]."""
+    return dict(
+        metrics=classification_metrics(y_true, proba, multi_class=multi_class),
+        per_subject=per_subject_metrics(y_true, proba, subject, multi_class=multi_class),
+        confusion=skm.confusion_matrix(
+            y_true, proba.argmax(1), labels=np.arange(n_classes)
+        ).tolist(),
     )
 
 
 def summarize(per_fold: list) -> dict:
-    """[{metric: value}] -> {metric: {"mean", "std"}} (population std over folds)."""
+    """[{metric: value}] -> {metric: {"mean", "std"}} (sample std over folds; None for one)."""
     return {
         m: dict(
             mean=float(np.mean([f[m] for f in per_fold])),
-            std=float(np.std([f[m] for f in per_fold])),
+            std=paired_stats.sample_std([f[m] for f in per_fold]),
         )
         for m in METRICS
     }
@@ -67,22 +157,129 @@ def summarize(per_fold: list) -> dict:
 # ----------------------------------------------------------------------------- folds
 
 
-def subject_folds(subjects, k: int, n_folds: int, seed: int) -> list:
+def max_folds(n_subjects: int, k: int, scheme: str) -> int:
+    """How many distinct folds of k training subjects `scheme` can make from n_subjects."""
+    if scheme not in FOLD_SCHEMES:
+        raise ValueError(f"few-shot folds={scheme!r}: choose one of {FOLD_SCHEMES}")
+    return n_subjects // k if scheme == "disjoint" else math.comb(n_subjects, k)
+
+
+def check_folds(n_subjects: int, k: int, n_folds: int, scheme: str) -> None:
+    """Raises ValueError (naming the maximum) when `subject_folds` cannot make n_folds
+    distinct folds of k training subjects out of n_subjects; needs no data.
+
+    "disjoint": at most n_subjects // k folds; "all": at most C(n_subjects, k).
+    """
+    if not 0 < k < n_subjects:
+        raise ValueError(f"few-shot k={k} needs 0 < k < #subjects={n_subjects}")
+    if n_folds < 1:
+        raise ValueError(f"few-shot n_folds={n_folds} must be >= 1")
+    most = max_folds(n_subjects, k, scheme)
+    if n_folds <= most:
+        return
+    alternatives = (
+        f"at most {n_subjects // k} disjoint folds (or folds='all': up to "
+        f"{math.comb(n_subjects, k)})"
+    )
+    if scheme == "disjoint":
+        raise ValueError(
+            f"few-shot: {n_folds} disjoint folds of k={k} need {n_folds * k} subjects; the "
+            f"target has {n_subjects}: {alternatives}"
+        )
+    raise ValueError(
+        f"few-shot: {n_folds} folds of k={k} from {n_subjects} subjects: there are only "
+        f"C({n_subjects}, {k}) = {most} distinct ones (folds='all')"
+    )
+
+
+def _combinations_in_seeded_order(n: int, k: int, count: int, rng) -> list:
+    """`count` distinct sorted k-subsets of range(n), drawn without replacement."""
+    total = math.comb(n, k)
+    if total <= ENUMERATE_MAX_COMBINATIONS:
+        every = list(itertools.combinations(range(n), k))
+        return [every[i] for i in rng.permutation(total)[:count]]
+    chosen, seen = [], set()
+    while len(chosen) < count:
+        subset = tuple(sorted(rng.choice(n, size=k, replace=False).tolist()))
+        if subset not in seen:
+            seen.add(subset)
+            chosen.append(subset)
+    return chosen
+
+
+def subject_folds(subjects, k: int, n_folds: int, seed: int, *, scheme: str = "disjoint") -> list:
     """Few-shot folds: (train_subjects, test_subjects) with k training subjects each.
 
-    Training subjects of fold i are positions [i*k, (i+1)*k) of a seeded permutation of
-    the subjects, extended cyclically, so training sets differ between folds (and are
-    disjoint while n_folds * k <= #subjects). Test = every other subject of the dataset.
+    Args:
+        subjects: subject ids (any order, repeats allowed).
+        k: training subjects per fold; test = every other subject of the dataset.
+        n_folds: how many folds; never more than `max_folds` (see `check_folds`).
+        seed: the seeded order.
+        scheme: "disjoint": fold i trains on positions [i*k, (i+1)*k) of one seeded
+            permutation of the subjects (pairwise disjoint training sets); "all": n_folds
+            distinct k-subsets drawn without replacement from all C(#subjects, k).
+
+    Returns:
+        [(sorted train ids, sorted test ids)] * n_folds, no two folds alike.
     """
     subjects = np.unique(np.asarray(subjects))
-    if not 0 < k < len(subjects):
-        raise ValueError(f"few-shot k={k} needs 0 < k < #subjects={len(subjects)}")
-    order = np.random.default_rng(seed).permutation(subjects)
+    check_folds(len(subjects), k, n_folds, scheme)
+    rng = np.random.default_rng(seed)
+    if scheme == "disjoint":
+        order = rng.permutation(len(subjects))
+        positions = [order[i * k : (i + 1) * k] for i in range(n_folds)]
+    else:
+        positions = _combinations_in_seeded_order(len(subjects), k, n_folds, rng)
     folds = []
-    for i in range(n_folds):
-        train = np.sort(order[(np.arange(k) + i * k) % len(subjects)])
+    for chosen in positions:
+        train = np.sort(subjects[list(chosen)])
         folds.append((train.tolist(), np.setdiff1d(subjects, train).tolist()))
     return folds
+
+
+# ----------------------------------------------------------------------------- stimuli
+
+
+def stimulus_split_problem(stimulus: np.ndarray, label: np.ndarray, label_names) -> str | None:
+    """Why the stimulus-held-out split cannot be made (None when it can): a stimulus with
+    several labels, or a class with fewer than two stimuli. stimulus, label: [N]."""
+    for s in np.unique(stimulus):
+        labels = np.unique(label[stimulus == s])
+        if len(labels) > 1:
+            names = [label_names[c] for c in labels]
+            return f"the label is not a function of the stimulus (stimulus {s} has {names})"
+    for c in np.unique(label):
+        count = len(np.unique(stimulus[label == c]))
+        if count < 2:
+            return (
+                f"class {label_names[c]!r} has {count} stimulus; the stimulus-held-out "
+                "split needs >= 2 per class"
+            )
+    return None
+
+
+def split_stimuli(stimulus: np.ndarray, label: np.ndarray, *, seed) -> tuple[list, list]:
+    """Each class's stimuli split into a training and a test half, at random.
+
+    Args:
+        stimulus, label: [N] per-window stimulus ids and labels (label a function of the
+            stimulus; every class with >= 2 stimuli, see `stimulus_split_problem`).
+        seed: anything `np.random.default_rng` takes.
+
+    Returns:
+        (sorted training stimuli, sorted test stimuli): per class floor(n/2) >= 1 test
+        stimuli, the rest (>= 1; the extra one of an odd count) training.
+    """
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(label):
+        shuffled = rng.permutation(np.unique(stimulus[label == c]))
+        n_test = len(shuffled) // 2
+        if n_test < 1:
+            raise ValueError(f"class {c} has {len(shuffled)} stimulus; need >= 2 to split")
+        test += shuffled[:n_test].tolist()
+        train += shuffled[n_test:].tolist()
+    return sorted(train), sorted(test)
 
 
 # ----------------------------------------------------------------------------- post-processing
@@ -249,38 +446,62 @@ def few_shot(
     smooth: bool,
     mlp: dict,
     mlp_seed: int | None = None,
+    scheme: str = "disjoint",
+    heldout_stimuli: bool = False,
+    multi_class: str = "ovr",
 ) -> dict:
     """Few-shot protocol on one dataset's window table; returns per-fold results + summary.
 
     Args:
         data: `workdir.load_features` output of the target dataset.
-        k, n_folds, seed: see `subject_folds`.
+        k, n_folds, seed, scheme: see `subject_folds`.
         decay, smooth: see `postprocess`.
         mlp: keyword arguments of `train_mlp` except x, y, n_classes and seed.
         mlp_seed: fold i's MLP trains with mlp_seed + i (default: `seed`).
+        heldout_stimuli: the stimulus-held-out variant: fold i also splits each class's
+            stimuli (`split_stimuli`, seed (seed, i)); training = the training subjects'
+            windows of training stimuli, test = the other subjects' windows of test stimuli.
+        multi_class: AUROC of more than two classes (see `macro_auroc`).
+
+    Returns:
+        dict(k, seed, scheme, class_names, folds, summary); each fold holds train_subjects,
+        test_subjects, metrics, per_subject, confusion (+ train_stimuli, test_stimuli).
+        With heldout_stimuli and a split that cannot be made: {"skipped": reason}.
     """
+    if heldout_stimuli:
+        problem = stimulus_split_problem(data["stimulus"], data["label"], data["label_names"])
+        if problem:
+            return dict(skipped=problem)
     mlp_seed = seed if mlp_seed is None else mlp_seed
     n_classes = len(data["label_names"])
     folds = []
-    for i, (train_subj, test_subj) in enumerate(subject_folds(data["subject"], k, n_folds, seed)):
+    for i, (train_subj, test_subj) in enumerate(
+        subject_folds(data["subject"], k, n_folds, seed, scheme=scheme)
+    ):
         train = np.isin(data["subject"], train_subj)
+        test = ~train
+        fold = dict(train_subjects=train_subj, test_subjects=test_subj)
+        if heldout_stimuli:
+            train_stim, test_stim = split_stimuli(data["stimulus"], data["label"], seed=(seed, i))
+            train &= np.isin(data["stimulus"], train_stim)
+            test &= np.isin(data["stimulus"], test_stim)
+            fold.update(train_stimuli=train_stim, test_stimuli=test_stim)
         x = postprocess(data, data["features"][train], decay=decay, smooth=smooth)
         model = train_mlp(x[train], data["label"][train], n_classes, seed=mlp_seed + i, **mlp)
-        proba = predict_proba(model, x[~train])
-        y_test = data["label"][~train]
-        folds.append(
-            dict(
-                train_subjects=train_subj,
-                test_subjects=test_subj,
-                metrics=classification_metrics(y_test, proba),
-                confusion=skm.confusion_matrix(
-                    y_test, proba.argmax(1), labels=np.arange(n_classes)
-                ).tolist(),
+        fold.update(
+            score(
+                data["label"][test],
+                predict_proba(model, x[test]),
+                data["subject"][test],
+                n_classes=n_classes,
+                multi_class=multi_class,
             )
         )
+        folds.append(fold)
     return dict(
         k=k,
         seed=seed,
+        scheme=scheme,
         class_names=list(data["label_names"]),
         folds=folds,
         summary=summarize([f["metrics"] for f in folds]),
@@ -288,29 +509,39 @@ def few_shot(
 
 
 def _valence_windows(data: dict, x: np.ndarray):
-    """The negative and positive windows of x and their binary labels (1 = positive), by
-    the valence names the feature file carries."""
+    """The negative and positive windows of x, their binary labels (1 = positive) and their
+    subjects, by the valence names the feature file carries."""
     names = list(data["valence_names"])
     negative, positive = names.index("negative"), names.index("positive")
     keep = np.isin(data["valence"], (negative, positive))
-    return x[keep], (data["valence"][keep] == positive).astype(np.int32)
+    return x[keep], (data["valence"][keep] == positive).astype(np.int32), data["subject"][keep]
 
 
 def zero_shot(
-    sources: list, target: dict, *, n_repeats: int, seed: int, decay: float, smooth: bool, mlp: dict
+    sources: list,
+    target: dict,
+    *,
+    n_repeats: int,
+    seed: int,
+    decay: float,
+    smooth: bool,
+    mlp: dict,
+    multi_class: str = "ovr",
 ) -> dict:
     """Zero-shot protocol: negative-vs-positive MLP on the source datasets, scored on target.
 
     Every dataset is post-processed with the prior of the pooled SOURCE features; the
-    target's labels/valence only select and score its negative/positive windows.
+    target's labels/valence only select and score its negative/positive windows. Repeat i
+    trains with seed + i; each holds metrics, per_subject (the target's subjects) and
+    confusion.
     """
     prior = np.concatenate([s["features"] for s in sources])
     train_x, train_y = [], []
     for source in sources:
-        xs, ys = _valence_windows(source, postprocess(source, prior, decay=decay, smooth=smooth))
+        xs, ys, _ = _valence_windows(source, postprocess(source, prior, decay=decay, smooth=smooth))
         train_x.append(xs)
         train_y.append(ys)
-    target_x, target_y = _valence_windows(
+    target_x, target_y, target_subject = _valence_windows(
         target, postprocess(target, prior, decay=decay, smooth=smooth)
     )
     repeats = []
@@ -320,8 +551,7 @@ def zero_shot(
         repeats.append(
             dict(
                 seed=seed + i,
-                metrics=classification_metrics(target_y, proba),
-                confusion=skm.confusion_matrix(target_y, proba.argmax(1), labels=[0, 1]).tolist(),
+                **score(target_y, proba, target_subject, n_classes=2, multi_class=multi_class),
             )
         )
     return dict(
@@ -334,11 +564,39 @@ def zero_shot(
 # ----------------------------------------------------------------------------- entry
 
 
+def heldout_retrieval(data: dict, subjects, *, seed: int) -> float:
+    """`retrieval.cross_subject_retrieval` of a window table restricted to `subjects`.
+
+    Raises:
+        ValueError: fewer than two of `subjects` have windows in the table.
+    """
+    rows = np.isin(data["subject"], np.asarray(list(subjects), np.int64))
+    found = np.unique(data["subject"][rows]).tolist()
+    if len(found) < 2:
+        raise ValueError(
+            f"retrieval on held-out subjects needs >= 2 of them with windows; asked for "
+            f"{list(subjects)}, found {found} (hold out more subjects: heldout_subjects or "
+            "heldout_subject_ids)"
+        )
+    moment = np.stack([data["session"], data["stimulus"], data["start"]], axis=1)[rows]
+    return retrieval.cross_subject_retrieval(
+        data["features"][rows], data["subject"][rows], moment, seed=seed
+    )
+
+
 def probe_features(
-    root: str, method: str, seed: int, *, target: str, sources, retrieval_datasets, protocol: dict
+    root: str, method: str, seed: int, *, target: str, sources, retrieval_subjects, protocol: dict
 ) -> dict:
-    """Few-shot (+ zero-shot when sources are given) results of one feature set, and the
-    cross-subject retrieval of its features on `retrieval_datasets`.
+    """Few-shot (+ stimulus-held-out few-shot when protocol["heldout_stimuli"], + zero-shot
+    when sources are given) results of one feature set, and the cross-subject retrieval of
+    its features on the held-out subjects of each pre-training dataset.
+
+    Args:
+        root: experiment workdir.
+        method, seed: the feature set (`workdir.feature_seed` picks its file).
+        target: the few-/zero-shot dataset; sources: zero-shot training datasets ([] none).
+        retrieval_subjects: {dataset: held-out subject ids} (see `retrieval_subject_ids`).
+        protocol: the `run` protocol dict.
 
     The MLPs of pre-training seed s use probe seed protocol["seed"] + 1000 s; the few-shot
     folds (which subjects are labelled) are the same for every seed.
@@ -349,15 +607,22 @@ def probe_features(
     result = dict(
         method=method, seed=seed, target=target, protocol=protocol, provenance=data["provenance"]
     )
-    common = dict(decay=protocol["decay"], smooth=protocol["lds"], mlp=protocol["mlp"])
-    result["few_shot"] = few_shot(
-        data,
+    common = dict(
+        decay=protocol["decay"],
+        smooth=protocol["lds"],
+        mlp=protocol["mlp"],
+        multi_class=protocol["auroc_multi_class"],
+    )
+    folds = dict(
         k=protocol["k"],
         n_folds=protocol["n_folds"],
         seed=protocol["seed"],
+        scheme=protocol["folds"],
         mlp_seed=mlp_seed,
-        **common,
     )
+    result["few_shot"] = few_shot(data, **folds, **common)
+    if protocol["heldout_stimuli"]:
+        result["few_shot_heldout_stimuli"] = few_shot(data, **folds, heldout_stimuli=True, **common)
     if sources:
         source_data = [
             workdir.load_features(workdir.feature_path(root, method, fseed, s)) for s in sources
@@ -365,25 +630,75 @@ def probe_features(
         result["zero_shot"] = zero_shot(
             source_data, data, n_repeats=protocol["n_repeats"], seed=mlp_seed, **common
         )
-    result["retrieval"] = {}
-    for dataset in retrieval_datasets:
-        d = workdir.load_features(workdir.feature_path(root, method, fseed, dataset))
-        moment = np.stack([d["session"], d["stimulus"], d["start"]], axis=1)
-        result["retrieval"][dataset] = retrieval.cross_subject_retrieval(
-            d["features"], d["subject"], moment, seed=protocol["seed"]
+    result["retrieval"] = {
+        dataset: heldout_retrieval(
+            workdir.load_features(workdir.feature_path(root, method, fseed, dataset)),
+            subjects,
+            seed=protocol["seed"],
         )
+        for dataset, subjects in retrieval_subjects.items()
+    }
+    result["retrieval_subjects"] = {d: list(s) for d, s in retrieval_subjects.items()}
     return result
+
+
+def _feature_subjects(config, root: str, dataset: str) -> np.ndarray:
+    """The subject ids in `dataset`'s feature file of the first method's first seed."""
+    method = config.methods[0]
+    fseed = workdir.feature_seed(method, workdir.method_seeds(config, method)[0])
+    data = workdir.load_features(workdir.feature_path(root, method, fseed, dataset))
+    return np.unique(data["subject"])
+
+
+def retrieval_subject_ids(config, root: str) -> dict:
+    """{dataset: held-out subject ids (ints)} of every pre-training dataset (config.sources):
+    `heldout.heldout_subjects` over the dataset's feature-file subjects.
+
+    Raises:
+        ValueError: a dataset with fewer than two held-out subjects (retrieval needs two).
+    """
+    explicit = {d: list(ids) for d, ids in config.heldout_subject_ids.items()}
+    chosen = {}
+    for dataset in config.sources:
+        ids = heldout.heldout_subjects(
+            dataset,
+            _feature_subjects(config, root, dataset),
+            count=config.heldout_subjects,
+            explicit=explicit,
+        ).tolist()
+        if len(ids) < 2:
+            raise ValueError(
+                f"{dataset}: cross-subject retrieval runs on the subjects held out of "
+                f"pre-training and needs >= 2 of them; got {ids} (heldout_subjects="
+                f"{config.heldout_subjects}, heldout_subject_ids)"
+            )
+        chosen[dataset] = ids
+    return chosen
 
 
 def run(config, root: str) -> dict:
     """Probes every (method, seed) feature set; writes ROOT/probe/<method>/seed<k>.json and
     ROOT/probe/results.json ({method: {seed: result}}).
 
-    A result file is re-used when its protocol and feature provenance are unchanged.
+    Before probing anything, the few-shot folds are checked against the target's subject
+    count (`check_folds`) and the held-out retrieval subjects are resolved. A result file is
+    re-used when its protocol (folds, AUROC kind, retrieval subjects included) and feature
+    provenance are unchanged.
     """
+    check_folds(
+        len(_feature_subjects(config, root, config.target)),
+        config.fewshot.k,
+        config.fewshot.n_folds,
+        config.fewshot.folds,
+    )
+    retrieval_subjects = retrieval_subject_ids(config, root)
     protocol = dict(
         k=config.fewshot.k,
         n_folds=config.fewshot.n_folds,
+        folds=config.fewshot.folds,
+        heldout_stimuli=bool(config.fewshot.heldout_stimuli),
+        auroc_multi_class=config.auroc_multi_class,
+        retrieval_subjects=retrieval_subjects,
         seed=config.probe_seed,
         n_repeats=config.zeroshot.n_repeats,
         decay=config.postprocess.decay,
@@ -423,7 +738,7 @@ def run(config, root: str) -> dict:
                 seed,
                 target=config.target,
                 sources=sources,
-                retrieval_datasets=list(config.sources),
+                retrieval_subjects=retrieval_subjects,
                 protocol=protocol,
             )
             workdir.write_json(path, result)

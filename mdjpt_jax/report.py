@@ -5,13 +5,22 @@ A pure renderer: it reads probe/results.json (probe.run), the feature and centro
 into ROOT/report/: results.md, results.json (every per-seed and per-fold value),
 learning_curves.png, tsne.png, cda_distances.png, confusion.png. It runs no model.
 
-Numbers: for each method and protocol, each pre-training seed gives the mean over folds
-(few-shot) or repeats (zero-shot) of each metric; the table shows mean ± std ACROSS SEEDS,
-and results.json keeps the fold-level values too. A result is marked degenerate when a
-classifier predicted one class for every window of a fold, or when its AUROC is at chance
-(mean <= 0.55): such a number is a finding to explain, not a score.
+Numbers: for each method and protocol (few-shot, stimulus-held-out few-shot, zero-shot),
+each pre-training seed gives the mean over folds (few-shot) or repeats (zero-shot) of each
+metric; the table shows mean ± SAMPLE std (ddof 1) ACROSS SEEDS, or the value and
+"(n = 1)" for a method with one seed (std null in results.json); results.json keeps the
+fold-level values too. A result is marked degenerate when a classifier predicted one class
+for every window of a fold, or when its AUROC is at chance (mean <= 0.55): such a number
+is a finding to explain, not a score. A protocol the probe could not run (e.g. too few
+stimuli per class to hold some out) shows its reason instead of rows.
+
+Comparisons "a-b" (config.report.comparisons): paired differences of balanced accuracy and
+AUROC per (seed, test subject), and of retrieval per (seed, pre-training dataset), with
+two-way bootstrap intervals over seeds x units (`paired_stats`); a difference is
+"established" when its interval excludes 0.
 """
 
+import inspect
 import os
 
 import matplotlib
@@ -22,10 +31,12 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from mdjpt_jax import metrics_writer, workdir  # noqa: E402
+from mdjpt_jax import metrics_writer, paired_stats, retrieval, workdir  # noqa: E402
 
 METHOD_TITLES = {
-    "de": "DE baseline",
+    "de": "DE (same windows as the encoders)",
+    "de_paper": "DE, paper windows (1 s)",
+    "waveform": "Raw waveform read-out (untrained)",
     "random": "Random encoder",
     "single": "Pre-trained on one dataset",
     "joint": "Joint (mdJPT)",
@@ -38,8 +49,22 @@ METRIC_TITLES = {
     "macro_f1": "Macro-F1",
     "auroc": "AUROC",
     "auprc": "AUPRC",
+    "retrieval@1": "Retrieval@1",
 }
-PROTOCOLS = {"few_shot": "folds", "zero_shot": "repeats"}
+# Protocol -> the list of runs inside a probe result.
+PROTOCOLS = {"few_shot": "folds", "few_shot_heldout_stimuli": "folds", "zero_shot": "repeats"}
+PROTOCOL_TITLES = {
+    "few_shot": "few-shot",
+    "few_shot_heldout_stimuli": "few-shot, stimulus-held-out",
+    "zero_shot": "zero-shot",
+    "retrieval": "retrieval (held-out subjects)",
+}
+AUROC_TITLES = {"ovr": "macro one-vs-rest", "ovo": "macro one-vs-one"}
+PAIRED_METRICS = ("balanced_accuracy", "auroc")
+RETRIEVAL_METRIC = "retrieval@1"
+RETRIEVAL_CANDIDATES = (
+    inspect.signature(retrieval.cross_subject_retrieval).parameters["n_candidates"].default
+)
 CHANCE_AUROC_MAX = 0.55
 
 
@@ -48,8 +73,16 @@ def _title(method: str) -> str:
 
 
 def _mean_std(values) -> dict:
+    """{mean, std (sample, ddof 1; None for one value), n} of values."""
     values = np.asarray(values, np.float64)
-    return dict(mean=float(np.mean(values)), std=float(np.std(values)))
+    return dict(mean=float(np.mean(values)), std=paired_stats.sample_std(values), n=len(values))
+
+
+def format_mean_std(stat: dict, digits: int = 3) -> str:
+    """ "mean ± std", or "mean (n = 1)" when there is no spread (one seed)."""
+    if stat.get("std") is None:
+        return f"{stat['mean']:.{digits}f} (n = {stat.get('n', 1)})"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
 # ----------------------------------------------------------------------------- table
@@ -61,17 +94,27 @@ def is_constant(confusion) -> bool:
     return int(np.count_nonzero(np.asarray(confusion).sum(axis=0))) <= 1
 
 
+def _mean_fold_std(per_fold: dict, metric: str) -> float | None:
+    """Mean over seeds of the sample std over folds (None with a single fold)."""
+    stds = [paired_stats.sample_std([f[metric] for f in folds]) for folds in per_fold.values()]
+    return None if any(s is None for s in stds) else float(np.mean(stds))
+
+
 def summarize_protocol(per_seed: dict, protocol: str) -> dict:
     """{seed: probe result} -> across-seed summary of one protocol.
 
     Returns:
-        dict: metrics {metric: {mean, std}} over the seeds' fold means; fold_std {metric:
-        mean over seeds of the std over folds}; per_seed {seed: {metric: fold mean}};
-        per_fold {seed: [{metric: value}]}; constant_folds / n_folds; degenerate (list of
-        reasons, empty when none).
+        dict: metrics {metric: {mean, std, n}} over the seeds' fold means; fold_std {metric:
+        mean over seeds of the sample std over folds, None for one fold}; per_seed {seed:
+        {metric: fold mean}}; per_fold {seed: [{metric: value}]}; constant_folds / n_folds;
+        degenerate (list of reasons, empty when none). {"skipped": reason} when no seed
+        ran the protocol.
     """
     unit = PROTOCOLS[protocol]
-    runs = {seed: r[protocol][unit] for seed, r in per_seed.items() if protocol in r}
+    ran = {seed: r[protocol] for seed, r in per_seed.items() if protocol in r}
+    runs = {seed: p[unit] for seed, p in ran.items() if "skipped" not in p}
+    if not runs:
+        return dict(skipped="; ".join(sorted({p["skipped"] for p in ran.values()})))
     per_fold = {seed: [f["metrics"] for f in folds] for seed, folds in runs.items()}
     per_seed_means = {
         seed: {m: float(np.mean([f[m] for f in folds])) for m in METRICS}
@@ -87,10 +130,7 @@ def summarize_protocol(per_seed: dict, protocol: str) -> dict:
         degenerate.append(f"AUROC at chance ({metrics['auroc']['mean']:.3f} <= {CHANCE_AUROC_MAX})")
     return dict(
         metrics=metrics,
-        fold_std={
-            m: float(np.mean([np.std([f[m] for f in folds]) for folds in per_fold.values()]))
-            for m in METRICS
-        },
+        fold_std={m: _mean_fold_std(per_fold, m) for m in METRICS},
         per_seed=per_seed_means,
         per_fold=per_fold,
         constant_folds=constant,
@@ -100,7 +140,8 @@ def summarize_protocol(per_seed: dict, protocol: str) -> dict:
 
 
 def results_table(results: dict) -> dict:
-    """{method: {seed: probe result}} -> {method: {protocol: summary, "retrieval": ...}}."""
+    """{method: {seed: probe result}} -> {method: {protocol: summary, "retrieval": {dataset:
+    {mean, std, n, per_seed}}, "retrieval_subjects": {dataset: ids}, "seeds": [...]}}."""
     table = {}
     for method, per_seed in results.items():
         entry = {
@@ -116,6 +157,9 @@ def results_table(results: dict) -> dict:
             )
             for d in datasets
         }
+        entry["retrieval_subjects"] = {
+            d: ids for r in per_seed.values() for d, ids in r.get("retrieval_subjects", {}).items()
+        }
         entry["seeds"] = sorted(per_seed, key=int)
         table[method] = entry
     return table
@@ -123,52 +167,68 @@ def results_table(results: dict) -> dict:
 
 def markdown_table(table: dict, protocol: str, title: str) -> str:
     """One markdown table (methods x metrics, mean ± std over seeds) for one protocol;
-    degenerate results are marked with "(!)" and explained below the table."""
+    degenerate results are marked with "(!)" and explained below the table; a protocol
+    that was not run shows its reason instead of rows."""
     header = "| Method | seeds | " + " | ".join(METRIC_TITLES[m] for m in METRICS) + " |"
-    lines = [f"### {title}", "", header, "|---" * (len(METRICS) + 2) + "|"]
-    notes = []
+    rows, notes, skipped = [], [], {}
     for method, entry in table.items():
         if protocol not in entry:
             continue
         summary = entry[protocol]
-        cells = [
-            f"{summary['metrics'][m]['mean']:.3f} ± {summary['metrics'][m]['std']:.3f}"
-            for m in METRICS
-        ]
+        if "skipped" in summary:
+            skipped.setdefault(summary["skipped"], []).append(_title(method))
+            continue
+        cells = [format_mean_std(summary["metrics"][m]) for m in METRICS]
         flag = " (!)" if summary["degenerate"] else ""
-        lines.append(
+        rows.append(
             f"| {_title(method)}{flag} | {len(entry['seeds'])} | " + " | ".join(cells) + " |"
         )
         notes += [f"- (!) {_title(method)}: {reason}" for reason in summary["degenerate"]]
+    lines = [f"### {title}", ""]
+    if rows:
+        lines += [header, "|---" * (len(METRICS) + 2) + "|"] + rows
+    if skipped and not rows:
+        lines += [f"Not run: {reason}" for reason in skipped]
+    else:
+        notes += [f"- {', '.join(m)}: not run ({reason})" for reason, m in skipped.items()]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def retrieval_markdown(table: dict) -> str:
-    """Cross-subject retrieval@1 of the extracted features per pre-training dataset."""
+    """Cross-subject retrieval@1 of the extracted features on the held-out subjects of each
+    pre-training dataset (chance 1 / `retrieval.cross_subject_retrieval`'s n_candidates)."""
     datasets = sorted({d for entry in table.values() for d in entry["retrieval"]})
     if not datasets:
         return ""
     lines = [
-        "### Cross-subject window retrieval@1 on pre-training datasets (chance 0.0625)",
+        "### Cross-subject window retrieval@1 on held-out subjects of the pre-training "
+        f"datasets (chance 1/{RETRIEVAL_CANDIDATES})",
         "",
-        "| Method | " + " | ".join(f"`{d}`" for d in datasets) + " |",
-        "|---" * (len(datasets) + 1) + "|",
+        "| Method | seeds | " + " | ".join(f"`{d}`" for d in datasets) + " |",
+        "|---" * (len(datasets) + 2) + "|",
     ]
     for method, entry in table.items():
         cells = [
-            f"{entry['retrieval'][d]['mean']:.3f} ± {entry['retrieval'][d]['std']:.3f}"
-            if d in entry["retrieval"]
-            else "-"
+            format_mean_std(entry["retrieval"][d]) if d in entry["retrieval"] else "-"
             for d in datasets
         ]
-        lines.append(f"| {_title(method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_title(method)} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+    subjects = {
+        d: ids for entry in table.values() for d, ids in entry["retrieval_subjects"].items()
+    }
+    if subjects:
+        lines += [
+            "",
+            "Held-out subjects: "
+            + "; ".join(f"`{d}` {', '.join(map(str, ids))}" for d, ids in sorted(subjects.items())),
+        ]
     return "\n".join(lines)
 
 
 def finetune_table(results: dict) -> dict:
-    """{method: {seed: finetune result}} -> {method: {finetuned, frozen: {metric: {mean, std}}
-    across seeds of the fold means, improved: seeds where fine-tuning beat the frozen head,
-    seeds}}."""
+    """{method: {seed: finetune result}} -> {method: {finetuned, frozen: {metric: {mean, std,
+    n}} across seeds of the fold means, improved: seeds where fine-tuning beat the frozen
+    head, seeds}}."""
     table = {}
     for method, per_seed in results.items():
         entry = {
@@ -195,7 +255,7 @@ def finetune_markdown(table: dict, *, k: int) -> str:
     ]
     for method, entry in table.items():
         cells = [
-            f"{entry[name][m]['mean']:.3f} ± {entry[name][m]['std']:.3f}"
+            format_mean_std(entry[name][m])
             for m in ("balanced_accuracy", "auroc")
             for name in ("finetuned", "frozen")
         ]
@@ -207,50 +267,203 @@ def finetune_markdown(table: dict, *, k: int) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- paired
+
+
+def parse_comparison(comparison: str) -> tuple[str, str]:
+    """ "a-b" -> ("a", "b")."""
+    parts = comparison.split("-")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"comparison {comparison!r} must read 'a-b' (two method names)")
+    return parts[0], parts[1]
+
+
+def subject_cells(per_seed: dict, protocol: str, metric: str) -> dict:
+    """{(seed, subject): value}: per pre-training seed and test subject, the mean of that
+    subject's own `metric` over the folds (repeats) that tested it; undefined values (None)
+    are left out. Empty when the protocol was not run or has no per-subject metrics."""
+    cells = {}
+    for seed, result in per_seed.items():
+        values = {}
+        for run in result.get(protocol, {}).get(PROTOCOLS[protocol], []):
+            for subject, metrics in run.get("per_subject", {}).items():
+                if metrics.get(metric) is not None:
+                    values.setdefault(subject, []).append(metrics[metric])
+        cells.update({(seed, subject): float(np.mean(v)) for subject, v in values.items()})
+    return cells
+
+
+def retrieval_cells(per_seed: dict) -> dict:
+    """{(seed, dataset): retrieval@1} of one method."""
+    return {
+        (seed, dataset): value
+        for seed, result in per_seed.items()
+        for dataset, value in result.get("retrieval", {}).items()
+    }
+
+
+def paired_comparisons(
+    results: dict,
+    comparisons,
+    *,
+    n_samples: int,
+    confidence: float,
+    seed: int,
+    deterministic_methods=(),
+) -> dict:
+    """Paired bootstrap differences of every comparison whose two methods are in results.
+
+    Args:
+        results: {method: {seed: probe result}}.
+        comparisons: ["a-b"]: a minus b.
+        n_samples, confidence, seed: see `paired_stats.paired_bootstrap`.
+        deterministic_methods: methods whose one value is paired with every seed of the
+            other side; any other pairing uses the seeds both sides have.
+
+    Returns:
+        {comparison: {protocol: {metric: paired_stats.paired_bootstrap result}}}:
+        balanced_accuracy and auroc per (seed, test subject) for every protocol both methods
+        ran, retrieval@1 per (seed, dataset) under "retrieval". A pairing that is
+        impossible (no shared seeds or units) gives {"unavailable": reason}.
+    """
+    out = {}
+    for comparison in comparisons:
+        a, b = parse_comparison(comparison)
+        if a not in results or b not in results:
+            continue
+        pairs = {
+            (protocol, metric): (
+                subject_cells(results[a], protocol, metric),
+                subject_cells(results[b], protocol, metric),
+            )
+            for protocol in PROTOCOLS
+            for metric in PAIRED_METRICS
+        }
+        pairs["retrieval", RETRIEVAL_METRIC] = (
+            retrieval_cells(results[a]),
+            retrieval_cells(results[b]),
+        )
+        entry = {}
+        for (protocol, metric), (cells_a, cells_b) in pairs.items():
+            if not (cells_a and cells_b):
+                continue
+            try:
+                value = paired_stats.paired_bootstrap(
+                    cells_a,
+                    cells_b,
+                    n_samples=n_samples,
+                    confidence=confidence,
+                    seed=seed,
+                    broadcast=bool({a, b} & set(deterministic_methods)),
+                )
+            except ValueError as error:
+                value = dict(unavailable=str(error))
+            entry.setdefault(protocol, {})[metric] = value
+        out[comparison] = entry
+    return out
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def paired_markdown(paired: dict, *, confidence: float, n_samples: int) -> str:
+    """The paired-differences table and a sentence listing the established differences."""
+    level = f"{confidence:.0%}"
+    lines = [
+        f"### Paired differences (a − b), mean [{level} interval] over seeds x test subjects",
+        "",
+        "Each cell pairs a and b on one pre-training seed and one test subject (retrieval: one "
+        "pre-training dataset); a deterministic baseline (one value) is paired with every "
+        "seed of the other method, otherwise only the seeds both have are paired (with one "
+        "such seed the interval covers test subjects only, not seed-to-seed variation). "
+        f"Interval: percentile bootstrap ({n_samples} resamples) of the mean difference, "
+        "resampling seeds and units independently.",
+        "",
+        "| a − b | Protocol | Metric | Mean [interval] | seeds x units | resampled "
+        "| established? |",
+        "|---" * 7 + "|",
+    ]
+    established, not_established = [], []
+    for comparison, entry in paired.items():
+        a, b = parse_comparison(comparison)
+        name = f"{_title(a)} − {_title(b)}"
+        for protocol, per_metric in entry.items():
+            for metric, d in per_metric.items():
+                what = f"{PROTOCOL_TITLES[protocol]} | {METRIC_TITLES[metric]}"
+                if "unavailable" in d:
+                    lines.append(f"| {name} | {what} | not paired: {d['unavailable']} | | | |")
+                    continue
+                lines.append(
+                    f"| {name} | {what} | {_signed(d['mean'])} [{_signed(d['low'])}, "
+                    f"{_signed(d['high'])}] | {d['n_seeds']} x {d['n_units']} | "
+                    f"{d['resampled']} | {'yes' if d['established'] else 'no'} |"
+                )
+                phrase = (
+                    f"{name} ({PROTOCOL_TITLES[protocol]}, {METRIC_TITLES[metric]}: "
+                    f"{_signed(d['mean'])})"
+                )
+                (established if d["established"] else not_established).append(phrase)
+    lines += [
+        "",
+        f"Established (the {level} interval excludes 0): "
+        + ("; ".join(established) or "none")
+        + ". Not established: "
+        + ("; ".join(not_established) or "none")
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
 def results_markdown(
     table: dict,
     *,
     target: str,
     k: int,
     n_folds: int,
+    scheme: str = "disjoint",
+    auroc_multi_class: str = "ovr",
     cda_ratios: dict | None = None,
     finetune: dict | None = None,
+    paired: dict | None = None,
+    confidence: float = 0.95,
+    n_samples: int = 0,
 ) -> str:
-    """Both protocols' tables, retrieval and CDA ratios, with a line describing each."""
+    """Every protocol's table, retrieval, fine-tuning, paired differences and CDA ratios,
+    with a line describing each."""
     parts = [
         f"## Downstream results on `{target}`",
         "",
-        "Mean ± std across pre-training seeds (each seed: mean over folds).",
-        "",
-        markdown_table(
-            table,
-            "few_shot",
-            f"Few-shot: {k} labelled subject(s), {n_folds} folds "
-            "(own emotion categories; test = all other subjects)",
-        ),
+        "Mean ± sample std (ddof 1) across pre-training seeds (each seed: mean over folds); "
+        "a method with one seed (the deterministic baselines) shows its value and (n = 1). "
+        f"AUROC: {AUROC_TITLES[auroc_multi_class]} (two classes: positive-class score).",
     ]
-    if any("zero_shot" in entry for entry in table.values()):
-        parts += [
-            "",
-            markdown_table(
-                table,
-                "zero_shot",
-                "Zero-shot: negative vs positive, classifier trained on the other datasets",
-            ),
-        ]
+    titles = {
+        "few_shot": f"Few-shot: {k} labelled subject(s), {n_folds} {scheme} folds "
+        "(own emotion categories; test = all other subjects)",
+        "few_shot_heldout_stimuli": f"Few-shot, stimulus-held-out: {k} labelled subject(s) "
+        "on half of each class's stimuli; test = the other subjects on the other stimuli",
+        "zero_shot": "Zero-shot: negative vs positive, classifier trained on the other datasets",
+    }
+    for protocol, title in titles.items():
+        if protocol == "few_shot" or any(protocol in entry for entry in table.values()):
+            parts += ["", markdown_table(table, protocol, title)]
     if finetune:
         parts += ["", finetune_markdown(finetune, k=k)]
     retrieval_text = retrieval_markdown(table)
     if retrieval_text:
         parts += ["", retrieval_text]
+    if paired:
+        parts += ["", paired_markdown(paired, confidence=confidence, n_samples=n_samples)]
     if cda_ratios:
         parts += [
             "",
             "CDA centroid distance, between / within dataset (mean over subject "
             "pairs; lower = datasets aligned): "
-            + ", ".join(
-                f"{_title(m)} {r['mean']:.2f} ± {r['std']:.2f}" for m, r in cda_ratios.items()
-            ),
+            + ", ".join(f"{_title(m)} {format_mean_std(r, 2)}" for m, r in cda_ratios.items()),
         ]
     return "\n".join(parts) + "\n"
 
@@ -383,7 +596,11 @@ def _tsne_panels(root: str, methods, seed: int, datasets, *, windows_per_dataset
 
 
 def run(config, root: str) -> dict:
-    """Writes ROOT/report/{results.md, results.json, *.png}; prints the markdown."""
+    """Writes ROOT/report/{results.md, results.json, *.png}; prints the markdown.
+
+    results.json: target, seeds, auroc_multi_class, methods (`results_table`),
+    paired_differences (`paired_comparisons`), cda_between_within, finetune.
+    """
     os.makedirs(workdir.report_dir(root), exist_ok=True)
     results = workdir.read_json(
         workdir.probe_results_path(root), missing_hint="run --mode=probe first"
@@ -414,41 +631,59 @@ def run(config, root: str) -> dict:
             curves[f"{_title(method)}, seed {first_seed}"] = rows
     if curves:
         metrics_writer.plot_learning_curves(curves, workdir.report_path(root, "learning_curves"))
-    plot_tsne(
-        _tsne_panels(
-            root,
-            config.report.tsne_methods,
-            first_seed,
-            datasets,
-            windows_per_dataset=config.report.tsne_windows_per_dataset,
-        ),
-        workdir.report_path(root, "tsne"),
-        config.report.seed,
-    )
+    if config.report.tsne_methods:
+        plot_tsne(
+            _tsne_panels(
+                root,
+                config.report.tsne_methods,
+                first_seed,
+                datasets,
+                windows_per_dataset=config.report.tsne_windows_per_dataset,
+            ),
+            workdir.report_path(root, "tsne"),
+            config.report.seed,
+        )
     method = config.report.confusion_method
-    few = results[method][str(first_seed)]["few_shot"]
-    plot_confusion(
-        np.sum([f["confusion"] for f in few["folds"]], axis=0),
-        few["class_names"],
-        f"{_title(method)}: few-shot, seed {first_seed}, all folds",
-        workdir.report_path(root, "confusion"),
-    )
+    if method in results:
+        seed = min(results[method], key=int)
+        few = results[method][seed]["few_shot"]
+        plot_confusion(
+            np.sum([f["confusion"] for f in few["folds"]], axis=0),
+            few["class_names"],
+            f"{_title(method)}: few-shot, seed {seed}, all folds",
+            workdir.report_path(root, "confusion"),
+        )
 
     finetune = None
     if os.path.exists(workdir.finetune_results_path(root)):
         finetune = finetune_table(workdir.read_json(workdir.finetune_results_path(root)))
+    paired = paired_comparisons(
+        results,
+        config.report.comparisons,
+        n_samples=config.report.bootstrap_samples,
+        confidence=config.report.confidence,
+        seed=config.report.seed,
+        deterministic_methods=tuple(config.deterministic_methods),
+    )
     markdown = results_markdown(
         table,
         target=config.target,
         k=config.fewshot.k,
         n_folds=config.fewshot.n_folds,
+        scheme=config.fewshot.folds,
+        auroc_multi_class=config.auroc_multi_class,
         cda_ratios=ratios,
         finetune=finetune,
+        paired=paired,
+        confidence=config.report.confidence,
+        n_samples=config.report.bootstrap_samples,
     )
     summary = dict(
         target=config.target,
         seeds=list(config.seeds),
+        auroc_multi_class=config.auroc_multi_class,
         methods=table,
+        paired_differences=paired,
         cda_between_within=ratios,
         finetune=finetune,
     )

@@ -43,7 +43,15 @@ from mdjpt_jax.models import Encoder
 SYNTHETIC = "synthetic_emotion"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
 # Fields whose change makes a checkpoint unusable (shapes or meaning of the parameters).
-FIXED_ON_RESUME = ("model", "data.datasets", "data.window_s", "data.fs", "data.ch_set")
+FIXED_ON_RESUME = (
+    "model",
+    "data.datasets",
+    "data.window_s",
+    "data.fs",
+    "data.ch_set",
+    "data.heldout_subjects",
+    "data.heldout_subject_ids",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +91,8 @@ def read_config(config) -> Settings:
         ch_names=list(ch_names),
         num_threads=data.num_threads,
         prefetch=data.prefetch,
+        heldout_subjects=data.heldout_subjects,
+        heldout_subject_ids=dict(data.heldout_subject_ids),
     )
     model = dict(n_chans=len(ch_names), n_times=int(round(window_s * fs)), **config.model)
     return Settings(
@@ -120,6 +130,12 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
         problems.append(
             f"data.pairs_per_step ({loader['pairs_per_step']}) must be divisible "
             f"by the number of processes ({process_count})"
+        )
+    if settings.eval_every and loader["heldout_subjects"] < 2 and not loader["heldout_subject_ids"]:
+        problems.append(
+            f"train.eval_every ({settings.eval_every}) > 0 measures the learning curves on "
+            f"held-out subjects: data.heldout_subjects ({loader['heldout_subjects']}) must be "
+            ">= 2 (or list data.heldout_subject_ids), or set train.eval_every = 0"
         )
     if settings.eval_every < 0 or settings.eval_windows_per_subject < 2:
         problems.append(
@@ -485,8 +501,8 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
 
 
 def make_evaluator(settings: Settings, graphdef: nnx.GraphDef):
-    """params -> learning-curve metrics on fixed windows of the training datasets, or None
-    when `eval_every` is 0. Every process computes it (cheap, deterministic)."""
+    """params -> learning-curve metrics on fixed windows of the training datasets' held-out
+    subjects (never sampled for training), or None when `eval_every` is 0. Every process computes it (cheap, deterministic)."""
     if not settings.eval_every:
         return None
     loader = settings.loader
@@ -501,6 +517,8 @@ def make_evaluator(settings: Settings, graphdef: nnx.GraphDef):
             step=max(window // 2, 1),
             windows_per_subject=settings.eval_windows_per_subject,
             seed=settings.seed,
+            heldout_subjects=loader["heldout_subjects"],
+            heldout_subject_ids=loader["heldout_subject_ids"],
         )
         for dataset in loader["datasets"]
     ]
@@ -522,6 +540,9 @@ def run(config, directory: str) -> str:
         fs=settings.loader["fs"],
         window_s=settings.loader["window_s"],
         datasets=settings.loader["datasets"],
+        # Subjects never sampled in pre-training (heldout.heldout_subjects of this spec).
+        heldout_subjects=settings.loader["heldout_subjects"],
+        heldout_subject_ids=settings.loader["heldout_subject_ids"],
         step=step,
     )
     checkpointing.export_encoder(

@@ -73,8 +73,12 @@ def _dataset_file(dataset: str) -> str:
 def method_seeds(config, method: str) -> tuple:
     """The pre-training seeds of `method` in an experiment config: `config.seeds`, or
     `config.method_seeds[method]` (a subset starting with the first seed) where an ablation
-    runs fewer seeds to fit a budget. The results table states each method's seed count."""
+    runs fewer seeds to fit a budget, or only the first seed for a method of
+    `config.deterministic_methods` (its features do not depend on a seed: shown once, n = 1).
+    The results table states each method's seed count."""
     seeds = tuple(config.seeds)
+    if method in config.get("deterministic_methods", ()):
+        return seeds[:1]
     chosen = tuple(config.get("method_seeds", {}).get(method, seeds))
     if not chosen or chosen[0] != seeds[0] or not set(chosen) <= set(seeds):
         raise ValueError(
@@ -85,8 +89,10 @@ def method_seeds(config, method: str) -> tuple:
 
 
 def feature_seed(method: str, seed: int) -> int:
-    """DE features do not depend on a seed: every seed reads the seed-0 extraction."""
-    return 0 if method == "de" else seed
+    """The seed of the feature file a (method, seed) reads: the method's own seed (a
+    deterministic method has only the first seed, `method_seeds`)."""
+    del method
+    return seed
 
 
 def feature_path(workdir: str, method: str, seed: int, dataset: str) -> str:

@@ -152,3 +152,20 @@ def test_method_seeds_default_override_and_validation():
             config.method_seeds.joint = bad
         with pytest.raises(ValueError, match=r"method_seeds\['joint'\]"):
             workdir.method_seeds(config, "joint")
+
+
+def test_demo_runs_share_the_experiments_data_dir_and_heldout_subjects():
+    """Overriding the experiment's data_dir or held-out subjects (as `--config.data_dir=...`
+    does) reaches every pre-training run: they are references, not copies."""
+    config = demo.get_config("family=evoked")
+    assert config.target == "synthetic_emotion/e3"
+    assert config.pretrain_runs.single.data.datasets == ("synthetic_emotion/e0",)
+    with config.unlocked():
+        config.data_dir, config.heldout_subjects = "/tmp/elsewhere", 3
+    for run in config.pretrain_runs.values():
+        resolved = run.copy_and_resolve_references()
+        assert (resolved.data.data_dir, resolved.data.heldout_subjects) == ("/tmp/elsewhere", 3)
+    with pytest.raises(ValueError, match="family='nope'"):
+        demo.get_config("family=nope")
+    with pytest.raises(ValueError, match="one synthetic family"):
+        pretrain.get_config("evoked,known_answer")

@@ -44,17 +44,32 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
         assert (report_dir / name).stat().st_size > 0, name
     summary = json.loads((report_dir / "results.json").read_text())
     methods = summary["methods"]
-    assert set(methods) == {"de", "random", "single", "joint", "joint_no_cda"}
+    assert set(methods) == {
+        "de",
+        "de_paper",
+        "waveform",
+        "random",
+        "single",
+        "joint",
+        "joint_no_cda",
+    }
     for method, entry in methods.items():
-        # the tiny preset's seeds; the CDA ablation runs the first seed only (method_seeds)
-        seeds = {"0"} if method == "joint_no_cda" else {"0", "1"}
-        for protocol in ("few_shot", "zero_shot"):
+        # the tiny preset's seeds; the CDA ablation runs the first seed only (method_seeds);
+        # the signal baselines do not depend on a seed: shown once
+        seeds = {"0"} if method in ("joint_no_cda", "de", "de_paper", "waveform") else {"0", "1"}
+        for protocol in ("few_shot", "few_shot_heldout_stimuli", "zero_shot"):
             assert 0.0 <= entry[protocol]["metrics"]["accuracy"]["mean"] <= 1.0
             assert set(entry[protocol]["per_seed"]) == seeds
-        assert set(entry["retrieval"]) == {f"synthetic_emotion/d{i}" for i in range(3)}
+        assert set(entry["retrieval"]) == {f"synthetic_emotion/e{i}" for i in range(3)}
+        assert all(len(ids) == 2 for ids in entry["retrieval_subjects"].values())
+    paired = summary["paired_differences"]
+    assert set(paired) == {"joint-random", "joint-de", "joint-single", "joint-joint_no_cda"}
+    assert {"low", "high", "established"} <= set(paired["joint-random"]["few_shot"]["auroc"])
+    results_md = (report_dir / "results.md").read_text()
+    assert "Paired differences" in results_md and "held-out subjects" in results_md
     assert "| Joint (mdJPT) |" in out  # the table is printed
     assert set(summary["finetune"]["joint"]["seeds"]) == {"0", "1"}  # fine-tuned per seed
-    assert "Fine-tuning on" in (report_dir / "results.md").read_text()
+    assert "Fine-tuning on" in results_md
     assert not (workdir / "runs" / "joint_no_cda" / "seed1").exists()
     again = run_all(workdir, data_dir)
     assert "already exported" in again and "[extract] cached" in again

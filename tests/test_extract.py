@@ -78,16 +78,35 @@ def test_one_block_per_subject_equals_direct_embed(encoder):
         np.testing.assert_allclose(got[rows], np.asarray(direct)[0], rtol=1e-4, atol=1e-5)
 
 
-def test_de_features_are_per_window_differential_entropy():
+@pytest.mark.parametrize(
+    "signal,reference",
+    [("de", features.differential_entropy), ("waveform", features.waveform_readout)],
+)
+def test_signal_features_are_the_per_window_function(signal, reference):
     trials = make_trials(n_subjects=1)
     table = extract.window_table(trials, WINDOW, STEP)  # 12 windows
-    got = extract.de_features(trials, table, fs=FS, window=WINDOW, batch_windows=5)
-    assert got.shape == (12, N_CHANS * 5)
+    got = extract.signal_features(
+        trials, table, signal=signal, fs=FS, window=WINDOW, batch_windows=5
+    )
+    assert got.shape[0] == 12
     for row in (0, 7, 11):
         eeg = extract.gather_windows(trials, table, np.array([row]), WINDOW)
         np.testing.assert_allclose(
-            got[row], np.asarray(features.differential_entropy(eeg, FS)).reshape(-1), rtol=1e-5
+            got[row], np.asarray(reference(eeg, FS)).reshape(-1), rtol=1e-5, atol=1e-5
         )
+
+
+def test_baselines_are_scored_on_the_encoders_windows():
+    from configs import demo
+
+    config = demo.get_config()
+    ex = config.extract
+    for method in ("de", "waveform"):
+        inputs = extract.method_inputs(method, 0, config, "unused")
+        assert (inputs["window_s"], inputs["step_s"]) == (ex.window_s, ex.step_s) == (2.0, 1.0)
+        assert inputs["encoder"] is None and inputs["signal"] == extract.SIGNAL_METHODS[method][0]
+    paper = extract.method_inputs("de_paper", 0, config, "unused")
+    assert (paper["signal"], paper["window_s"], paper["step_s"]) == ("de", 1.0, 1.0)
 
 
 def test_feature_files_are_never_unpickled(tmp_path):
@@ -114,6 +133,7 @@ def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
     path = str(tmp_path / "f.npz")
     kwargs = dict(
         encoder=None,
+        signal="de",
         info={"kind": "de"},
         ch_names=["C3", "C4", "CZ", "PZ"],
         fs=FS,

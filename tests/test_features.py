@@ -65,3 +65,16 @@ def test_lds_smooth_constant_and_single_step():
     np.testing.assert_allclose(features.lds_smooth(const), const, rtol=1e-6)
     one = np.array([[2.0, -3.0]], np.float32)
     np.testing.assert_allclose(features.lds_smooth(one), naive_features.lds_smooth(one), rtol=1e-5)
+
+
+def test_waveform_readout_keeps_the_band_and_subsamples():
+    """Tones on FFT bins: the 5 Hz tone (inside 0.5-20 Hz) passes unchanged, the 30 Hz tone
+    and the offset are removed; every 5th sample is kept at 125 Hz -> 25 Hz."""
+    fs, n = 125.0, 250
+    t = np.arange(n) / fs
+    inside = 3.0 * np.sin(2 * np.pi * 5.0 * t)
+    eeg = np.stack([inside + 2.0 * np.sin(2 * np.pi * 30.0 * t) + 7.0, -inside])[None]
+    got = np.asarray(features.waveform_readout(eeg.astype(np.float32), fs))
+    assert got.shape == (1, 2, 50)
+    np.testing.assert_allclose(got[0, 0], inside[::5], atol=1e-4)
+    np.testing.assert_allclose(got[0, 1], -inside[::5], atol=1e-4)

@@ -221,3 +221,33 @@ def test_load_trials_projects_every_trial(toy_dir):
         info["n_trials"],
         info["n_pair_groups"],
     ) == (4, 2, 6, 20, 2)
+
+
+def test_heldout_subjects_are_never_sampled(synthetic_dir):
+    """Over 300 steps x 3 datasets x 4 pairs (7200 subject draws) no held-out subject
+    appears, while every training subject does (the exclusion is exact, not a
+    thinning); the held-out ones are the highest ids, or the ids listed per dataset."""
+    explicit = {SYNTHETIC[1]: (0, 3)}
+    loader = _loader(
+        synthetic_dir,
+        pairs_per_step=4,
+        windows_per_pair=2,
+        heldout_subjects=2,
+        heldout_subject_ids=explicit,
+    )
+    seen = [set() for _ in SYNTHETIC]
+    for step in range(300):
+        batch = loader.batcher(step)  # the loader's pure step -> batch function
+        for k in range(len(SYNTHETIC)):
+            seen[k] |= set(batch["subject"][k].reshape(-1).tolist())
+    for k, dataset in enumerate(SYNTHETIC):
+        subjects = set(range(input_pipeline.dataset_info(dataset, synthetic_dir)["n_subjects"]))
+        held = set(explicit.get(dataset, sorted(subjects)[-2:]))
+        assert seen[k] == subjects - held, (dataset, seen[k], held)
+
+
+def test_heldout_subjects_leaving_no_pairs_are_refused(synthetic_dir):
+    with pytest.raises(ValueError, match=r"synthetic_emotion/d2: heldout_subjects=5 leaves 1"):
+        _loader(synthetic_dir, heldout_subjects=5)
+    with pytest.raises(ValueError, match=r"held-out subjects \[99\] are not in the dataset"):
+        _loader(synthetic_dir, heldout_subject_ids={SYNTHETIC[0]: [99]})

@@ -1,12 +1,15 @@
-"""report.py: tables across seeds, degenerate flags, CDA ratios from files, plots."""
+"""report.py: tables of mean ± sample std across seeds ("(n = 1)" for one seed), skipped
+protocols, degenerate flags, paired differences end to end, CDA ratios from files, plots."""
 
+import inspect
 import json
 import os
 
 import numpy as np
 import pytest
 
-from mdjpt_jax import metrics_writer, report, workdir
+from configs import downstream
+from mdjpt_jax import metrics_writer, report, retrieval, workdir
 
 METRICS = report.METRICS
 
@@ -38,21 +41,77 @@ def test_table_is_mean_and_std_across_seeds_of_fold_means():
         "0": {m: pytest.approx(0.6) for m in METRICS},
         "1": {m: pytest.approx(0.8) for m in METRICS},
     }
-    assert few["metrics"]["accuracy"] == {"mean": pytest.approx(0.7), "std": pytest.approx(0.1)}
-    assert few["fold_std"]["auroc"] == pytest.approx(0.05)  # mean of 0.1 and 0.0
+    # sample std (ddof 1) of the seed means 0.6 and 0.8: 0.2 / sqrt(2)
+    assert few["metrics"]["accuracy"] == {
+        "mean": pytest.approx(0.7),
+        "std": pytest.approx(0.2 / np.sqrt(2)),
+        "n": 2,
+    }
+    assert few["fold_std"]["auroc"] == pytest.approx(0.1 / np.sqrt(2))  # mean of 0.141, 0.0
     assert few["per_fold"]["0"][1]["accuracy"] == 0.7  # every fold value kept
     assert table["joint"]["retrieval"]["d0"]["mean"] == pytest.approx(0.5)
-    assert table["joint"]["retrieval"]["d0"]["std"] == pytest.approx(0.1)
+    assert table["joint"]["retrieval"]["d0"]["std"] == pytest.approx(0.2 / np.sqrt(2))
     assert not few["degenerate"]
     text = report.results_markdown(
         table, target="t/x", k=1, n_folds=2, cda_ratios={"joint": dict(mean=1.5, std=0.25)}
     )
-    assert "| DE baseline | 2 | 0.700 ± 0.100 |" in text
-    assert "| Joint (mdJPT) | 2 | 0.850 ± 0.050 |" in text
+    assert "| DE (same windows as the encoders) | 2 | 0.700 ± 0.141 |" in text
+    assert "| Joint (mdJPT) | 2 | 0.850 ± 0.071 |" in text
     assert text.count("### ") == 3  # few-shot, zero-shot, retrieval
-    assert "| Joint (mdJPT) | 0.500 ± 0.100 |" in text
+    assert "| Joint (mdJPT) | 2 | 0.500 ± 0.141 |" in text
     assert "Joint (mdJPT) 1.50 ± 0.25" in text and "(!)" not in text
+    assert "AUROC: macro one-vs-rest" in text
     json.dumps(table)
+
+
+def test_one_seed_shows_its_value_and_n_1_and_json_std_null():
+    results = {
+        "de": {"0": fake_result([0.5, 0.7], retrieval={"d0": 0.3})},
+        "joint": {"0": fake_result([0.9]), "1": fake_result([0.8])},
+    }
+    table = report.results_table(results)
+    assert table["de"]["few_shot"]["metrics"]["auroc"] == {
+        "mean": pytest.approx(0.6),
+        "std": None,
+        "n": 1,
+    }
+    assert table["joint"]["few_shot"]["fold_std"]["auroc"] is None  # one fold per seed
+    assert json.loads(json.dumps(table))["de"]["retrieval"]["d0"]["std"] is None
+    text = report.results_markdown(table, target="t/x", k=1, n_folds=2, auroc_multi_class="ovo")
+    assert "| DE (same windows as the encoders) | 1 | 0.600 (n = 1) | 0.600 (n = 1) |" in text
+    assert "| DE (same windows as the encoders) | 1 | 0.300 (n = 1) |" in text  # retrieval
+    assert "± 0.000" not in text and "AUROC: macro one-vs-one" in text
+    assert report.format_mean_std(dict(mean=1.0, std=None, n=1), 2) == "1.00 (n = 1)"
+
+
+def test_method_titles_and_retrieval_chance_from_retrieval_default():
+    assert report.METHOD_TITLES["de_paper"] == "DE, paper windows (1 s)"
+    assert report.METHOD_TITLES["waveform"] == "Raw waveform read-out (untrained)"
+    assert report._title("my_method") == "my_method"
+    default = inspect.signature(retrieval.cross_subject_retrieval).parameters["n_candidates"]
+    assert report.RETRIEVAL_CANDIDATES == default.default == 16
+    table = report.results_table({"waveform": {"0": fake_result([0.5], retrieval={"d0": 0.2})}})
+    text = report.retrieval_markdown(table)
+    assert (
+        "### Cross-subject window retrieval@1 on held-out subjects of the pre-training "
+        "datasets (chance 1/16)" in text
+    )
+    assert "| Raw waveform read-out (untrained) | 1 | 0.200 (n = 1) |" in text
+
+
+def test_skipped_protocol_shows_its_reason_instead_of_rows():
+    reason = "class 'a' has 1 stimulus; the stimulus-held-out split needs >= 2 per class"
+    results = {
+        m: {
+            s: dict(fake_result([0.7]), few_shot_heldout_stimuli={"skipped": reason}) for s in seeds
+        }
+        for m, seeds in (("de", ["0"]), ("joint", ["0", "1"]))
+    }
+    table = report.results_table(results)
+    assert table["joint"]["few_shot_heldout_stimuli"] == {"skipped": reason}
+    text = report.results_markdown(table, target="t/x", k=1, n_folds=1)
+    section = text.split("### Few-shot, stimulus-held-out")[1].split("###")[0]
+    assert f"Not run: {reason}" in section and "| Joint" not in section
 
 
 def test_constant_predictions_and_chance_auroc_are_flagged():
@@ -63,7 +122,8 @@ def test_constant_predictions_and_chance_auroc_are_flagged():
     assert any("one class predicted" in r and "2 of 2 folds" in r for r in reasons)
     assert any("AUROC at chance" in r for r in reasons)
     text = report.markdown_table(table, "few_shot", "t")
-    assert "| DE baseline (!) |" in text and "- (!) DE baseline: one class predicted" in text
+    de = report.METHOD_TITLES["de"]
+    assert f"| {de} (!) |" in text and f"- (!) {de}: one class predicted" in text
     assert report.is_constant([[0, 3], [0, 5]]) and not report.is_constant([[1, 3], [0, 5]])
 
 
@@ -155,8 +215,125 @@ def test_finetune_table_is_mean_and_std_across_seeds():
     )
     entry = table["joint"]
     assert entry["finetuned"]["balanced_accuracy"]["mean"] == pytest.approx(0.6)
-    assert entry["finetuned"]["balanced_accuracy"]["std"] == pytest.approx(np.std([0.6, 0.4, 0.8]))
-    assert entry["frozen"]["auroc"] == dict(mean=pytest.approx(0.5), std=pytest.approx(0.0))
+    assert entry["finetuned"]["balanced_accuracy"]["std"] == pytest.approx(0.2)  # ddof 1
+    assert entry["frozen"]["auroc"] == dict(mean=pytest.approx(0.5), std=pytest.approx(0.0), n=3)
     assert entry["improved"] == 2 and entry["seeds"] == ["0", "1", "2"]
     text = report.finetune_markdown(table, k=2)
-    assert "| Joint (mdJPT) | 3 | 0.600 ± 0.163 | 0.500 ± 0.000 |" in text and "| 2/3 |" in text
+    assert "| Joint (mdJPT) | 3 | 0.600 ± 0.200 | 0.500 ± 0.000 |" in text and "| 2/3 |" in text
+
+
+SUBJECTS = range(6)
+FOLDS = [([0, 1], [2, 3, 4, 5]), ([2, 3], [0, 1, 4, 5]), ([4, 5], [0, 1, 2, 3])]
+
+
+def per_subject_result(shift: float, *, fold_noise: float, retrieval: dict, auroc_none=()):
+    """One seed's probe result over the 3 disjoint folds of 6 subjects: subject s's metrics
+    in fold i are 0.5 + 0.02 s + shift + fold_noise * (i - 1) (AUROC None for auroc_none);
+    zero-shot per-subject values do not depend on shift."""
+
+    def metrics(s, value):
+        return {m: (None if m == "auroc" and s in auroc_none else value) for m in METRICS}
+
+    folds = [
+        dict(
+            train_subjects=train,
+            test_subjects=test,
+            metrics={m: 0.7 + shift for m in METRICS},
+            per_subject={
+                str(s): metrics(s, 0.5 + 0.02 * s + shift + fold_noise * (i - 1)) for s in test
+            },
+            confusion=[[3, 1], [1, 3]],
+        )
+        for i, (train, test) in enumerate(FOLDS)
+    ]
+    repeats = [
+        dict(
+            metrics={m: 0.9 for m in METRICS},
+            per_subject={str(s): metrics(s, 0.9 - 0.01 * s) for s in SUBJECTS},
+            confusion=[[3, 1], [1, 3]],
+        )
+    ]
+    skipped = "class 'a' has 1 stimulus; the stimulus-held-out split needs >= 2 per class"
+    return dict(
+        few_shot=dict(folds=folds, class_names=["a", "b"]),
+        few_shot_heldout_stimuli=dict(skipped=skipped),
+        zero_shot=dict(repeats=repeats),
+        retrieval=retrieval,
+        retrieval_subjects={"d0": [8, 9], "d1": [6, 7]},
+    )
+
+
+def test_subject_cells_average_the_folds_that_tested_each_subject():
+    per_seed = {"0": per_subject_result(0.0, fold_noise=0.03, retrieval={})}
+    cells = report.subject_cells(per_seed, "few_shot", "balanced_accuracy")
+    # subject 0 is tested in folds 1 and 2 (noise 0 and +0.03); subject 4 in folds 0 and 1.
+    assert cells[("0", "0")] == pytest.approx(0.5 + 0.015)
+    assert cells[("0", "4")] == pytest.approx(0.5 + 0.08 - 0.015)
+    assert set(cells) == {("0", str(s)) for s in SUBJECTS}
+    assert report.subject_cells(per_seed, "few_shot_heldout_stimuli", "auroc") == {}
+    assert report.parse_comparison("joint-joint_no_cda") == ("joint", "joint_no_cda")
+    with pytest.raises(ValueError, match="'a-b'"):
+        report.parse_comparison("joint")
+
+
+def test_report_end_to_end_with_a_deterministic_method_and_paired_differences(tmp_path, capsys):
+    """ "de" has one seed (deterministic), "joint" three: joint is 0.1 + 0.01 seed above de on
+    every test subject few-shot (fold noise averaging to 0 over subjects), equal zero-shot."""
+    results = {
+        "de": {
+            "0": per_subject_result(
+                0.0, fold_noise=0.0, retrieval={"d0": 0.6, "d1": 0.5}, auroc_none=(3,)
+            )
+        },
+        "joint": {
+            str(seed): per_subject_result(
+                0.1 + 0.01 * seed,
+                fold_noise=0.03,
+                retrieval={"d0": 0.4 + 0.01 * seed, "d1": 0.3},
+            )
+            for seed in range(3)
+        },
+    }
+    workdir.write_json(workdir.probe_results_path(str(tmp_path)), results)
+    config = downstream.get_config("synthetic")
+    config.target, config.methods, config.seeds = "t/x", ("de", "joint"), (0, 1, 2)
+    config.pretrain_methods, config.report.tsne_methods, config.report.cda_methods = (), (), ()
+    config.report.comparisons = ("joint-de", "joint-random")  # no "random": left out
+    config.report.bootstrap_samples = 500
+    summary = report.run(config, str(tmp_path))
+    capsys.readouterr()
+
+    paired = summary["paired_differences"]
+    assert set(paired) == {"joint-de"}
+    assert set(paired["joint-de"]) == {"few_shot", "zero_shot", "retrieval"}  # held-out skipped
+    few = paired["joint-de"]["few_shot"]["balanced_accuracy"]
+    assert few["mean"] == pytest.approx(0.11)  # 0.1 + mean(0, 0.01, 0.02); noise averages out
+    assert (few["n_seeds"], few["n_units"], few["resampled"]) == (3, 6, "seeds x units")
+    assert few["established"] and few["low"] > 0.05
+    assert paired["joint-de"]["few_shot"]["auroc"]["n_units"] == 5  # de's subject 3: no AUROC
+    zero = paired["joint-de"]["zero_shot"]["balanced_accuracy"]
+    assert zero["mean"] == zero["low"] == zero["high"] == 0.0 and not zero["established"]
+    ret = paired["joint-de"]["retrieval"]["retrieval@1"]
+    assert ret["mean"] == pytest.approx(((-0.2 - 0.19 - 0.18) / 3 - 0.2) / 2)
+    assert (ret["n_seeds"], ret["n_units"]) == (3, 2)
+
+    written = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert written["paired_differences"]["joint-de"]["few_shot"]["balanced_accuracy"] == few
+    assert written["methods"]["de"]["few_shot"]["metrics"]["auroc"]["std"] is None
+    text = (tmp_path / "report" / "results.md").read_text()
+    assert "### Paired differences (a − b), mean [95% interval] over seeds x test subjects" in text
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith(
+            "| Joint (mdJPT) − DE (same windows as the encoders) | few-shot | Bal. acc"
+        )
+    )
+    assert "+0.110 [" in row and "| 3 x 6 | seeds x units | yes |" in row
+    assert "Established (the 95% interval excludes 0): Joint (mdJPT) − DE" in text
+    not_established = text.split("Not established: ")[1]
+    assert "zero-shot, Bal. acc: +0.000" in not_established
+    assert "Not run: class 'a' has 1 stimulus" in text
+    assert "| DE (same windows as the encoders) | 1 | 0.700 (n = 1) |" in text
+    assert "Held-out subjects: `d0` 8, 9; `d1` 6, 7" in text
+    assert (tmp_path / "report" / "confusion.png").exists()

@@ -111,7 +111,12 @@ def test_run_writes_the_workdir(uninterrupted):
     assert info["step"] == STEPS and info["n_times"] == 250 and len(info["ch_names"]) == 19
 
 
-EVAL_KEYS = ("eval/retrieval_projection", "eval/retrieval_features", "eval/probe_auroc")
+EVAL_KEYS = (
+    "eval/retrieval_projection",
+    "eval/retrieval_features",
+    "eval/retrieval_waveform",
+    "eval/probe_auroc",
+)
 
 
 def test_learning_curve_evaluation_is_logged(synthetic_data_dir, tmp_path):
@@ -130,6 +135,8 @@ def test_learning_curve_evaluation_is_logged(synthetic_data_dir, tmp_path):
             np.mean([row[f"eval/retrieval_features/{d}"] for d in DATASETS])
         )
     assert "loss" not in evaluated[0] and "loss" in evaluated[1]  # step 0: before training
+    # the yardstick reads the raw waveform: the same at every evaluation
+    assert len({row["eval/retrieval_waveform"] for row in evaluated}) == 1
 
 
 @pytest.mark.slow

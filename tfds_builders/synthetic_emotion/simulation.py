@@ -21,6 +21,36 @@ front/back phase lag follows valence; the mean band power does not depend on the
 the sources are mixed by a subject-specific matrix before projection, and each dataset adds
 a strong 1/f component through three dataset-specific spatial patterns.
 
+Configs e0-e5 (the evoked-response benchmark, `emotion_code="evoked"`; frozen) repeat the
+designs of d0-d5 (caps, rates, subjects, sessions, stimuli, trial lengths, label sets, scale)
+with the shared signal of film-viewing EEG, stimulus-locked evoked responses:
+
+  * Background: the band oscillations, 1/f and sensor noise above, but the band amplitudes
+    are exp(o_i + u_ij) only: no emotion, no stimulus term, nothing shared between viewers.
+  * Events: each stimulus has one event train (scene cuts, sounds), seeded by
+    (seed, dataset, "events", stimulus) and shared by every viewer: onsets from -1.5 s to
+    the trial's end with gaps 0.3 s + Exponential (1.5 events/s on average), amplitudes
+    a_k = exp(0.3 z_k - 0.045), z_k ~ N(0, 1).
+  * Response to one event at t = 0, on 13 evoked sources with their own scalp directions:
+    early(t) (emotion-independent P1/N1: an odd wavelet in 3.5-14 Hz, +0.95 at 108 ms,
+    -0.95 at 162 ms) x 10.5 µV on occipital, occipito-temporal, parietal (visual) and
+    temporal, fronto-central (auditory) sources; plus late(t) x 5 µV on centro-parietal
+    sources, late(t) = cos(theta) A(t - L) + sin(theta) B(t - L) with A the zero-phase
+    wavelet of a sin^2 bump on 0.5-3.5 Hz (peak 1 at 0), B its Hilbert transform,
+    theta = pi/2 (1 - valence) and L = 0.30 s + 0.15 s (1 - arousal) / 2 (`evoked_kernels`;
+    EMOTIONS gives (valence, arousal), one map for all datasets). A and B have the same
+    amplitude spectrum and are orthogonal, and early and late have disjoint spectra, so the
+    power spectrum (band power, channel power) of the responses does not depend on the
+    emotion: only the waveform's shape (the late wave's polarity/phase and latency) does.
+  * Viewer variability: a latency shift per subject (sd 15 ms), a log gain per subject
+    (sd 0.25) and per trial (sd 0.2), and per-subject jitter of the evoked sources' scalp
+    directions (the lead field's N(0, 0.08), drawn for the evoked sources).
+
+Configs n0-n5 (its null control) are e0-e5 with `shared_events=False`: each trial's event
+train is private, seeded by (seed, dataset, "private-events", subject, session, trial), so
+nothing is time-locked across viewers. They reuse their e twin's draws (`draws_of`): a null
+record equals its evoked twin except for the event train.
+
 Every random draw is seeded by (seed, dataset, role, ids) so a record does not depend on
 the order of generation.
 """
@@ -93,6 +123,12 @@ class DatasetSpec:
     emotion_code: str = "band_power"
     subject_mixing: float = 0.0  # strength of the subject-specific mixing of the sources
     dataset_shift: float = 0.0  # amplitude of the dataset-specific covariance component (x 8 µV)
+    # "evoked" code only: True = one event train per stimulus, shared by every viewer (e0-e5);
+    # False = a private event train per subject, session and trial (the null control n0-n5).
+    shared_events: bool = True
+    # Seed every draw with this config name instead of the config's own (n0-n5 reuse the draws
+    # of e0-e5, so a null record differs from its evoked twin only in the event train).
+    draws_of: str | None = None
 
 
 DATASETS = {
@@ -130,11 +166,45 @@ DATASETS.update(
         for i in range(4)
     }
 )
-EMOTION_CODES = ("band_power", "modulation")
+# The evoked-response benchmark (README "Evoked-response benchmark"): the designs of d0-d5,
+# the emotion only in the shape of stimulus-locked evoked responses; and its null control,
+# whose event trains are private to each viewer (same draws as its e twin otherwise).
+_EVOKED = dict(emotion_code="evoked", emotion_gain=1.0)
+DATASETS.update({f"e{i}": dataclasses.replace(DATASETS[f"d{i}"], **_EVOKED) for i in range(6)})
+DATASETS.update(
+    {
+        f"n{i}": dataclasses.replace(DATASETS[f"e{i}"], shared_events=False, draws_of=f"e{i}")
+        for i in range(6)
+    }
+)
+EMOTION_CODES = ("band_power", "modulation", "evoked")
 # Modulation code: log-amplitude depth, and rate (Hz) = MOD_RATE_HZ[0] + MOD_RATE_HZ[1] *
 # (arousal + 1); the posterior sources lag the frontal ones by pi * (1 - valence) / 2.
 MOD_DEPTH, MOD_RATE_HZ = 0.6, (1.0, 1.0)
 FRONTAL = np.array([site in ("F3", "F4", "T7", "T8") for site in SOURCE_SITES])
+
+# Evoked code (e0-e5, n0-n5), frozen with the benchmark. Event trains: gaps EVENT_MIN_GAP_S +
+# exponential, EVENT_RATE_HZ events per second on average, from EVENT_LEAD_S before the trial
+# onset (the trial starts mid-film); amplitudes exp(EVENT_AMPLITUDE_STD z - STD^2 / 2).
+EVENT_RATE_HZ, EVENT_MIN_GAP_S, EVENT_LEAD_S, EVENT_AMPLITUDE_STD = 1.5, 0.3, 1.5, 0.3
+# Response to one event: two wavelets with disjoint spectra (sin^2 bumps on (lo, hi) Hz), each
+# scaled so that its analytic envelope peaks at 1, times EVOKED_UV and a gain per source.
+EARLY_BAND_HZ, EARLY_LATENCY_S, EARLY_PHASE = (3.5, 14.0), 0.135, -np.pi / 2  # P1 then N1
+LATE_BAND_HZ = (0.5, 3.5)  # LPP-like slow wave
+LATE_LATENCY_S = (0.30, 0.15)  # centre = [0] + [1] * (1 - arousal) / 2: 0.30-0.45 s
+EVOKED_UV = {"early": 10.5, "late": 5.0}  # envelope peak at a gain-1 source, µV
+# Early: visual (occipital, occipito-temporal, parietal) and auditory (temporal, fronto-central).
+EARLY_SOURCE_GAIN = {
+    **{"O1": 1.0, "O2": 1.0, "PO7": 0.7, "PO8": 0.7, "P3": 0.5, "P4": 0.5},
+    **{"T7": 0.8, "T8": 0.8, "FC3": 0.6, "FC4": 0.6},
+}
+LATE_SOURCE_GAIN = {"CP3": 1.0, "CP4": 1.0, "CPZ": 0.4}  # centro-parietal
+# The evoked sources: scalp directions of their own, projected by the same Gaussian lead field
+# as the background sources (with its own per-subject direction jitter).
+EVOKED_SITES = tuple(dict.fromkeys([*EARLY_SOURCE_GAIN, *LATE_SOURCE_GAIN]))
+# Viewer variability: latency shift (s, per subject), log gain per subject and per trial.
+SUBJECT_LATENCY_STD_S, SUBJECT_GAIN_STD, TRIAL_GAIN_STD = 0.015, 0.25, 0.2
+EVOKED_PAD_S = 4.0  # circular-grid guard: > EVENT_LEAD_S + the response's tails (~0.3 + 1 s)
 
 
 def valence_class(label: str) -> int:
@@ -175,10 +245,17 @@ def emotion_map() -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(0, 0.6, shape), rng.normal(0, 0.4, shape)
 
 
+def draw_name(spec: DatasetSpec, name: str) -> str:
+    """The name that seeds the draws of config `name`: its `draws_of` twin, else itself."""
+    return spec.draws_of or name
+
+
 def session_stimuli(spec: DatasetSpec, seed: int, name: str, session: int) -> list[int]:
     """Stimulus ids of one session in presentation order (the same for every subject)."""
     first = session * spec.stimuli_per_session
-    order = _rng(seed, name, "order", session).permutation(spec.stimuli_per_session)
+    order = _rng(seed, draw_name(spec, name), "order", session).permutation(
+        spec.stimuli_per_session
+    )
     return [first + int(k) for k in order]
 
 
@@ -210,6 +287,117 @@ def _stimulus_drive(spec, seed, name, stimulus, n_times):
     return content[..., None] + 0.5 * envelope + depth * modulation[:, None, :]
 
 
+def event_train(rng: np.random.Generator, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """A film's events (scene cuts, sounds): onsets [K] s in [-EVENT_LEAD_S, duration_s) and
+    amplitudes [K] (lognormal, mean 1). Gaps: EVENT_MIN_GAP_S + exponential, mean
+    1 / EVENT_RATE_HZ."""
+    n_max = int(np.ceil((duration_s + EVENT_LEAD_S) / EVENT_MIN_GAP_S)) + 1
+    gaps = EVENT_MIN_GAP_S + rng.exponential(1.0 / EVENT_RATE_HZ - EVENT_MIN_GAP_S, n_max)
+    log_amp = EVENT_AMPLITUDE_STD * rng.standard_normal(n_max) - EVENT_AMPLITUDE_STD**2 / 2
+    onsets = np.cumsum(gaps) - EVENT_LEAD_S
+    keep = onsets < duration_s
+    return onsets[keep], np.exp(log_amp[keep])
+
+
+def trial_events(
+    spec: DatasetSpec, seed: int, name: str, subject: int, session: int, trial: int, stimulus: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(onsets [K] s, amplitudes [K]) a viewer's trial responds to: the stimulus's own train,
+    shared by every viewer (`shared_events`), or a train private to this subject and trial."""
+    name = draw_name(spec, name)
+    if spec.shared_events:
+        rng = _rng(seed, name, "events", stimulus)
+    else:
+        rng = _rng(seed, name, "private-events", subject, session, trial)
+    return event_train(rng, spec.trial_s)
+
+
+def _hann_bump(freqs: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """sin^2 bump [F] on the open band (lo, hi) Hz, 0 outside, integral 1/2 (so the zero-phase
+    wavelet 2 Re int bump e^{2 pi i f t} df peaks at 1 at t = 0)."""
+    lo, hi = band
+    x = np.clip((freqs - lo) / (hi - lo), 0.0, 1.0)
+    return np.sin(np.pi * x) ** 2 / (hi - lo)
+
+
+def late_latency(arousal: float) -> float:
+    """Latency (s) of the late component's centre: 0.30 s at arousal +1, 0.45 s at -1."""
+    return LATE_LATENCY_S[0] + LATE_LATENCY_S[1] * (1.0 - arousal) / 2.0
+
+
+def evoked_kernels(freqs: np.ndarray, valence: float, arousal: float):
+    """Fourier transforms (positive freqs [F], 1/Hz) of the response to one event at t = 0.
+
+    early(t) = -B_E(t - 0.135 s): an odd wavelet in 3.5-14 Hz, positive (P1) then negative
+        (N1), the same for every emotion.
+    late(t) = cos(theta) A(t - L) + sin(theta) B(t - L), theta = pi/2 (1 - valence),
+        L = late_latency(arousal); A is the zero-phase wavelet of a Hann bump on 0.5-3.5 Hz
+        and B its Hilbert transform (spectrum of B = -i sgn(f) x spectrum of A). B is odd, A
+        even, |FT B| = |FT A|: |FT late| does not depend on the emotion, and the supports of
+        early and late are disjoint, so neither does the power spectrum of their sum.
+
+    Returns:
+        (early [F], late [F]) complex; a real signal is 2 Re int_0^inf X(f) e^{2 pi i f t} df.
+    """
+    theta = np.pi / 2 * (1.0 - valence)
+    early = _hann_bump(freqs, EARLY_BAND_HZ) * np.exp(
+        -1j * (EARLY_PHASE + 2 * np.pi * freqs * EARLY_LATENCY_S)
+    )
+    late = _hann_bump(freqs, LATE_BAND_HZ) * np.exp(
+        -1j * (theta + 2 * np.pi * freqs * late_latency(arousal))
+    )
+    return early, late
+
+
+def evoked_response(
+    onsets_s: np.ndarray,
+    amplitudes: np.ndarray,
+    valence: float,
+    arousal: float,
+    fs: float,
+    n_times: int,
+    *,
+    latency_shift_s: float = 0.0,
+    pad_s: float = EVOKED_PAD_S,
+) -> np.ndarray:
+    """Noiseless evoked source activity [EVOKED_SITES, n_times] µV at fs Hz.
+
+    sum_k amplitudes[k] * (EVOKED_UV early x EARLY_SOURCE_GAIN + EVOKED_UV late x
+    LATE_SOURCE_GAIN)(t - onsets_s[k] - latency_shift_s), built in the frequency domain on a
+    circular grid of n_times + pad_s * fs samples (the pad holds the tails, and the events
+    before t = 0) and cut to the first n_times. Band-limited below 14 Hz, so exact at any fs
+    above 28 Hz.
+    """
+    n_grid = n_times + int(round(pad_s * fs))
+    freqs = np.fft.rfftfreq(n_grid, 1.0 / fs)
+    used = freqs < max(EARLY_BAND_HZ[1], LATE_BAND_HZ[1])
+    train = np.exp(-2j * np.pi * np.outer(freqs[used], onsets_s + latency_shift_s)) @ amplitudes
+    early, late = evoked_kernels(freqs[used], valence, arousal)
+    gains = {
+        part: EVOKED_UV[part] * np.array([table.get(site, 0.0) for site in EVOKED_SITES])
+        for part, table in (("early", EARLY_SOURCE_GAIN), ("late", LATE_SOURCE_GAIN))
+    }
+    spectrum = np.zeros((len(EVOKED_SITES), len(freqs)), complex)
+    spectrum[:, used] = train * (gains["early"][:, None] * early + gains["late"][:, None] * late)
+    # irfft(fs X(f_k)) samples the real signal 2 Re int_0^inf X e^{2 pi i f t} df (X(0) = 0).
+    return np.fft.irfft(fs * spectrum, n=n_grid, axis=-1)[:, :n_times]
+
+
+def _evoked_sources(spec, seed, name, subject, session, trial, stimulus, n_times):
+    """[EVOKED_SITES, n_times] µV: the viewer's evoked responses to the trial's events."""
+    onsets, amplitudes = trial_events(spec, seed, name, subject, session, trial, stimulus)
+    valence, arousal = EMOTIONS[spec.labels[stimulus_label(spec, stimulus)]]
+    name = draw_name(spec, name)
+    viewer = _rng(seed, name, "evoked-subject", subject)
+    shift = viewer.normal(0.0, SUBJECT_LATENCY_STD_S)
+    log_gain = viewer.normal(0.0, SUBJECT_GAIN_STD)
+    log_gain += _rng(seed, name, "evoked-trial", subject, session, trial).normal(0, TRIAL_GAIN_STD)
+    response = evoked_response(
+        onsets, amplitudes, valence, arousal, spec.fs, n_times, latency_shift_s=shift
+    )
+    return np.exp(log_gain) * response
+
+
 def _source_mixing(spec, seed, name, subject) -> np.ndarray:
     """[sources, sources]: identity plus the subject's own mixing (strength subject_mixing)."""
     n = len(SOURCE_SITES)
@@ -217,12 +405,13 @@ def _source_mixing(spec, seed, name, subject) -> np.ndarray:
     return np.eye(n) + spec.subject_mixing * rng.standard_normal((n, n)) / np.sqrt(n)
 
 
-def _lead_field(spec, seed, name, subject) -> np.ndarray:
-    """[channels, sources] gains for one subject on this dataset's cap."""
-    rng = _rng(seed, name, "subject-lead", subject)
+def _lead_field(spec, seed, name, subject, sites=SOURCE_SITES, role="subject-lead") -> np.ndarray:
+    """[channels, len(sites)] gains for one subject on this dataset's cap (the subject's
+    source directions jittered by N(0, 0.08) per coordinate, drawn from `role`)."""
+    rng = _rng(seed, name, role, subject)
     pos = _unit_positions()
     elec = np.stack([pos[c] for c in spec.channels])
-    src = np.stack([pos[s] for s in SOURCE_SITES]) + rng.normal(0, 0.08, (len(SOURCE_SITES), 3))
+    src = np.stack([pos[s] for s in sites]) + rng.normal(0, 0.08, (len(sites), 3))
     src /= np.linalg.norm(src, axis=1, keepdims=True)
     d2 = ((elec[:, None, :] - src[None, :, :]) ** 2).sum(-1)
     cap_gain = _rng(seed, name, "cap").uniform(0.8, 1.2, len(spec.channels))
@@ -234,11 +423,16 @@ def simulate_trial(
 ) -> np.ndarray:
     """EEG [channels, trial_s * fs] in µV at the native rate."""
     n_times = int(round(spec.trial_s * spec.fs))
+    config, name = name, draw_name(spec, name)
     rng = _rng(seed, name, "trial", subject, session, trial)
     shape = (len(SOURCE_SITES), len(BANDS_HZ))
     offsets = _rng(seed, name, "subject-offset", subject).normal(0, SUBJECT_OFFSET_STD, shape)
     jitter = rng.normal(0, TRIAL_JITTER_STD, shape)
-    log_amp = _stimulus_drive(spec, seed, name, stimulus, n_times) + (offsets + jitter)[..., None]
+    if spec.emotion_code == "evoked":  # band power: the viewer's offsets and trial jitter only
+        drive = np.zeros(shape + (1,))
+    else:
+        drive = _stimulus_drive(spec, seed, name, stimulus, n_times)
+    log_amp = drive + (offsets + jitter)[..., None]
     sources = np.zeros((len(SOURCE_SITES), n_times))
     for b, (centre, width) in enumerate(BANDS_HZ):
         carrier = _spectral_noise(
@@ -252,6 +446,10 @@ def simulate_trial(
     if spec.subject_mixing:
         sources = np.einsum("rs,st->rt", _source_mixing(spec, seed, name, subject), sources)
     eeg = np.einsum("cs,st->ct", _lead_field(spec, seed, name, subject), sources)
+    if spec.emotion_code == "evoked":
+        evoked = _evoked_sources(spec, seed, config, subject, session, trial, stimulus, n_times)
+        lead = _lead_field(spec, seed, name, subject, EVOKED_SITES, "subject-evoked-lead")
+        eeg += np.einsum("cs,st->ct", lead, evoked)
     n_chans = len(spec.channels)
     if spec.dataset_shift:
         # A dataset-specific spatial covariance (e.g. its reference and amplifier): 3 fixed

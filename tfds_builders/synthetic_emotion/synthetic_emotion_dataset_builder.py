@@ -3,7 +3,9 @@
 Configs d0..d5 are six datasets with different caps, native rates, subjects, sessions,
 stimuli and label sets (see simulation.DATASETS); records are stored at 125 Hz after the
 standard preprocessing. Needs no manual download. Demo convention: d0, d1, d2 pre-train,
-d3 is the held-out target.
+d3 is the held-out target. k0..k3 (known-answer benchmark), e0..e5 (evoked-response
+benchmark: the emotion in the shape of stimulus-locked evoked responses) and n0..n5 (its null
+control: private event trains) repeat these designs; see README.md.
 """
 
 from __future__ import annotations
@@ -25,20 +27,27 @@ class SyntheticConfig(eeg_schema.EegConfig):
     seed: int = 0
 
 
+def _description(s: simulation.DatasetSpec) -> str:
+    """One line: the design, and for the evoked family what is shared between viewers."""
+    design = (
+        f"{len(s.channels)} ch at {s.fs:g} Hz -> 125 Hz, {s.n_subjects} subjects x "
+        f"{s.n_sessions} sessions x {s.stimuli_per_session} stimuli of {s.trial_s:g} s, "
+        f"labels {', '.join(s.labels)}"
+    )
+    if s.emotion_code != "evoked":
+        return design
+    if s.shared_events:
+        return f"{design}; evoked responses to event trains shared by every viewer"
+    return f"{design}; null control: evoked responses to private event trains"
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Simulated multi-dataset emotion EEG (stimulus-locked latent dynamics)."""
 
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [
-        SyntheticConfig(
-            name=name,
-            description=(
-                f"{len(s.channels)} ch at {s.fs:g} Hz -> 125 Hz, {s.n_subjects} subjects x "
-                f"{s.n_sessions} sessions x {s.stimuli_per_session} stimuli of {s.trial_s:g} s, "
-                f"labels {', '.join(s.labels)}"
-            ),
-        )
-        for name, s in simulation.DATASETS.items()
+        SyntheticConfig(name=name, description=_description(spec))
+        for name, spec in simulation.DATASETS.items()
     ]
 
     @property

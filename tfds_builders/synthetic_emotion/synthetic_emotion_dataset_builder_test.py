@@ -1,13 +1,16 @@
 """synthetic_emotion: contract, determinism, and that the simulated emotion signal is real."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from scipy import signal
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tfds_builders import eeg_schema, preprocessing, testing
+from tfds_builders import build, eeg_schema, preprocessing, testing
 from tfds_builders.synthetic_emotion import simulation
 from tfds_builders.synthetic_emotion import synthetic_emotion_dataset_builder
 
@@ -81,7 +84,8 @@ def test_every_dataset_has_negative_and_positive_labels_and_distinct_design():
         assert {0, 2} <= {simulation.valence_class(label) for label in spec.labels}, name
         designs[spec.emotion_code].add((spec.channels, spec.fs, spec.labels))
     assert len(designs["band_power"]) == 6 and len(designs["modulation"]) == 4
-    assert len(simulation.DATASETS) == 10
+    assert len(designs["evoked"]) == 6  # e0-e5 and their null twins n0-n5
+    assert len(simulation.DATASETS) == 22
     for i in range(4):  # the known-answer configs repeat d0-d3's designs, coded differently
         d, k = simulation.DATASETS[f"d{i}"], simulation.DATASETS[f"k{i}"]
         assert (d.channels, d.fs, d.labels) == (k.channels, k.fs, k.labels)
@@ -145,3 +149,209 @@ def test_emotions_are_decodable_across_subjects_but_not_trivially(synthetic_data
     accuracy = clf.score(feats[~train], labels[~train])
     # Chance is 1/3; subject offsets and trial jitter keep it off 100% (0.81 at seed 0).
     assert 0.55 < accuracy < 0.95
+
+
+# sha256 (first 16 hex digits) of simulate_trial(spec, 0, name, 1, 0, 2, 3) rounded to 1e-6 µV.
+# d0-d5 and k0-k3: recorded with the code before the evoked family was added; e0-e5 and n0-n5:
+# the benchmark's generator as frozen on 2026-12-05 (README). None of them may change.
+FROZEN_TRIAL_SHA256 = {
+    "d0": "f906462e920ee426",
+    "d1": "5fe4a941ce6626ab",
+    "d2": "61b070d84cd501ec",
+    "d3": "ddb14350096a8cf5",
+    "d4": "0f0c8fbaf866537d",
+    "d5": "3a1a518435c93c86",
+    "k0": "7f283bf084f86fdb",
+    "k1": "cd1ab1a248a65b6e",
+    "k2": "b51e7ecc16fea18c",
+    "k3": "682d2ea24bf01f1d",
+    "e0": "34020f7edf369c03",
+    "e1": "aac3b4f9e0945a7a",
+    "e2": "0539c2b4460d57e3",
+    "e3": "a30e4e7b3123ac14",
+    "e4": "301f8edc68f531a4",
+    "e5": "399764212ecda038",
+    "n0": "eab219c4fd8dea81",
+    "n1": "1cdc7c0b6e7a0754",
+    "n2": "312d0a933bdeae1a",
+    "n3": "a707537063d5567f",
+    "n4": "5ec6758b3b531b05",
+    "n5": "702b9b46e831c5ca",
+}
+
+
+def _trial_sha256(name: str) -> str:
+    x = simulation.simulate_trial(simulation.DATASETS[name], 0, name, 1, 0, 2, 3)
+    return hashlib.sha256((np.round(x, 6) + 0.0).tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN_TRIAL_SHA256))
+def test_frozen_configs_are_unchanged(name):
+    assert _trial_sha256(name) == FROZEN_TRIAL_SHA256[name]
+
+
+# --- The evoked-response benchmark (e0-e5) and its null control (n0-n5). ---
+
+EVOKED, NULL = [f"e{i}" for i in range(6)], [f"n{i}" for i in range(6)]
+POSTERIOR = ("O1", "O2", "OZ", "PZ", "P3", "P4")
+ISC_SUBJECTS = (1, 2, 3, 4)  # 1-based: the subset the ISC fixture builds
+
+
+def test_builder_lists_the_evoked_and_null_configs_with_the_designs_of_d0_d5():
+    names = [c.name for c in synthetic_emotion_dataset_builder.Builder.BUILDER_CONFIGS]
+    assert set(EVOKED + NULL) <= set(names)
+    design = ("channels", "fs", "n_subjects", "n_sessions", "stimuli_per_session", "trial_s")
+    for i in range(6):
+        d, e, n = (simulation.DATASETS[f"{p}{i}"] for p in "den")
+        for field in design + ("labels", "scale"):
+            assert getattr(d, field) == getattr(e, field) == getattr(n, field), (i, field)
+        assert (e.emotion_code, e.shared_events, e.draws_of) == ("evoked", True, None)
+        assert (n.emotion_code, n.shared_events, n.draws_of) == ("evoked", False, f"e{i}")
+
+
+def test_evoked_simulation_is_deterministic_and_seed_dependent():
+    spec = simulation.DATASETS["e2"]
+    a = simulation.simulate_trial(spec, 0, "e2", 1, 0, 0, 3)
+    np.testing.assert_array_equal(a, simulation.simulate_trial(spec, 0, "e2", 1, 0, 0, 3))
+    assert not np.allclose(a, simulation.simulate_trial(spec, 1, "e2", 1, 0, 0, 3))
+    assert 3.0 < a.std() < 100.0  # µV scale
+
+
+def test_event_trains_have_the_documented_statistics():
+    onsets, amplitudes = simulation.event_train(np.random.default_rng(0), 3000.0)
+    gaps = np.diff(onsets)
+    assert gaps.min() >= simulation.EVENT_MIN_GAP_S
+    assert onsets[0] >= -simulation.EVENT_LEAD_S and onsets[-1] < 3000.0
+    np.testing.assert_allclose(len(onsets) / 3001.5, simulation.EVENT_RATE_HZ, rtol=0.03)
+    np.testing.assert_allclose(amplitudes.mean(), 1.0, atol=0.02)
+    np.testing.assert_allclose(np.log(amplitudes).std(), simulation.EVENT_AMPLITUDE_STD, rtol=0.05)
+
+
+def test_event_trains_are_shared_by_viewers_only_in_the_evoked_configs():
+    e, n = simulation.DATASETS["e1"], simulation.DATASETS["n1"]
+    a, b = (simulation.trial_events(e, 0, "e1", s, 0, 2, 5) for s in (0, 1))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], simulation.trial_events(e, 0, "e1", 0, 0, 2, 6)[0])
+    c, d = (simulation.trial_events(n, 0, "n1", s, 0, 2, 5) for s in (0, 1))
+    assert not np.array_equal(c[0][:3], d[0][:3])
+
+
+@pytest.mark.parametrize(
+    "config_a, stimulus_a, config_b, stimulus_b",
+    [
+        ("n1", 5, "e1", 5),  # the null twin: only the event train differs
+        ("e1", 5, "e1", 1),  # two "sad" stimuli: the background is not stimulus-specific
+        ("e1", 5, "e1", 3),  # "sad" vs "happy": the background carries no emotion
+    ],
+)
+def test_records_differ_only_by_their_evoked_responses(config_a, stimulus_a, config_b, stimulus_b):
+    """Same viewer and trial: the difference of two records is the difference of their
+    projected evoked responses, so the background (band power included) is the same."""
+    subject, session, trial = 2, 0, 3
+    spec = simulation.DATASETS[config_a]
+    n_times = int(spec.trial_s * spec.fs)
+    lead = simulation._lead_field(
+        spec, 0, "e1", subject, simulation.EVOKED_SITES, "subject-evoked-lead"
+    )
+
+    def record_and_evoked(config, stimulus):
+        spec = simulation.DATASETS[config]
+        ids = (subject, session, trial, stimulus)
+        evoked = simulation._evoked_sources(spec, 0, config, *ids, n_times)
+        return simulation.simulate_trial(spec, 0, config, *ids), lead @ evoked
+
+    (x_a, evoked_a), (x_b, evoked_b) = (
+        record_and_evoked(config_a, stimulus_a),
+        record_and_evoked(config_b, stimulus_b),
+    )
+    np.testing.assert_allclose(x_a - x_b, evoked_a - evoked_b, atol=1e-9)
+    assert np.abs(evoked_a - evoked_b).max() > 1.0  # the responses do differ
+
+
+def _one_event_response(valence, arousal, fs=250.0, seconds=8.0):
+    """[EVOKED_SITES, T] response to a single event at 2 s, on a circular grid (no cut)."""
+    return simulation.evoked_response(
+        np.array([2.0]), np.array([1.0]), valence, arousal, fs, int(fs * seconds), pad_s=0.0
+    )
+
+
+def test_late_wave_is_a_hilbert_pair_rotated_by_valence_and_delayed_by_arousal():
+    fs = 250.0
+    site = simulation.EVOKED_SITES.index("CP3")  # a late-only source
+    scale = simulation.EVOKED_UV["late"] * simulation.LATE_SOURCE_GAIN["CP3"]
+    a = _one_event_response(1.0, 1.0, fs)[site] / scale  # theta 0: A
+    b = _one_event_response(0.0, 1.0, fs)[site] / scale  # theta pi/2: B
+    np.testing.assert_allclose(_one_event_response(-1.0, 1.0, fs)[site] / scale, -a, atol=1e-9)
+    # scipy's analytic signal (independent reference): B = Hilbert transform of A.
+    np.testing.assert_allclose(b, np.imag(signal.hilbert(a)), atol=1e-6)
+    assert abs(a @ b) < 1e-9 * (a @ a)
+    np.testing.assert_allclose(a.max(), 1.0, rtol=1e-3)  # envelope peak 1 at latency L
+    t_peak = np.argmax(a) / fs - 2.0
+    np.testing.assert_allclose(t_peak, simulation.late_latency(1.0), atol=1.5 / fs)
+    slow = _one_event_response(1.0, -1.0, fs)[site] / scale
+    np.testing.assert_allclose(np.argmax(slow) / fs - 2.0, 0.45, atol=1.5 / fs)
+
+
+def test_evoked_power_spectrum_does_not_depend_on_the_emotion_but_the_waveform_does():
+    responses = {label: _one_event_response(*va) for label, va in simulation.EMOTIONS.items()}
+    spectra = {k: np.abs(np.fft.rfft(x, axis=-1)) ** 2 for k, x in responses.items()}
+    reference = spectra["neutral"]
+    energy_ref = (responses["neutral"] ** 2).sum(-1)  # [EVOKED_SITES]
+    for label, spectrum in spectra.items():
+        np.testing.assert_allclose(spectrum, reference, rtol=0, atol=1e-6 * reference.max())
+        np.testing.assert_allclose((responses[label] ** 2).sum(-1), energy_ref, rtol=1e-6)
+    positive, negative = responses["positive"], responses["negative"]
+    # A late-only source: equal energies and A _|_ B make r = cos(theta_pos - theta_neg).
+    late_site = simulation.EVOKED_SITES.index("CPZ")
+    r = np.corrcoef(positive[late_site], negative[late_site])[0, 1]
+    np.testing.assert_allclose(r, np.cos(np.pi / 2 * (0.9 - -0.9)), atol=1e-6)  # -0.95
+    early_site = simulation.EVOKED_SITES.index("O1")  # no late gain: identical for every emotion
+    np.testing.assert_allclose(positive[early_site], negative[early_site], atol=1e-9)
+
+
+def _isc(records, channels, band=(0.5, 20.0)):
+    """Mean Pearson r over subject pairs, trials and `channels` (band-passed at 125 Hz)."""
+    groups = {}
+    for r in records:
+        groups.setdefault((int(r["session"]), int(r["stimulus"])), []).append(r["eeg"])
+    values = []
+    for trials in groups.values():
+        x = preprocessing.bandpass(np.stack(trials)[:, channels], 125.0, band)
+        x = x - x.mean(-1, keepdims=True)
+        x /= np.linalg.norm(x, axis=-1, keepdims=True)
+        values += [(x[i] * x[j]).sum(-1) for i in range(len(x)) for j in range(i)]
+    return float(np.mean(values))
+
+
+@pytest.fixture(scope="module")
+def evoked_and_null_records(tmp_path_factory):
+    """Records of e1 and n1 (19-channel 10-20 cap), subjects 1-4 (about 2 s each)."""
+    data_dir = tmp_path_factory.mktemp("tfds_evoked")
+    return {
+        config: testing.read_records(
+            build.build_dataset("synthetic_emotion", config, data_dir, subjects=ISC_SUBJECTS)
+        )
+        for config in ("e1", "n1")
+    }
+
+
+def test_evoked_records_equal_documented_simulation_and_preprocessing(evoked_and_null_records):
+    spec = simulation.DATASETS["n1"]
+    record = evoked_and_null_records["n1"][5]
+    raw = simulation.simulate_trial(
+        spec, 0, "n1", *(int(record[k]) for k in ("subject", "session", "trial", "stimulus"))
+    )
+    np.testing.assert_allclose(
+        record["eeg"], preprocessing.preprocess_trial(raw, spec.fs), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_viewers_share_the_waveform_only_when_they_share_the_events(evoked_and_null_records):
+    spec = simulation.DATASETS["e1"]
+    posterior = [spec.channels.index(c) for c in POSTERIOR if c in spec.channels]
+    assert len(posterior) == 5  # O1 O2 PZ P3 P4 (no OZ on this cap)
+    isc_evoked = _isc(evoked_and_null_records["e1"], posterior)
+    isc_null = _isc(evoked_and_null_records["n1"], posterior)
+    assert isc_evoked > 0.05, isc_evoked  # 0.145 at seed 0
+    assert abs(isc_null) < 0.03, isc_null  # 0.001 at seed 0
