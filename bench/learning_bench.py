@@ -10,13 +10,23 @@ sampled for training, embedded one subject per block):
     retrieval_features       the same on the features extraction writes
     retrieval_waveform_oracle  the same for an untrained read-out of the raw waveform of the
                              same windows (features.waveform_readout): the yardstick
+    retrieval_de             the same for DE (band power) of the same windows
     features_over_oracle     retrieval_features / retrieval_waveform_oracle
     probe_auroc              linear probe, half of the subjects -> the other half
-    *_at_init                the same numbers for the initial (random) parameters
+    *_at_init                the same numbers for the initial (random) parameters: the
+                             random encoder's row
+    at_step1                 what the first update sees (every step is logged): the
+                             projection's similarity statistics (positive minus negative
+                             cosine, spread; losses.similarity_statistics) and the gradient
+                             norm of each module
+    final_similarity_gap     positive minus negative cosine, mean of the last 3 steps
     wall_s                   wall time of the run (compilation included)
 
     python bench/learning_bench.py --grid knobs --steps 100            # the README's grid
+    python bench/learning_bench.py --preset evoked --grid evoked --seeds 0 1 2 --steps 150
     python bench/learning_bench.py --grid "windows_per_pair=4;windows_per_pair=16"
+
+--plot PNG draws the loss and held-out retrieval curves of every (point, seed) side by side.
 
 A grid point is `field=value,field=value` over the config's `data`, `optim`, `loss`,
 `model` and `train` fields (the leaf name is enough when it is unique).
@@ -42,6 +52,18 @@ GRIDS = {
         "temperature=0.07",
         "use_cda=false",
         "pairs_per_step=8,windows_per_pair=4,learning_rate=0.001,temperature=0.07",
+    ],
+    # The diagnosis on the evoked-response family (issue 18): the preset, the settings of
+    # the trial that was bimodal across seeds (P=4 x M=16, lr 1e-3, temperature 0.07), and
+    # one knob at a time between them; then window length and the paper's M.
+    "evoked": [
+        "",
+        "pairs_per_step=4,learning_rate=0.001,temperature=0.07",
+        "learning_rate=0.001",
+        "learning_rate=0.003",
+        "temperature=0.07",
+        "use_cda=false",
+        "window_s=4.0",
     ],
 }
 
@@ -91,6 +113,7 @@ def run_point(
         config.train.steps = steps
         config.train.seed = seed
         config.train.checkpoint_every = steps
+        config.train.log_every = 1  # the first update's diagnostics (at_step1)
         config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 2)
         apply_overrides(config, point)
     start = time.perf_counter()
@@ -112,8 +135,17 @@ def run_point(
     # The yardstick: an untrained read-out of the raw waveform of the same windows.
     oracle = evals[-1]["eval/retrieval_waveform"]
     result["retrieval_waveform_oracle"] = round(oracle, 4)
+    result["retrieval_de"] = round(evals[-1]["eval/retrieval_de"], 4)
     result["features_over_oracle"] = round(result["retrieval_features"] / oracle, 4)
-    return result
+    steps_rows = [r for r in rows if "loss" in r]
+    result["at_step1"] = {
+        k: round(v, 4)
+        for k, v in steps_rows[0].items()
+        if k.startswith(("similarity/", "grad_norm")) or k == "contrastive_over_chance"
+    }
+    gaps = [r["similarity/positive_minus_negative"] for r in steps_rows[-3:]]
+    result["final_similarity_gap"] = round(sum(gaps) / len(gaps), 4)
+    return result, rows
 
 
 def main():
@@ -126,6 +158,7 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--data_dir", default="runs/tfds")
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
+    parser.add_argument("--plot", default=None, help="PNG of every run's curves")
     args = parser.parse_args()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from absl import logging
@@ -133,21 +166,25 @@ def main():
     logging.set_verbosity(logging.WARNING)
     points = GRIDS.get(args.grid, args.grid.split(";"))
     root = args.workdir or tempfile.mkdtemp(prefix="learning_bench-")
-    results = []
+    results, curves = [], {}
     for seed in args.seeds:
         for i, point in enumerate(points):
             workdir = os.path.join(root, f"point{i}_seed{seed}")
-            results.append(
-                run_point(
-                    point,
-                    preset=args.preset,
-                    steps=args.steps,
-                    data_dir=os.path.abspath(args.data_dir),
-                    workdir=workdir,
-                    seed=seed,
-                )
+            result, rows = run_point(
+                point,
+                preset=args.preset,
+                steps=args.steps,
+                data_dir=os.path.abspath(args.data_dir),
+                workdir=workdir,
+                seed=seed,
             )
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            results.append(result)
+            curves[f"{point or '(preset)'} seed {seed}"] = rows
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    if args.plot:
+        from mdjpt_jax import metrics_writer
+
+        metrics_writer.plot_learning_curves(curves, args.plot)
     print(
         json.dumps(
             dict(bench="learning", preset=args.preset, steps=args.steps, results=results), indent=1

@@ -42,6 +42,35 @@ def contrastive_loss(z: jax.Array, temperature: float = 0.07) -> jax.Array:
     return jnp.mean(jax.nn.logsumexp(logits, axis=1) - pos_logit)
 
 
+def similarity_statistics(z: jax.Array) -> dict:
+    """How NT-Xent sees one pair's embeddings (diagnostics; no gradient flows through them).
+
+    Args:
+        z: [2, M, E] L2-normalized embeddings, as `contrastive_loss`.
+
+    Returns:
+        dict of scalars over the 2M x 2M cosine similarities without the diagonal:
+        positive_minus_negative (mean similarity of the M positive pairs minus the mean of
+        the other off-diagonal entries: > 0 once the other subject's window at the same
+        moment is closer than the rest) and spread (their standard deviation: near 0, every
+        candidate looks alike and the softmax is flat whatever the temperature).
+    """
+    chex.assert_rank(z, 3)
+    z = jax.lax.stop_gradient(z)
+    m = z.shape[1]
+    flat = z.reshape(2 * m, z.shape[2])
+    similarity = flat @ flat.T
+    positive = jnp.roll(jnp.eye(2 * m, dtype=bool), m, axis=1)
+    off_diagonal = ~jnp.eye(2 * m, dtype=bool)
+    negative = off_diagonal & ~positive
+    mean_positive = jnp.sum(jnp.where(positive, similarity, 0.0)) / (2 * m)
+    mean_negative = jnp.sum(jnp.where(negative, similarity, 0.0)) / jnp.sum(negative)
+    count = jnp.sum(off_diagonal)
+    mean = jnp.sum(jnp.where(off_diagonal, similarity, 0.0)) / count
+    variance = jnp.sum(jnp.where(off_diagonal, (similarity - mean) ** 2, 0.0)) / count
+    return dict(positive_minus_negative=mean_positive - mean_negative, spread=jnp.sqrt(variance))
+
+
 def channel_covariance(x: jax.Array) -> jax.Array:
     """Unbiased covariance between channels over time.
 

@@ -108,6 +108,7 @@ CURVE_PANELS = (
             "eval/retrieval_projection",
             "eval/retrieval_features",
             "eval/retrieval_waveform",
+            "eval/retrieval_de",
             "eval/probe_auroc",
         ),
     ),

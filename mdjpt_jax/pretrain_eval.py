@@ -9,9 +9,10 @@ and averaged:
 - `retrieval_projection` / `retrieval_features`: cross-subject window retrieval
   (`retrieval.cross_subject_retrieval`, chance 1/16) on the projector output (what the
   NT-Xent trains) and on the D-dim features that extraction and the probes use;
-  `retrieval_waveform`: the same for an untrained read-out of the raw waveform of the same
-  windows (`features.waveform_readout`), the yardstick of how much stimulus-locked signal
-  the subjects share (constant over training);
+  `retrieval_waveform` / `retrieval_de`: the same for the signal baselines of the same
+  windows (`extract.SIGNAL_FEATURES`, no parameters, constant over training): the untrained
+  read-out of the raw waveform is the yardstick of how much stimulus-locked signal the
+  subjects share, DE (band power) the paper's baseline;
 - `probe_auroc`: a cheap linear probe (logistic regression on per-subject standardized
   features) trained on the first half of the held-out subjects and scored on the others.
 
@@ -28,9 +29,13 @@ import numpy as np
 from flax import nnx
 from sklearn.linear_model import LogisticRegression
 
-from mdjpt_jax import extract, features, heldout, input_pipeline, probe, retrieval
+from mdjpt_jax import extract, heldout, input_pipeline, probe, retrieval
 
 MOMENT_FIELDS = ("session", "stimulus", "start")
+SIGNALS = ("waveform", "de")  # signal baselines logged beside the encoder (eval/retrieval_*)
+EVAL_NAMES = ("retrieval_projection", "retrieval_features", "probe_auroc") + tuple(
+    f"retrieval_{name}" for name in SIGNALS
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +48,9 @@ class EvalSet:
         subject, label: int [S, W].
         moment: int [S, W, 3] (session, stimulus, start sample).
         n_classes: number of label classes of the dataset.
-        waveform: float32 [S, W, F] the untrained waveform read-out of the same windows
-            (`features.waveform_readout`, flattened): the yardstick of retrieval.
+        signals: {name of extract.SIGNAL_FEATURES: float32 [S, W, F]}, the signal
+            baselines of the same windows (flattened per window): "waveform" (the untrained
+            read-out of the raw waveform, the yardstick of retrieval) and "de".
     """
 
     dataset: str
@@ -53,7 +59,7 @@ class EvalSet:
     label: np.ndarray
     moment: np.ndarray
     n_classes: int
-    waveform: np.ndarray
+    signals: dict
 
 
 def select_windows(table: dict, windows_per_subject: int, seed: int) -> np.ndarray:
@@ -112,7 +118,12 @@ def make_eval_set(
         label=table["label"][rows],
         moment=np.stack([table[k][rows] for k in MOMENT_FIELDS], axis=-1),
         n_classes=len(metadata["label_names"]),
-        waveform=np.asarray(features.waveform_readout(eeg, fs)).reshape(eeg.shape[:2] + (-1,)),
+        signals={
+            name: np.asarray(
+                extract.SIGNAL_FEATURES[name](eeg.reshape((-1,) + eeg.shape[2:]), fs)
+            ).reshape(eeg.shape[:2] + (-1,))
+            for name in SIGNALS
+        },
     )
 
 
@@ -150,7 +161,8 @@ def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) 
 
     Returns:
         {"eval/retrieval_projection": float, "eval/retrieval_features": float,
-         "eval/retrieval_waveform": float, "eval/probe_auroc": float, and the same keys
+         "eval/retrieval_waveform": float, "eval/retrieval_de": float,
+         "eval/probe_auroc": float, and the same keys
          suffixed "/<dataset>"}.
     """
     params = _local_copy(params)
@@ -165,16 +177,17 @@ def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) 
             "retrieval_features": retrieval.cross_subject_retrieval(
                 feats.reshape(len(subject), -1), subject, moment, seed=seed
             ),
-            "retrieval_waveform": retrieval.cross_subject_retrieval(
-                es.waveform.reshape(len(subject), -1), subject, moment, seed=seed
-            ),
             "probe_auroc": linear_probe_auroc(
                 feats.reshape(len(subject), -1), subject, es.label.reshape(-1), es.n_classes
             ),
         }
+        for name, signal in es.signals.items():
+            values[f"retrieval_{name}"] = retrieval.cross_subject_retrieval(
+                signal.reshape(len(subject), -1), subject, moment, seed=seed
+            )
         for name, value in values.items():
             rows[f"eval/{name}/{es.dataset}"] = float(value)
-    for name in ("retrieval_projection", "retrieval_features", "retrieval_waveform", "probe_auroc"):
+    for name in EVAL_NAMES:
         per_dataset = [rows[f"eval/{name}/{es.dataset}"] for es in eval_sets]
         rows[f"eval/{name}"] = float(np.nanmean(per_dataset)) if per_dataset else float("nan")
     return rows

@@ -646,8 +646,7 @@ def _feature_subjects(config, root: str, dataset: str) -> np.ndarray:
     """The subject ids in `dataset`'s feature file of the first method's first seed."""
     method = config.methods[0]
     fseed = workdir.feature_seed(method, workdir.method_seeds(config, method)[0])
-    data = workdir.load_features(workdir.feature_path(root, method, fseed, dataset))
-    return np.unique(data["subject"])
+    return workdir.feature_subjects(workdir.feature_path(root, method, fseed, dataset))
 
 
 def retrieval_subject_ids(config, root: str) -> dict:

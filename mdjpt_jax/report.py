@@ -429,11 +429,14 @@ def results_markdown(
     cda_ratios: dict | None = None,
     finetune: dict | None = None,
     paired: dict | None = None,
-    confidence: float = 0.95,
-    n_samples: int = 0,
+    confidence: float | None = None,
+    n_samples: int | None = None,
 ) -> str:
     """Every protocol's table, retrieval, fine-tuning, paired differences and CDA ratios,
-    with a line describing each."""
+    with a line describing each. `confidence` and `n_samples` describe how `paired` was
+    computed (`paired_comparisons`) and are required with it."""
+    if paired and (confidence is None or not n_samples):
+        raise ValueError("paired differences need the confidence and n_samples they were made with")
     parts = [
         f"## Downstream results on `{target}`",
         "",

@@ -227,7 +227,8 @@ def host_rows(pending: list, datasets: list, chance: float) -> list:
     """Fetches pending (step, device metrics); raises FloatingPointError at a bad step.
 
     `chance` is the NT-Xent of an uninformative embedding, ln(2M - 1); each row carries
-    `contrastive_over_chance`, the mean per-dataset contrastive loss divided by it.
+    `contrastive_over_chance`, the mean per-dataset contrastive loss divided by it, and the
+    step's diagnostics: `grad_norm/<module>` and `similarity/<statistic>`.
     """
     rows = []
     for step, metrics in jax.device_get(pending):
@@ -242,6 +243,8 @@ def host_rows(pending: list, datasets: list, chance: float) -> list:
             {f"contrastive/{name}": float(value) for name, value in zip(datasets, per_dataset)}
         )
         row["contrastive_over_chance"] = float(np.mean(per_dataset) / chance)
+        row.update({f"grad_norm/{k}": float(v) for k, v in metrics["grad_norm_by_module"].items()})
+        row.update({f"similarity/{k}": float(v) for k, v in metrics["similarity"].items()})
         rows.append((step, row))
     return rows
 

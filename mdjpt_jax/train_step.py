@@ -129,7 +129,8 @@ def device_loss(
     Returns:
         (share, aux): share is a scalar whose sum over devices is the global loss; aux
         holds global (psum-ed, device-invariant) values: loss, contrastive (the reduced
-        contrastive term), contrastive_per_dataset [K], cda.
+        contrastive term), contrastive_per_dataset [K], cda, similarity (a dict of
+        `losses.similarity_statistics` averaged over pairs and datasets).
     """
     chex.assert_rank(eeg, 6)
     chex.assert_axis_dimension(eeg, 2, 2)
@@ -141,6 +142,11 @@ def device_loss(
     contrastive = functools.partial(losses.contrastive_loss, temperature=temperature)
     pair_losses = jax.vmap(jax.vmap(contrastive))(projection)  # [K, P_dev]
     per_dataset = jax.lax.psum(jnp.sum(pair_losses, axis=1), AXIS) / pairs_total
+    pair_similarity = jax.vmap(jax.vmap(losses.similarity_statistics))(projection)
+    similarity = {
+        name: jax.lax.psum(jnp.sum(value), AXIS) / (pairs_total * num_datasets)
+        for name, value in pair_similarity.items()
+    }
     scale = 1.0 if dataset_reduction == "sum" else 1.0 / num_datasets
     share = scale * jnp.sum(pair_losses) / pairs_total
     cda = jnp.zeros((), jnp.float32)
@@ -174,6 +180,7 @@ def device_loss(
         contrastive=contrastive_total,
         contrastive_per_dataset=per_dataset,
         cda=cda,
+        similarity=similarity,
     )
     return share, aux
 
@@ -239,8 +246,10 @@ def train_step_fn(
         [K, P, 2, M, C, T] is read; key is reserved for stochastic layers
         (`fold_in(key, state.step)`) and unused, the model being deterministic. Metrics
         are replicated: loss, contrastive, cda, grad_norm, learning_rate, finite (bool:
-        loss and gradient finite; the caller stops the run on False) scalars and
-        contrastive_per_dataset [K].
+        loss and gradient finite; the caller stops the run on False) scalars,
+        contrastive_per_dataset [K], and the diagnostics grad_norm_by_module
+        ({module: scalar}) and similarity ({positive_minus_negative, spread} of the
+        projection's cosine similarities, `losses.similarity_statistics`).
     """
     _check_options(cda_groups, cda_centroid, dataset_reduction)
     num_devices = mesh.devices.size
@@ -261,10 +270,14 @@ def train_step_fn(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.global_norm(grads)
+        # Per top-level module (channel_encoder, mixer, dynamics, projector): which part of
+        # the encoder the loss moves, the first thing to read when a run sits at chance.
+        module_norms = {name: optax.global_norm(sub) for name, sub in grads.items()}
         rate = jnp.nan if learning_rate_fn is None else learning_rate_fn(state.step)
         metrics = dict(
             aux,
             grad_norm=grad_norm,
+            grad_norm_by_module=module_norms,
             learning_rate=jnp.asarray(rate, jnp.float32),
             finite=jnp.isfinite(aux["loss"]) & jnp.isfinite(grad_norm),
         )

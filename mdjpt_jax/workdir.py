@@ -244,6 +244,14 @@ def load_features(path: str) -> dict:
     return data
 
 
+def feature_subjects(path: str) -> np.ndarray:
+    """Sorted unique subject ids of one feature file (reads the subject column only)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no feature file (run --mode=extract first)")
+    with np.load(path, allow_pickle=False) as f:
+        return np.unique(f["subject"])
+
+
 def save_centroids(path: str, centroids: np.ndarray, subjects: np.ndarray) -> None:
     """Per-subject CDA centroids [G, F, C2, C2] and their subject ids [G]."""
     _save_npz(path, centroids=np.asarray(centroids, np.float32), subjects=subjects)

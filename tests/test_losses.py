@@ -45,6 +45,29 @@ def test_contrastive_hand_computed_cases():
     np.testing.assert_allclose(losses.contrastive_loss(same, t), expected, rtol=TOL)
 
 
+def test_similarity_statistics_match_a_loop_and_a_hand_case():
+    z = _unit(RNG.standard_normal((2, 5, 8))).astype(np.float32)
+    flat = z.reshape(10, 8)
+    positives, negatives, off = [], [], []
+    for i in range(10):
+        for j in range(10):
+            if i == j:
+                continue
+            s = float(flat[i] @ flat[j])
+            off.append(s)
+            (positives if abs(i - j) == 5 else negatives).append(s)
+    stats = losses.similarity_statistics(z)
+    np.testing.assert_allclose(
+        stats["positive_minus_negative"], np.mean(positives) - np.mean(negatives), atol=TOL
+    )
+    np.testing.assert_allclose(stats["spread"], np.std(off), atol=TOL)
+    # Identical positives, orthogonal otherwise: gap 1, similarities 1 (2M of 2M(2M-1)) and 0.
+    e = np.eye(2, dtype=np.float32)
+    stats = losses.similarity_statistics(np.stack([e, e]))
+    np.testing.assert_allclose(stats["positive_minus_negative"], 1.0, atol=TOL)
+    np.testing.assert_allclose(stats["spread"], np.std([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]))
+
+
 def test_cda_matches_numpy_loop_with_an_empty_group():
     x = RNG.standard_normal((7, 3, 5, 11)).astype(np.float32)
     groups = np.array([0, 0, 1, 3, 3, 3, 1])  # group 2 is empty

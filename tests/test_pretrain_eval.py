@@ -31,8 +31,14 @@ def test_eval_windows_come_from_heldout_subjects_only(synthetic_data_dir):
     for block in es.moment[1:]:
         np.testing.assert_array_equal(np.sort(block, axis=0), np.sort(es.moment[0], axis=0))
     np.testing.assert_allclose(
-        es.waveform[1, 3],
+        es.signals["waveform"][1, 3],
         np.asarray(features.waveform_readout(es.eeg[1, 3], 125.0)).reshape(-1),
+        rtol=1e-5,
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        es.signals["de"][2, 5],
+        np.asarray(features.differential_entropy(es.eeg[2, 5:6], 125.0)).reshape(-1),
         rtol=1e-5,
         atol=1e-4,
     )

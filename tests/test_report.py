@@ -81,6 +81,9 @@ def test_one_seed_shows_its_value_and_n_1_and_json_std_null():
     assert "| DE (same windows as the encoders) | 1 | 0.600 (n = 1) | 0.600 (n = 1) |" in text
     assert "| DE (same windows as the encoders) | 1 | 0.300 (n = 1) |" in text  # retrieval
     assert "± 0.000" not in text and "AUROC: macro one-vs-one" in text
+    # paired differences without how they were made would print "(0 resamples)"
+    with pytest.raises(ValueError, match="confidence and n_samples"):
+        report.results_markdown(table, target="t/x", k=1, n_folds=2, paired={"joint-de": {}})
     assert report.format_mean_std(dict(mean=1.0, std=None, n=1), 2) == "1.00 (n = 1)"
 
 

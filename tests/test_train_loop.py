@@ -97,6 +97,10 @@ def test_run_writes_the_workdir(uninterrupted):
         "learning_rate",
         "contrastive/synthetic_emotion/d1",
         "contrastive/synthetic_emotion/d2",
+        "grad_norm/channel_encoder",
+        "grad_norm/projector",
+        "similarity/positive_minus_negative",
+        "similarity/spread",
     } <= set(rows[0])
     # NT-Xent over 2M = 8 candidates starts near chance, log(7); the contrastive term is
     # the sum over the two datasets (the original code's weighting).
@@ -115,6 +119,7 @@ EVAL_KEYS = (
     "eval/retrieval_projection",
     "eval/retrieval_features",
     "eval/retrieval_waveform",
+    "eval/retrieval_de",
     "eval/probe_auroc",
 )
 
@@ -137,6 +142,7 @@ def test_learning_curve_evaluation_is_logged(synthetic_data_dir, tmp_path):
     assert "loss" not in evaluated[0] and "loss" in evaluated[1]  # step 0: before training
     # the yardstick reads the raw waveform: the same at every evaluation
     assert len({row["eval/retrieval_waveform"] for row in evaluated}) == 1
+    assert len({row["eval/retrieval_de"] for row in evaluated}) == 1
 
 
 @pytest.mark.slow

@@ -196,6 +196,17 @@ def test_metrics_shapes_and_values(setup):
     for name in ("loss", "contrastive", "cda", "grad_norm", "learning_rate", "finite"):
         assert metrics[name].shape == (), name
     assert metrics["finite"].dtype == bool and bool(metrics["finite"])
+    # The per-module norms partition the gradient: their root sum of squares is its norm.
+    module_norms = np.array([float(v) for v in metrics["grad_norm_by_module"].values()])
+    assert set(metrics["grad_norm_by_module"]) == {
+        "channel_encoder",
+        "mixer",
+        "dynamics",
+        "projector",
+    }
+    np.testing.assert_allclose(np.sqrt(np.sum(module_norms**2)), metrics["grad_norm"], rtol=TOL)
+    assert abs(float(metrics["similarity"]["positive_minus_negative"])) < 2.0
+    assert 0.0 < float(metrics["similarity"]["spread"]) < 2.0
     np.testing.assert_allclose(metrics["learning_rate"], LR, rtol=TOL)
     assert int(state.step) == 1
 
