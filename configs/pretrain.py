@@ -45,6 +45,11 @@ Presets and switches (parsed by configs/common.py::parse_arg):
     attention=global|causal        linear attention over the whole window or causal.
     cda_groups=subject|dataset     one CDA group per subject of each pair, or per dataset.
     cda_centroid=arithmetic|log_euclidean  CDA group mean.
+    cda_covariance=true|scrambled  CDA on the channel covariance (true) or on the original
+                        code's statistic (scrambled: its reshape without a transpose;
+                        the published numbers were made with it).
+    cda_scale_free      CDA on correlation matrices (blind to the spatial mixer's scale,
+                        which the per-subject normalization after the mixer removes).
     --config.model.dtype=bfloat16  mixed precision: activations and matmuls in bfloat16;
                         parameters, optimizer state, normalization statistics, losses and
                         the CDA covariances stay float32 (models/mdjpt.py).
@@ -148,6 +153,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         attention="global",
         cda_groups="subject",
         cda_centroid="arithmetic",
+        cda_covariance="true",
+        cda_scale_free=False,
     )
     config = ml_collections.ConfigDict()
     config.data = _data(arg)
@@ -166,6 +173,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             dataset_reduction="sum",  # sum_k NT-Xent_k + w CDA, as the original code ("mean")
             cda_groups=arg.cda_groups,
             cda_centroid=arg.cda_centroid,
+            cda_covariance=arg.cda_covariance,
+            cda_scale_free=arg.cda_scale_free,
         )
     )
     config.optim = ml_collections.ConfigDict(
@@ -184,6 +193,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             max_to_keep=3,
             eval_every=1000 if arg.paper else 25,  # learning-curve evaluation (0 = off)
             eval_windows_per_subject=64 if arg.paper else 32,
+            # CDA measured on its own (value also at weight 0, gradient norms against the
+            # contrastive term's, radial share on the mixer): one more forward + backward
+            # pass every this many steps (0 = off); a multiple of log_every.
+            diagnose_every=50 if arg.paper else 10,
             seed=0,
         )
     )  # split into the init, data and step keys

@@ -14,6 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 CENTROIDS = ("arithmetic", "log_euclidean")
+# "true": the covariance between channels over time; "scrambled": the original code's
+# statistic (src/loss/CDA_loss.py reshapes the centered [T, C] tensor to [C, T] without a
+# transpose, so its "channels" are consecutive chunks of the time-major flattening).
+COVARIANCES = ("true", "scrambled")
 # Shrinkage added to each covariance before its matrix log: SHRINK * mean variance + FLOOR.
 SHRINK, FLOOR = 1e-3, 1e-6
 
@@ -84,6 +88,32 @@ def channel_covariance(x: jax.Array) -> jax.Array:
     return jnp.einsum("...an,...bn->...ab", centered, centered) / (x.shape[-1] - 1)
 
 
+def scrambled_channel_covariance(x: jax.Array) -> jax.Array:
+    """The original code's CDA "covariance": center each channel over time, lay the tensor
+    out time-major ([..., N, C]), read it back as [..., C, N] without a transpose, and take
+    the Gram matrix / (N - 1) (no re-centering).
+
+    Args:
+        x: [..., C, N] (channels x time steps).
+
+    Returns:
+        [..., C, C], positive semi-definite; equal to `channel_covariance` only by chance.
+    """
+    centered = x - jnp.mean(x, axis=-1, keepdims=True)
+    rows = jnp.swapaxes(centered, -1, -2).reshape(x.shape)
+    return jnp.einsum("...an,...bn->...ab", rows, rows) / (x.shape[-1] - 1)
+
+
+def correlation(cov: jax.Array) -> jax.Array:
+    """cov [..., C, C] -> correlation matrices (scale-free: unchanged when the signals are
+    rescaled); the variances get a floor of SHRINK x their mean + FLOOR, so a silent
+    channel gives zeros instead of NaN."""
+    var = jnp.diagonal(cov, axis1=-2, axis2=-1)
+    var = var + (SHRINK * jnp.mean(var, axis=-1, keepdims=True) + FLOOR)
+    inv_std = jax.lax.rsqrt(var)
+    return cov * inv_std[..., :, None] * inv_std[..., None, :]
+
+
 def _zero_diagonal(m):
     return m * (1.0 - jnp.eye(m.shape[-1], dtype=m.dtype))
 
@@ -121,8 +151,12 @@ _logm = _symmetric_function(jnp.log, lambda w: 1.0 / w)
 _expm = _symmetric_function(jnp.exp, jnp.exp)
 
 
-def _window_statistic(x, centroid):
-    cov = channel_covariance(x)  # [B, F, C, C]
+def _window_statistic(x, centroid, covariance="true", scale_free=False):
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+    cov = (channel_covariance if covariance == "true" else scrambled_channel_covariance)(x)
+    if scale_free:
+        cov = correlation(cov)  # [B, F, C, C]
     if centroid == "arithmetic":
         return _zero_diagonal(cov)
     mean_var = jnp.mean(jnp.diagonal(cov, axis1=-2, axis2=-1), axis=-1)
@@ -131,7 +165,13 @@ def _window_statistic(x, centroid):
 
 
 def cda_group_statistics(
-    x: jax.Array, group_ids: jax.Array, num_groups: int, *, centroid: str = "arithmetic"
+    x: jax.Array,
+    group_ids: jax.Array,
+    num_groups: int,
+    *,
+    centroid: str = "arithmetic",
+    covariance: str = "true",
+    scale_free: bool = False,
 ):
     """Per-group sums of per-window statistics for the CDA loss.
 
@@ -142,6 +182,11 @@ def cda_group_statistics(
         centroid: "arithmetic" sums zero-diagonal covariances; "log_euclidean" sums
             matrix logs of the full covariances regularized to SPD
             (cov + (1e-3 * mean variance + 1e-6) I).
+        covariance: "true" (`channel_covariance`) or "scrambled" (the original code's
+            statistic, `scrambled_channel_covariance`).
+        scale_free: use correlation matrices instead of covariances: CDA then cannot be
+            lowered by shrinking x, which the per-subject normalization after the spatial
+            mixer would undo anyway.
 
     Returns:
         (sums [G, F, C, C], counts [G] float32). Add them over shards (psum) before
@@ -152,7 +197,8 @@ def cda_group_statistics(
     chex.assert_rank([x, group_ids], [4, 1])
     chex.assert_equal_shape_prefix([x, group_ids], 1)
     one_hot = jax.nn.one_hot(group_ids, num_groups, dtype=x.dtype)  # [B, G]
-    sums = jnp.einsum("bg,bfij->gfij", one_hot, _window_statistic(x, centroid))
+    statistic = _window_statistic(x, centroid, covariance, scale_free)
+    sums = jnp.einsum("bg,bfij->gfij", one_hot, statistic)
     return sums, jnp.sum(one_hot, axis=0).astype(jnp.float32)
 
 
@@ -206,8 +252,16 @@ def cda_from_statistics(
 
 
 def covariance_alignment_loss(
-    x: jax.Array, group_ids: jax.Array, num_groups: int, *, centroid: str = "arithmetic"
+    x: jax.Array,
+    group_ids: jax.Array,
+    num_groups: int,
+    *,
+    centroid: str = "arithmetic",
+    covariance: str = "true",
+    scale_free: bool = False,
 ) -> jax.Array:
     """CDA loss of one (unsharded) batch; see `cda_group_statistics` for the arguments."""
-    sums, counts = cda_group_statistics(x, group_ids, num_groups, centroid=centroid)
+    sums, counts = cda_group_statistics(
+        x, group_ids, num_groups, centroid=centroid, covariance=covariance, scale_free=scale_free
+    )
     return cda_from_statistics(sums, counts, centroid=centroid)

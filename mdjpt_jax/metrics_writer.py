@@ -101,7 +101,11 @@ class MetricsWriter:
 
 CURVE_PANELS = (
     ("contrastive / chance", ("contrastive_over_chance",)),
-    ("CDA (unweighted)", ("cda",)),
+    ("CDA (unweighted)", ("cda", "cda_diagnostics/cda")),
+    (
+        "CDA gradient (log scale)",
+        ("cda_diagnostics/cda_over_contrastive", "cda_diagnostics/cda_radial_share_mixer"),
+    ),
     (
         "held-out subjects",
         (
@@ -153,6 +157,8 @@ def plot_learning_curves(runs: dict, png_path: str, *, smooth_window: int = 5) -
                     ax.plot(steps, values, ".", ms=2, alpha=0.3, color=line.get_color())
             if panel.startswith("contrastive"):
                 ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            if panel.endswith("(log scale)") and ax.has_data():
+                ax.set_yscale("log", nonpositive="mask")
             ax.set(title=f"{title}: {panel}", xlabel="step")
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)

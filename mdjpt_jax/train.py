@@ -70,6 +70,7 @@ class Settings:
     ch_set: str
     eval_every: int  # 0 = no learning-curve evaluation
     eval_windows_per_subject: int
+    diagnose_every: int  # 0 = no CDA diagnostics (train_step.cda_diagnostics)
 
 
 def read_config(config) -> Settings:
@@ -108,6 +109,7 @@ def read_config(config) -> Settings:
         ch_set=data.ch_set,
         eval_every=train.eval_every,
         eval_windows_per_subject=train.eval_windows_per_subject,
+        diagnose_every=train.diagnose_every,
     )
 
 
@@ -142,6 +144,11 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
             f"train.eval_every ({settings.eval_every}) must be >= 0 and "
             f"train.eval_windows_per_subject ({settings.eval_windows_per_subject}) "
             f">= 2"
+        )
+    if settings.diagnose_every < 0 or settings.diagnose_every % settings.log_every:
+        problems.append(
+            f"train.diagnose_every ({settings.diagnose_every}) must be 0 or a multiple of "
+            f"train.log_every ({settings.log_every}): only logged steps are written"
         )
     for name in ("steps", "log_every", "checkpoint_every", "max_to_keep"):
         if getattr(settings, name) < 1:
@@ -228,7 +235,8 @@ def host_rows(pending: list, datasets: list, chance: float) -> list:
 
     `chance` is the NT-Xent of an uninformative embedding, ln(2M - 1); each row carries
     `contrastive_over_chance`, the mean per-dataset contrastive loss divided by it, and the
-    step's diagnostics: `grad_norm/<module>` and `similarity/<statistic>`.
+    step's diagnostics: `grad_norm/<module>`, `similarity/<statistic>` and, every
+    train.diagnose_every steps, `cda_diagnostics/<name>` (train_step.CDA_DIAGNOSTICS).
     """
     rows = []
     for step, metrics in jax.device_get(pending):
@@ -245,6 +253,13 @@ def host_rows(pending: list, datasets: list, chance: float) -> list:
         row["contrastive_over_chance"] = float(np.mean(per_dataset) / chance)
         row.update({f"grad_norm/{k}": float(v) for k, v in metrics["grad_norm_by_module"].items()})
         row.update({f"similarity/{k}": float(v) for k, v in metrics["similarity"].items()})
+        row.update(  # measured every diagnose_every steps only (NaN at the others)
+            {
+                f"cda_diagnostics/{k}": float(v)
+                for k, v in metrics["cda_diagnostics"].items()
+                if np.isfinite(v)
+            }
+        )
         rows.append((step, row))
     return rows
 
@@ -331,7 +346,12 @@ def make_step_program(settings: Settings, mesh: jax.sharding.Mesh) -> StepProgra
     )
     batch_sharding = distributed.batch_sharding(mesh)
     step_fn = train_step.make_train_step(
-        graphdef, tx, mesh, **settings.loss, learning_rate_fn=schedule
+        graphdef,
+        tx,
+        mesh,
+        **settings.loss,
+        learning_rate_fn=schedule,
+        diagnose_every=settings.diagnose_every,
     )
     return StepProgram(
         graphdef=graphdef,

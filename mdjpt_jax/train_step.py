@@ -93,6 +93,55 @@ def _group_ids(num_datasets, pairs_per_device, windows, grouping):
     return jnp.repeat(block_ids.reshape(-1), windows).astype(jnp.int32)
 
 
+def _cda_term(
+    mixed: jax.Array,
+    eeg_shape: tuple,
+    *,
+    num_devices: int,
+    cda_groups: str = "subject",
+    cda_centroid: str = "arithmetic",
+    cda_covariance: str = "true",
+    cda_scale_free: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """(this device's share of CDA, the global CDA) from the mixer output
+    mixed [K * P_dev * 2, M, F, C2, N] of a device batch of shape eeg_shape [K, P_dev, 2, M,
+    ...]; options as `train_step_fn`."""
+    num_datasets, pairs_per_device, _, windows = eeg_shape[:4]
+    pairs_total = pairs_per_device * num_devices
+    by_subject = cda_groups == "subject"
+    slices = pairs_per_device if by_subject else 1
+    num_groups = num_datasets * 2 * slices if by_subject else num_datasets
+    sums, counts = losses.cda_group_statistics(
+        mixed.reshape((-1,) + mixed.shape[2:]),
+        _group_ids(num_datasets, pairs_per_device, windows, cda_groups),
+        num_groups,
+        centroid=cda_centroid,
+        covariance=cda_covariance,
+        scale_free=cda_scale_free,
+    )
+    if not by_subject:  # dataset groups span the devices: global centroids
+        sums, counts = jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
+    cda = losses.cda_from_statistics(
+        sums.reshape((slices, -1) + sums.shape[1:]),
+        counts.reshape(slices, -1),
+        centroid=cda_centroid,
+    )
+    if by_subject:  # cda is the mean over this device's slices
+        cda_share = cda * pairs_per_device / pairs_total
+        return cda_share, jax.lax.psum(cda_share, AXIS)
+    return cda / num_devices, cda
+
+
+def device_cda(
+    params: Any, eeg: jax.Array, *, graphdef: nnx.GraphDef, num_devices: int, **cda_options
+) -> tuple[jax.Array, dict]:
+    """(this device's share of the unweighted CDA, {"cda": global CDA}): the CDA term alone,
+    whatever its weight in the loss (diagnostics); arguments as `device_loss`."""
+    out = nnx.merge(graphdef, params)(eeg.reshape((-1,) + eeg.shape[3:]))
+    share, cda = _cda_term(out["mixed"], eeg.shape, num_devices=num_devices, **cda_options)
+    return share, dict(cda=cda)
+
+
 def device_loss(
     params: Any,
     eeg: jax.Array,
@@ -101,10 +150,9 @@ def device_loss(
     num_devices: int,
     temperature: float = 0.07,
     cda_weight: float = 0.01,
-    cda_groups: str = "subject",
-    cda_centroid: str = "arithmetic",
     use_cda: bool = True,
     dataset_reduction: str = "sum",
+    **cda_options,
 ) -> tuple[jax.Array, dict]:
     """This device's share of the global loss; call inside shard_map over axis "data".
 
@@ -123,8 +171,9 @@ def device_loss(
             pair d * P_dev + p).
         graphdef: the encoder's graph definition.
         num_devices: D, size of the "data" axis.
-        temperature, cda_weight, cda_groups, cda_centroid, use_cda, dataset_reduction: see
-            `train_step_fn`.
+        temperature, cda_weight, use_cda, dataset_reduction: see `train_step_fn`.
+        **cda_options: cda_groups, cda_centroid, cda_covariance, cda_scale_free (see
+            `train_step_fn`).
 
     Returns:
         (share, aux): share is a scalar whose sum over devices is the global loss; aux
@@ -151,28 +200,7 @@ def device_loss(
     share = scale * jnp.sum(pair_losses) / pairs_total
     cda = jnp.zeros((), jnp.float32)
     if use_cda:
-        mixed = out["mixed"]  # [S, M, F, C2, N]
-        by_subject = cda_groups == "subject"
-        slices = pairs_per_device if by_subject else 1
-        num_groups = num_datasets * 2 * slices if by_subject else num_datasets
-        sums, counts = losses.cda_group_statistics(
-            mixed.reshape((-1,) + mixed.shape[2:]),
-            _group_ids(num_datasets, pairs_per_device, windows, cda_groups),
-            num_groups,
-            centroid=cda_centroid,
-        )
-        if not by_subject:  # dataset groups span the devices: global centroids
-            sums, counts = jax.lax.psum(sums, AXIS), jax.lax.psum(counts, AXIS)
-        cda = losses.cda_from_statistics(
-            sums.reshape((slices, -1) + sums.shape[1:]),
-            counts.reshape(slices, -1),
-            centroid=cda_centroid,
-        )
-        if by_subject:  # cda is the mean over this device's slices
-            cda_share = cda * pairs_per_device / pairs_total
-            cda = jax.lax.psum(cda_share, AXIS)
-        else:
-            cda_share = cda / num_devices
+        cda_share, cda = _cda_term(out["mixed"], eeg.shape, num_devices=num_devices, **cda_options)
         share = share + cda_weight * cda_share
     contrastive_total = scale * jnp.sum(per_dataset)
     aux = dict(
@@ -192,7 +220,13 @@ def _device_grads(loss_fn: Callable, params: Any, eeg: jax.Array) -> tuple[Any, 
     return jax.lax.psum(grads, AXIS), aux
 
 
-def _check_options(cda_groups: str, cda_centroid: str, dataset_reduction: str) -> None:
+def _check_options(
+    cda_groups: str, cda_centroid: str, cda_covariance: str, dataset_reduction: str
+) -> None:
+    if cda_covariance not in losses.COVARIANCES:
+        raise ValueError(
+            f"cda_covariance must be one of {losses.COVARIANCES}, got {cda_covariance!r}"
+        )
     if dataset_reduction not in DATASET_REDUCTIONS:
         raise ValueError(
             f"dataset_reduction must be one of {DATASET_REDUCTIONS}, got {dataset_reduction!r}"
@@ -201,6 +235,61 @@ def _check_options(cda_groups: str, cda_centroid: str, dataset_reduction: str) -
         raise ValueError(f"cda_groups must be one of {CDA_GROUPINGS}, got {cda_groups!r}")
     if cda_centroid not in losses.CENTROIDS:
         raise ValueError(f"cda_centroid must be one of {losses.CENTROIDS}, got {cda_centroid!r}")
+
+
+# What `cda_diagnostics` measures (metrics["cda_diagnostics"], logged as cda_diagnostics/*).
+CDA_DIAGNOSTICS = (
+    "cda",
+    "grad_norm_contrastive",
+    "grad_norm_cda",
+    "grad_norm_cda_weighted",
+    "cda_over_contrastive",
+    "cda_radial_share_mixer",
+    "mixer_norm",
+)
+
+
+def _dot(a, b):
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def cda_diagnostics(params, grads, cda_grads, cda, weight: float) -> dict:
+    """What CDA does to a step (all scalars, no gradient).
+
+    Args:
+        params: the step's parameters (nnx.State with a "mixer" module).
+        grads: gradient of the step's loss, contrastive + weight x CDA.
+        cda_grads: gradient of the unweighted CDA alone (also when its weight is 0).
+        cda: CDA's value at params (the stop-gradient value, whatever its weight).
+        weight: CDA's weight in the loss (0 when the loss has no CDA term).
+
+    Returns:
+        {cda, grad_norm_contrastive (of grads - weight x cda_grads), grad_norm_cda (the
+        unweighted CDA's), grad_norm_cda_weighted, cda_over_contrastive (the ratio of the
+        last to the first), cda_radial_share_mixer (the fraction of the squared norm of
+        CDA's gradient on the spatial mixer that lies along the mixer's own parameters:
+        1 = CDA only asks to rescale the mixer, which the per-subject normalization after
+        it undoes), mixer_norm}.
+    """
+    contrastive = jax.tree.map(lambda g, c: g - weight * c, grads, cda_grads)
+    norm_contrastive = optax.global_norm(contrastive)
+    norm_cda = optax.global_norm(cda_grads)
+    mixer, mixer_grads = params["mixer"], cda_grads["mixer"]
+    mixer_norm = optax.global_norm(mixer)
+    along = _dot(mixer, mixer_grads)
+    radial = along**2 / jnp.maximum(mixer_norm**2 * optax.global_norm(mixer_grads) ** 2, 1e-30)
+    values = dict(
+        cda=cda,
+        grad_norm_contrastive=norm_contrastive,
+        grad_norm_cda=norm_cda,
+        grad_norm_cda_weighted=weight * norm_cda,
+        cda_over_contrastive=weight * norm_cda / jnp.maximum(norm_contrastive, 1e-30),
+        cda_radial_share_mixer=radial,
+        mixer_norm=mixer_norm,
+    )
+    return {
+        name: jax.lax.stop_gradient(values[name]).astype(jnp.float32) for name in CDA_DIAGNOSTICS
+    }
 
 
 def _sharded_eeg(batch: dict, num_devices: int) -> jax.Array:
@@ -219,9 +308,12 @@ def train_step_fn(
     cda_weight: float = 0.01,
     cda_groups: str = "subject",
     cda_centroid: str = "arithmetic",
+    cda_covariance: str = "true",
+    cda_scale_free: bool = False,
     use_cda: bool = True,
     dataset_reduction: str = "sum",
     learning_rate_fn: optax.Schedule | None = None,
+    diagnose_every: int = 0,
 ) -> Callable:
     """The pure, un-jitted `train_step(state, batch, key) -> (state, metrics)`.
 
@@ -233,11 +325,19 @@ def train_step_fn(
         cda_weight: total loss = contrastive term + cda_weight * CDA.
         cda_groups: "subject" (one CDA group per subject of each pair) or "dataset".
         cda_centroid: "arithmetic" or "log_euclidean" group mean.
-        use_cda: False drops the CDA term (ablation); metrics report cda = 0.
+        cda_covariance: "true" (channel covariance) or "scrambled" (the original code's
+            statistic, `losses.scrambled_channel_covariance`).
+        cda_scale_free: CDA on correlation matrices (`losses.correlation`): invariant to
+            the mixer's scale, which the stratified normalization after it removes anyway.
+        use_cda: False drops the CDA term (ablation); metrics report cda = 0 (its value is
+            still measured at the diagnostic steps: cda_diagnostics).
         dataset_reduction: "sum" (the original code) or "mean" of the per-dataset
             contrastive losses.
         learning_rate_fn: the optimizer's schedule, only to report the rate of each step
             (NaN when not given).
+        diagnose_every: every this many steps (0 = never) also measure CDA on its own at
+            the step's parameters (one more forward and backward pass: `cda_diagnostics`);
+            NaN at the other steps.
 
     Returns:
         train_step(state, batch, key): state replicated on the mesh; batch a dict of
@@ -249,24 +349,53 @@ def train_step_fn(
         loss and gradient finite; the caller stops the run on False) scalars,
         contrastive_per_dataset [K], and the diagnostics grad_norm_by_module
         ({module: scalar}) and similarity ({positive_minus_negative, spread} of the
-        projection's cosine similarities, `losses.similarity_statistics`).
+        projection's cosine similarities, `losses.similarity_statistics`) and
+        cda_diagnostics (see `CDA_DIAGNOSTICS`).
     """
-    _check_options(cda_groups, cda_centroid, dataset_reduction)
+    _check_options(cda_groups, cda_centroid, cda_covariance, dataset_reduction)
     num_devices = mesh.devices.size
+    cda_options = dict(
+        cda_groups=cda_groups,
+        cda_centroid=cda_centroid,
+        cda_covariance=cda_covariance,
+        cda_scale_free=cda_scale_free,
+    )
     loss_fn = functools.partial(
         device_loss,
         graphdef=graphdef,
         num_devices=num_devices,
         temperature=temperature,
         cda_weight=cda_weight,
-        cda_groups=cda_groups,
-        cda_centroid=cda_centroid,
         use_cda=use_cda,
         dataset_reduction=dataset_reduction,
+        **cda_options,
     )
+    cda_fn = functools.partial(
+        device_cda, graphdef=graphdef, num_devices=num_devices, **cda_options
+    )
+    weight = cda_weight if use_cda else 0.0
+
+    def diagnostics(params, eeg, grads):
+        cda_grads, cda_aux = _device_grads(cda_fn, params, eeg)
+        return cda_diagnostics(params, grads, cda_grads, cda_aux["cda"], weight)
+
+    def no_diagnostics(params, eeg, grads):
+        del params, eeg, grads
+        return {name: jnp.full((), jnp.nan, jnp.float32) for name in CDA_DIAGNOSTICS}
 
     def device_step(state: TrainState, eeg: jax.Array):
         grads, aux = _device_grads(loss_fn, state.params, eeg)
+        if diagnose_every:
+            measured = jax.lax.cond(
+                (state.step + 1) % diagnose_every == 0,
+                diagnostics,
+                no_diagnostics,
+                state.params,
+                eeg,
+                grads,
+            )
+        else:
+            measured = no_diagnostics(state.params, eeg, grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.global_norm(grads)
@@ -278,6 +407,7 @@ def train_step_fn(
             aux,
             grad_norm=grad_norm,
             grad_norm_by_module=module_norms,
+            cda_diagnostics=measured,
             learning_rate=jnp.asarray(rate, jnp.float32),
             finite=jnp.isfinite(aux["loss"]) & jnp.isfinite(grad_norm),
         )

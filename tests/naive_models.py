@@ -92,8 +92,21 @@ def nt_xent(z, temperature=0.07):
     return float(np.mean(losses))
 
 
-def cda(x, group_ids, num_groups):
-    """Arithmetic-centroid CDA with np.cov per window and feature; loops everywhere."""
+def original_cda_covariance(data):
+    """A numpy transcription of the original code's `CDALoss.cov_mat` (src/loss/CDA_loss.py)
+    before it zeroes the diagonal: data [B, dim, C, T] -> [B, dim, C, C]."""
+    data = np.asarray(data, np.float64)
+    b, dim, c, t = data.shape
+    centered = data - data.mean(axis=-1, keepdims=True)
+    centered = np.transpose(centered, (0, 1, 3, 2))  # permute(0, 1, 3, 2): [B, dim, T, C]
+    centered = centered.reshape(b * dim, c, t)  # .reshape(B * dim, C, T), no transpose
+    cov = np.stack([m @ m.T for m in centered]) / (t - 1)  # torch.bmm(x, x.permute(0, 2, 1))
+    return cov.reshape(b, dim, c, c)
+
+
+def cda(x, group_ids, num_groups, covariance=None):
+    """Arithmetic-centroid CDA with np.cov per window and feature (or `covariance`: a
+    function of one window [F, C, N] -> [F, C, C]); loops everywhere."""
     x = np.asarray(x, np.float64)
     n_windows, n_features = x.shape[:2]
     centroids = {}
@@ -103,7 +116,10 @@ def cda(x, group_ids, num_groups):
             continue
         covs = []
         for b in members:
-            per_feature = [np.cov(x[b, f]) for f in range(n_features)]  # rows = channels
+            if covariance is None:
+                per_feature = [np.cov(x[b, f]) for f in range(n_features)]  # rows = channels
+            else:
+                per_feature = list(covariance(x[b]))
             covs.append([c - np.diag(np.diag(c)) for c in per_feature])
         centroids[g] = np.mean(np.array(covs), axis=0)
     groups = sorted(centroids)

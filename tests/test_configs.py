@@ -141,6 +141,17 @@ def test_validate_names_the_numbers():
     config.data.window_s = 0.333
     with pytest.raises(ValueError, match="not a whole number of samples"):
         train.validate(train.read_config(config), num_devices=1, process_count=1)
+    config = pretrain.get_config("synthetic")
+    config.train.update(dict(log_every=4, diagnose_every=6))
+    with pytest.raises(ValueError, match=r"diagnose_every \(6\) must be 0 or a multiple"):
+        train.validate(train.read_config(config), num_devices=1, process_count=1)
+
+
+def test_cda_switches():
+    config = pretrain.get_config("synthetic,cda_covariance=scrambled,cda_scale_free")
+    assert config.loss.cda_covariance == "scrambled" and config.loss.cda_scale_free
+    default = pretrain.get_config("synthetic").loss
+    assert (default.cda_covariance, default.cda_scale_free) == ("true", False)
 
 
 def test_method_seeds_default_override_and_validation():

@@ -74,6 +74,46 @@ def test_cda_matches_numpy_loop_with_an_empty_group():
     np.testing.assert_allclose(cda(x, groups, num_groups=4), naive.cda(x, groups, 4), rtol=TOL)
 
 
+def test_scrambled_covariance_is_the_original_codes_statistic():
+    x = RNG.standard_normal((3, 2, 4, 7)).astype(np.float32)
+    scrambled = np.asarray(losses.scrambled_channel_covariance(x))
+    np.testing.assert_allclose(scrambled, naive.original_cda_covariance(x), rtol=TOL, atol=TOL)
+    true = np.asarray(losses.channel_covariance(x))
+    assert np.max(np.abs(scrambled - true)) > 0.1  # not the channel covariance
+    groups = np.array([0, 1, 1])
+    loss = losses.covariance_alignment_loss(x, groups, 2, covariance="scrambled")
+    expected = naive.cda(
+        x, groups, 2, covariance=lambda w: naive.original_cda_covariance(w[None])[0]
+    )
+    np.testing.assert_allclose(loss, expected, rtol=TOL)
+    with pytest.raises(ValueError, match="covariance must be one of"):
+        losses.covariance_alignment_loss(x, groups, 2, covariance="raw")
+
+
+def test_scale_free_cda_ignores_the_scale_of_its_input():
+    x = (RNG.standard_normal((4, 2, 3, 20)) + 0.5 * RNG.standard_normal((4, 2, 3, 1))).astype(
+        np.float32
+    )
+    groups = np.array([0, 0, 1, 1])
+    for covariance in losses.COVARIANCES:
+        scaled = [
+            float(
+                losses.covariance_alignment_loss(
+                    s * x, groups, 2, covariance=covariance, scale_free=True
+                )
+            )
+            for s in (1.0, 7.0)
+        ]
+        np.testing.assert_allclose(scaled[0], scaled[1], rtol=TOL)
+        raw = [
+            float(losses.covariance_alignment_loss(s * x, groups, 2, covariance=covariance))
+            for s in (1.0, 7.0)
+        ]
+        assert raw[1] > raw[0] + 1.0  # the covariance CDA grows with the input's scale
+    corr = np.asarray(losses.correlation(losses.channel_covariance(x)))
+    np.testing.assert_allclose(corr[0, 1], np.corrcoef(x[0, 1]), rtol=2e-3)  # variance floor 1e-3
+
+
 def test_cda_covariance_is_between_channels_over_time():
     t = np.arange(9, dtype=np.float32)
     signal = np.sin(t) + t / 4

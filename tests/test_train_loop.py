@@ -55,7 +55,13 @@ def small_config(data_dir, **train_fields):
     config.optim.update(dict(learning_rate=1e-3, warmup_steps=0))
     config.loss.temperature = 0.07
     config.train.update(
-        dict(steps=STEPS, log_every=1, checkpoint_every=CHECKPOINT_EVERY, eval_every=0)
+        dict(
+            steps=STEPS,
+            log_every=1,
+            checkpoint_every=CHECKPOINT_EVERY,
+            eval_every=0,
+            diagnose_every=2,
+        )
     )
     config.train.update(train_fields)
     return config
@@ -110,6 +116,12 @@ def test_run_writes_the_workdir(uninterrupted):
     assert rows[0]["contrastive_over_chance"] == pytest.approx(
         np.mean(per_dataset) / np.log(7), rel=1e-5
     )
+    # CDA measured on its own every diagnose_every = 2 steps, as the loss's own CDA term
+    diagnosed = [row for row in rows if "cda_diagnostics/cda" in row]
+    assert [row["step"] for row in diagnosed] == [2, 4, 6, 8]
+    for row in diagnosed:
+        assert row["cda_diagnostics/cda"] == pytest.approx(row["cda"], rel=1e-4)
+        assert 0.0 <= row["cda_diagnostics/cda_radial_share_mixer"] <= 1.0
     assert sorted(os.listdir(os.path.join(uninterrupted, "checkpoints"))) == ["3", "6", "8"]
     _, info = encoder_params(uninterrupted)
     assert info["step"] == STEPS and info["n_times"] == 250 and len(info["ch_names"]) == 19

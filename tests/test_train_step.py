@@ -293,3 +293,75 @@ def test_cluster_detection_from_environment():
 def test_make_mesh_has_one_data_axis():
     mesh = distributed.make_mesh()
     assert mesh.axis_names == ("data",) and mesh.devices.size == jax.device_count() == 8
+
+
+def _first_moment_grads(state):
+    return jax.tree.map(lambda mu: mu / (1 - B1), optax.tree_utils.tree_get(state.opt_state, "mu"))
+
+
+def _tree_norm(tree):
+    return float(np.sqrt(sum(np.sum(np.square(a)) for a in jax.tree.leaves(tree))))
+
+
+def test_cda_diagnostics_against_the_gradients_of_two_steps(setup):
+    """diagnose_every=1 on 8 devices, with and without the CDA term, from the same state.
+    The gradients are read from Adam's first moment: their difference is weight x CDA's
+    gradient, the no-CDA one is the contrastive gradient."""
+    mesh, weight = setup["meshes"][8], 0.3
+    with jax.enable_x64(True):
+        results = {}
+        for use_cda in (True, False):
+            step = train_step.make_train_step(
+                setup["graphdef"],
+                _optimizer(),
+                mesh,
+                cda_weight=weight,
+                use_cda=use_cda,
+                diagnose_every=1,
+            )
+            results[use_cda] = _run(step, mesh, setup["host_state"], setup["eeg"])
+    (with_state, with_metrics), (without_state, without_metrics) = results[True], results[False]
+    grads_with, grads_without = map(_first_moment_grads, (with_state, without_state))
+    cda_part = jax.tree.map(lambda a, b: a - b, grads_with, grads_without)
+    on, off = with_metrics["cda_diagnostics"], without_metrics["cda_diagnostics"]
+    # CDA's value is measured without the term too; the loss's cda stays 0 there.
+    assert without_metrics["cda"] == 0.0
+    np.testing.assert_allclose(on["cda"], with_metrics["cda"], rtol=TOL)
+    np.testing.assert_allclose(off["cda"], with_metrics["cda"], rtol=TOL)
+    np.testing.assert_allclose(on["grad_norm_cda_weighted"], _tree_norm(cda_part), rtol=1e-4)
+    np.testing.assert_allclose(on["grad_norm_cda"], _tree_norm(cda_part) / weight, rtol=1e-4)
+    np.testing.assert_allclose(off["grad_norm_cda"], on["grad_norm_cda"], rtol=TOL)
+    for measured in (on, off):
+        np.testing.assert_allclose(
+            measured["grad_norm_contrastive"], _tree_norm(grads_without), rtol=1e-4
+        )
+    assert off["grad_norm_cda_weighted"] == 0.0 and off["cda_over_contrastive"] == 0.0
+    np.testing.assert_allclose(
+        on["cda_over_contrastive"], _tree_norm(cda_part) / _tree_norm(grads_without), rtol=1e-4
+    )
+    mixer = setup["host_state"].params["mixer"]
+    np.testing.assert_allclose(on["mixer_norm"], _tree_norm(mixer), rtol=TOL)
+    g = cda_part["mixer"]
+    along = sum(np.sum(a * b) for a, b in zip(jax.tree.leaves(mixer), jax.tree.leaves(g)))
+    radial = along**2 / (_tree_norm(mixer) ** 2 * _tree_norm(g) ** 2)
+    np.testing.assert_allclose(on["cda_radial_share_mixer"], radial, rtol=1e-4)
+    assert 0.0 < radial <= 1.0
+    # Without diagnose_every nothing is measured.
+    assert all(np.isnan(v) for v in setup["results"][8][1]["cda_diagnostics"].values())
+
+
+def test_cda_options_reach_the_loss(setup):
+    """scrambled and scale-free CDA change the CDA value (and only it); a bad name is refused."""
+    mesh = setup["meshes"][1]
+    values = {}
+    with jax.enable_x64(True):
+        for options in ({}, {"cda_covariance": "scrambled"}, {"cda_scale_free": True}):
+            step = train_step.make_train_step(setup["graphdef"], _optimizer(), mesh, **options)
+            metrics = _run(step, mesh, setup["host_state"], setup["eeg"])[1]
+            values[tuple(options)] = metrics
+    base = values[()]
+    for key in (("cda_covariance",), ("cda_scale_free",)):
+        assert abs(values[key]["cda"] - base["cda"]) > 1e-3 * base["cda"], key
+        np.testing.assert_allclose(values[key]["contrastive"], base["contrastive"], rtol=TOL)
+    with pytest.raises(ValueError, match="cda_covariance"):
+        train_step.train_step_fn(setup["graphdef"], _optimizer(), mesh, cda_covariance="raw")
