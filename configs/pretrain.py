@@ -195,7 +195,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             eval_windows_per_subject=64 if arg.paper else 32,
             # CDA measured on its own (value also at weight 0, gradient norms against the
             # contrastive term's, radial share on the mixer): one more forward + backward
-            # pass every this many steps (0 = off); a multiple of log_every.
+            # pass every this many steps (0 = off); written where such a step is logged
+            # (choose a multiple of log_every).
             diagnose_every=50 if arg.paper else 10,
             seed=0,
         )

@@ -67,7 +67,14 @@ def main():
         eeg = rng.standard_normal((K, P, 2, M, C, T))  # the same global batch everywhere
         batch = distributed.host_batch_to_global({"eeg": eeg[:, mine]}, mesh)
         state, metrics = step_fn(state, batch, jax.random.key(0))
-        history.append({name: np.asarray(value) for name, value in metrics.items()})
+        # nested diagnostics (grad_norm_by_module, similarity, ...) as "name.key" arrays
+        flat_metrics = jax.tree_util.tree_flatten_with_path(metrics)[0]
+        history.append(
+            {
+                ".".join(str(getattr(k, "key", k)) for k in path): np.asarray(value)
+                for path, value in flat_metrics
+            }
+        )
     if ARGS.process_id == 0:
         flat = {
             f"param{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state.params))
