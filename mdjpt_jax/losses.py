@@ -257,11 +257,11 @@ def covariance_alignment_loss(
     num_groups: int,
     *,
     centroid: str = "arithmetic",
-    covariance: str = "true",
-    scale_free: bool = False,
+    **statistic_options,
 ) -> jax.Array:
-    """CDA loss of one (unsharded) batch; see `cda_group_statistics` for the arguments."""
+    """CDA loss of one (unsharded) batch; see `cda_group_statistics` for the arguments
+    (statistic_options: covariance, scale_free)."""
     sums, counts = cda_group_statistics(
-        x, group_ids, num_groups, centroid=centroid, covariance=covariance, scale_free=scale_free
+        x, group_ids, num_groups, centroid=centroid, **statistic_options
     )
     return cda_from_statistics(sums, counts, centroid=centroid)
