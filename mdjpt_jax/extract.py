@@ -389,10 +389,7 @@ def run(config, root: str):
     ex = config.extract
     read_trials = TrialReader(config.data_dir)
     for method in config.methods:
-        seeds = sorted(
-            {workdir.feature_seed(method, seed) for seed in workdir.method_seeds(config, method)}
-        )
-        for seed in seeds:
+        for seed in workdir.method_seeds(config, method):
             inputs = method_inputs(method, seed, config, root)
             for dataset in [config.target] + list(config.sources):
                 centroids = (

@@ -593,7 +593,7 @@ def probe_features(
 
     Args:
         root: experiment workdir.
-        method, seed: the feature set (`workdir.feature_seed` picks its file).
+        method, seed: the feature set.
         target: the few-/zero-shot dataset; sources: zero-shot training datasets ([] none).
         retrieval_subjects: {dataset: held-out subject ids} (see `retrieval_subject_ids`).
         protocol: the `run` protocol dict.
@@ -601,8 +601,7 @@ def probe_features(
     The MLPs of pre-training seed s use probe seed protocol["seed"] + 1000 s; the few-shot
     folds (which subjects are labelled) are the same for every seed.
     """
-    fseed = workdir.feature_seed(method, seed)
-    data = workdir.load_features(workdir.feature_path(root, method, fseed, target))
+    data = workdir.load_features(workdir.feature_path(root, method, seed, target))
     mlp_seed = protocol["seed"] + 1000 * seed
     result = dict(
         method=method, seed=seed, target=target, protocol=protocol, provenance=data["provenance"]
@@ -625,14 +624,14 @@ def probe_features(
         result["few_shot_heldout_stimuli"] = few_shot(data, **folds, heldout_stimuli=True, **common)
     if sources:
         source_data = [
-            workdir.load_features(workdir.feature_path(root, method, fseed, s)) for s in sources
+            workdir.load_features(workdir.feature_path(root, method, seed, s)) for s in sources
         ]
         result["zero_shot"] = zero_shot(
             source_data, data, n_repeats=protocol["n_repeats"], seed=mlp_seed, **common
         )
     result["retrieval"] = {
         dataset: heldout_retrieval(
-            workdir.load_features(workdir.feature_path(root, method, fseed, dataset)),
+            workdir.load_features(workdir.feature_path(root, method, seed, dataset)),
             subjects,
             seed=protocol["seed"],
         )
@@ -645,8 +644,8 @@ def probe_features(
 def _feature_subjects(config, root: str, dataset: str) -> np.ndarray:
     """The subject ids in `dataset`'s feature file of the first method's first seed."""
     method = config.methods[0]
-    fseed = workdir.feature_seed(method, workdir.method_seeds(config, method)[0])
-    return workdir.feature_subjects(workdir.feature_path(root, method, fseed, dataset))
+    seed = workdir.method_seeds(config, method)[0]
+    return workdir.feature_subjects(workdir.feature_path(root, method, seed, dataset))
 
 
 def retrieval_subject_ids(config, root: str) -> dict:
@@ -717,9 +716,8 @@ def run(config, root: str) -> dict:
         results[method] = {}
         for seed in workdir.method_seeds(config, method):
             path = workdir.probe_path(root, method, seed)
-            fseed = workdir.feature_seed(method, seed)
             provenance = workdir.feature_provenance(
-                workdir.feature_path(root, method, fseed, config.target)
+                workdir.feature_path(root, method, seed, config.target)
             )
             if os.path.exists(path):
                 cached = workdir.read_json(path)

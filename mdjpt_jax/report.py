@@ -585,9 +585,7 @@ def _tsne_panels(root: str, methods, seed: int, datasets, *, windows_per_dataset
     for method in methods:
         xs, names, valences = [], [], []
         for dataset in datasets:
-            data = workdir.load_features(
-                workdir.feature_path(root, method, workdir.feature_seed(method, seed), dataset)
-            )
+            data = workdir.load_features(workdir.feature_path(root, method, seed, dataset))
             rows = np.random.default_rng(seed).permutation(len(data["features"]))
             rows = rows[:windows_per_dataset]
             xs.append(data["features"][rows])

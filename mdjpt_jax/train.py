@@ -522,7 +522,8 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
 
 def make_evaluator(settings: Settings, graphdef: nnx.GraphDef):
     """params -> learning-curve metrics on fixed windows of the training datasets' held-out
-    subjects (never sampled for training), or None when `eval_every` is 0. Every process computes it (cheap, deterministic)."""
+    subjects (never sampled for training), or None when `eval_every` is 0. Every process
+    computes it (cheap, deterministic)."""
     if not settings.eval_every:
         return None
     loader = settings.loader

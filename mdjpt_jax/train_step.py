@@ -249,10 +249,6 @@ CDA_DIAGNOSTICS = (
 )
 
 
-def _dot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
 def cda_diagnostics(params, grads, cda_grads, cda, weight: float) -> dict:
     """What CDA does to a step (all scalars, no gradient).
 
@@ -276,7 +272,7 @@ def cda_diagnostics(params, grads, cda_grads, cda, weight: float) -> dict:
     norm_cda = optax.global_norm(cda_grads)
     mixer, mixer_grads = params["mixer"], cda_grads["mixer"]
     mixer_norm = optax.global_norm(mixer)
-    along = _dot(mixer, mixer_grads)
+    along = optax.tree_utils.tree_vdot(mixer, mixer_grads)
     radial = along**2 / jnp.maximum(mixer_norm**2 * optax.global_norm(mixer_grads) ** 2, 1e-30)
     values = dict(
         cda=cda,

@@ -88,13 +88,6 @@ def method_seeds(config, method: str) -> tuple:
     return chosen
 
 
-def feature_seed(method: str, seed: int) -> int:
-    """The seed of the feature file a (method, seed) reads: the method's own seed (a
-    deterministic method has only the first seed, `method_seeds`)."""
-    del method
-    return seed
-
-
 def feature_path(workdir: str, method: str, seed: int, dataset: str) -> str:
     """WORKDIR/features/<method>/seed<k>/<dataset with '/' -> '_'>.npz"""
     return os.path.join(workdir, "features", method, f"seed{seed}", _dataset_file(dataset) + ".npz")
