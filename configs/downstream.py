@@ -134,8 +134,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         dict(
             tsne_methods=("random", "joint"),
             tsne_windows_per_dataset=300,
-            cda_methods=("random", "joint_no_cda", "joint"),
+            cda_methods=("random", "joint_no_cda", "joint"),  # per-subject CDA centroids
             cda_windows_per_subject=32,
+            # Dataset alignment on the held-out subjects of the pre-training datasets
+            # (mdjpt_jax/alignment.py): dataset-ID decodability for these methods, and the
+            # correlation-centroid distance for those among them in cda_methods.
+            alignment_methods=("de", "random", "joint_no_cda", "joint"),
+            alignment_windows_per_subject=64,
+            alignment_permutations=1000,
             confusion_method="joint",
             seed=0,
             # Paired differences "a-b" (a minus b, same seed and test subject) with

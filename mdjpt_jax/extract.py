@@ -188,25 +188,31 @@ def _mixed(encoder: Encoder, x: jax.Array) -> jax.Array:
 
 def subject_centroids(
     encoder: Encoder, trials: list, table: dict, *, window: int, windows_per_block: int, seed: int
-) -> tuple:
+) -> dict:
     """Per-subject CDA centroids of the mixer output (the quantity the CDA loss aligns).
 
     For each subject, one block of W of its windows (the first block of `subject_blocks`)
-    goes through the encoder; the centroid is the mean zero-diagonal channel covariance
-    of `mixed` over the block (`losses.cda_group_statistics` with one group).
+    goes through the encoder; its centroids are the means over the block of the
+    zero-diagonal channel covariance ("covariance") and correlation ("correlation", CDA's
+    scale-free statistic) of `mixed` (`losses.cda_group_statistics` with one group).
 
     Returns:
-        (centroids [G, F, C2, C2] float32, subjects [G]).
+        dict(covariance [G, F, C2, C2], correlation [G, F, C2, C2] float32, subjects [G]).
     """
-    centroids, subjects = [], np.unique(table["subject"])
+    stats = {name: [] for name in workdir.CENTROID_STATISTICS}
+    subjects = np.unique(table["subject"])
     for subject in subjects:
         rows = np.flatnonzero(table["subject"] == subject)
         positions, _ = subject_blocks(len(rows), windows_per_block, seed + int(subject))[0]
         x = gather_windows(trials, table, rows[positions], window)[None]
         mixed = _mixed(encoder, jnp.asarray(x))[0]  # [W, F, C2, N]
-        sums, counts = losses.cda_group_statistics(mixed, jnp.zeros(len(positions), jnp.int32), 1)
-        centroids.append(np.asarray(sums[0] / counts[0]))
-    return np.stack(centroids), subjects
+        one_group = jnp.zeros(len(positions), jnp.int32)
+        for name in workdir.CENTROID_STATISTICS:
+            sums, counts = losses.cda_group_statistics(
+                mixed, one_group, 1, scale_free=name == "correlation"
+            )
+            stats[name].append(np.asarray(sums[0] / counts[0]))
+    return dict({name: np.stack(v) for name, v in stats.items()}, subjects=subjects)
 
 
 # ----------------------------------------------------------------------------- files
@@ -284,7 +290,7 @@ def extract_to_file(
         seed=seed,
     )
     done = workdir.feature_provenance(path) == workdir.canonical(provenance)
-    if done and (centroids_to is None or os.path.exists(centroids_to)):
+    if done and (centroids_to is None or workdir.centroids_complete(centroids_to)):
         print(f"[extract] cached {path}")
         return path
     trials, metadata = read_trials(dataset, ch_names, fs)
@@ -304,10 +310,17 @@ def extract_to_file(
             seed=seed,
         )
         if centroids_to is not None:
-            centroids, subjects = subject_centroids(
-                encoder, trials, table, window=window, windows_per_block=centroid_windows, seed=seed
+            workdir.save_centroids(
+                centroids_to,
+                **subject_centroids(
+                    encoder,
+                    trials,
+                    table,
+                    window=window,
+                    windows_per_block=centroid_windows,
+                    seed=seed,
+                ),
             )
-            workdir.save_centroids(centroids_to, centroids, subjects)
     workdir.save_features(
         path,
         table,

@@ -3,7 +3,8 @@
 A pure renderer: it reads probe/results.json (probe.run), the feature and centroid files
 (extract.run) and the pre-training runs' metrics.jsonl, all through `workdir`, and writes
 into ROOT/report/: results.md, results.json (every per-seed and per-fold value),
-learning_curves.png, tsne.png, cda_distances.png, confusion.png. It runs no model.
+learning_curves.png, tsne.png, cda_distances.png, confusion.png. It runs no encoder (the
+dataset-ID decodability of `alignment` fits a logistic regression on extracted features).
 
 Numbers: for each method and protocol (few-shot, stimulus-held-out few-shot, zero-shot),
 each pre-training seed gives the mean over folds (few-shot) or repeats (zero-shot) of each
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from mdjpt_jax import metrics_writer, paired_stats, retrieval, workdir  # noqa: E402
+from mdjpt_jax import alignment, metrics_writer, paired_stats, retrieval, workdir  # noqa: E402
 
 METHOD_TITLES = {
     "de": "DE (same windows as the encoders)",
@@ -426,13 +427,14 @@ def results_markdown(
     n_folds: int,
     scheme: str = "disjoint",
     auroc_multi_class: str = "ovr",
-    cda_ratios: dict | None = None,
+    alignment: dict | None = None,
     finetune: dict | None = None,
     paired: dict | None = None,
     confidence: float | None = None,
     n_samples: int | None = None,
 ) -> str:
-    """Every protocol's table, retrieval, fine-tuning, paired differences and CDA ratios,
+    """Every protocol's table, retrieval, fine-tuning, paired differences and dataset
+    alignment (`alignment_markdown`),
     with a line describing each. `confidence` and `n_samples` describe how `paired` was
     computed (`paired_comparisons`) and are required with it."""
     if paired and (confidence is None or not n_samples):
@@ -461,13 +463,8 @@ def results_markdown(
         parts += ["", retrieval_text]
     if paired:
         parts += ["", paired_markdown(paired, confidence=confidence, n_samples=n_samples)]
-    if cda_ratios:
-        parts += [
-            "",
-            "CDA centroid distance, between / within dataset (mean over subject "
-            "pairs; lower = datasets aligned): "
-            + ", ".join(f"{_title(m)} {format_mean_std(r, 2)}" for m, r in cda_ratios.items()),
-        ]
+    if alignment:
+        parts += ["", alignment_markdown(alignment)]
     return "\n".join(parts) + "\n"
 
 
@@ -507,6 +504,113 @@ def cda_distances(root: str, method: str, seed: int, datasets) -> tuple:
         parts.append(centroids)
         names += [dataset] * len(subjects)
     return centroid_distance_matrix(np.concatenate(parts)), np.array(names)
+
+
+def method_alignment(
+    root: str,
+    method: str,
+    seed: int,
+    heldout: dict,
+    *,
+    with_centroids: bool,
+    windows_per_subject: int,
+    n_permutations: int,
+    seed_of_tests: int,
+) -> dict:
+    """`alignment` measures of one (method, seed) on the held-out subjects `heldout`
+    ({dataset: subject ids}, the pre-training datasets only): dataset-ID decodability of
+    its features, and (`with_centroids`) the correlation-centroid distance with its
+    permutation test and split-half floor."""
+    feats, names, keys, centroids, groups = [], [], [], [], []
+    for dataset, ids in heldout.items():
+        data = workdir.load_features(workdir.feature_path(root, method, seed, dataset))
+        rows = np.isin(data["subject"], ids)
+        feats.append(data["features"][rows])
+        names += [dataset] * int(rows.sum())
+        keys += [f"{dataset}:{s}" for s in data["subject"][rows]]
+        if with_centroids:
+            stats, subjects = workdir.load_centroids(
+                workdir.centroid_path(root, method, seed, dataset), "correlation"
+            )
+            chosen = np.isin(subjects, ids)
+            centroids.append(stats[chosen])
+            groups += [dataset] * int(chosen.sum())
+    result = dict(
+        decodability=alignment.dataset_decodability(
+            np.concatenate(feats),
+            np.array(names),
+            np.array(keys),
+            windows_per_subject=windows_per_subject,
+            seed=seed_of_tests,
+        )
+    )
+    if with_centroids:
+        result["centroids"] = alignment.centroid_alignment(
+            np.concatenate(centroids),
+            np.array(groups),
+            n_permutations=n_permutations,
+            seed=seed_of_tests,
+        )
+    return result
+
+
+ALIGNMENT_STATISTICS = {  # summary name -> path in a `method_alignment` result
+    "distance": ("centroids", "distance"),
+    "null_mean": ("centroids", "null_mean"),
+    "split_half_floor": ("centroids", "split_half_floor"),
+    "p_value": ("centroids", "p_value"),
+    "dataset_accuracy": ("decodability", "balanced_accuracy"),
+}
+
+
+def alignment_summary(per_seed: dict) -> dict:
+    """{seed: `method_alignment` result} -> per statistic `_mean_std` over seeds, plus
+    per_seed and the decodability chance."""
+    summary = dict(per_seed=per_seed)
+    first = next(iter(per_seed.values()))
+    summary["chance"] = first["decodability"]["chance"]
+    for name, (part, key) in ALIGNMENT_STATISTICS.items():
+        if part in first:
+            summary[name] = _mean_std([r[part][key] for r in per_seed.values()])
+    if "centroids" in first:
+        summary["distinct_partitions"] = first["centroids"]["distinct_partitions"]
+    return summary
+
+
+def alignment_markdown(alignment: dict) -> str:
+    """Table of {method: `alignment_summary`}."""
+
+    def cell(stat, digits=3):
+        return format_mean_std(stat, digits) if stat else "-"
+
+    chance = next(iter(alignment.values()))["chance"]
+    partitions = [
+        a["distinct_partitions"] for a in alignment.values() if "distinct_partitions" in a
+    ]
+    lines = [
+        "Dataset alignment on the subjects held out of pre-training (pre-training datasets "
+        "only; `mdjpt_jax/alignment.py`). Distance: mean over dataset pairs of the distance "
+        "between dataset centroids of the mixer output's channel correlations (CDA's "
+        "scale-free space); null: its mean under permuted dataset labels; split-half: the "
+        "distance between random halves of one dataset's subjects; p: permutation p-value "
+        "per seed"
+        + (f" ({partitions[0]} distinct partitions exist)" if partitions else "")
+        + f"; dataset ID: leave-one-subject-out balanced accuracy of a logistic regression "
+        f"predicting the dataset from the features (chance {chance:.2f}).",
+        "",
+        "| Method | Distance | Null | Split-half | p | Dataset ID |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, a in alignment.items():
+        p_values = ", ".join(
+            f"{r['centroids']['p_value']:.2f}" for r in a["per_seed"].values() if "centroids" in r
+        )
+        lines.append(
+            f"| {_title(method)} | {cell(a.get('distance'))} | {cell(a.get('null_mean'))} | "
+            f"{cell(a.get('split_half_floor'))} | {p_values or '-'} | "
+            f"{cell(a['dataset_accuracy'], 2)} |"
+        )
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -600,7 +704,9 @@ def run(config, root: str) -> dict:
     """Writes ROOT/report/{results.md, results.json, *.png}; prints the markdown.
 
     results.json: target, seeds, auroc_multi_class, methods (`results_table`),
-    paired_differences (`paired_comparisons`), cda_between_within, finetune.
+    paired_differences (`paired_comparisons`), cda_between_within (the covariance-centroid
+    ratio of earlier reports, kept for continuity), alignment (`alignment_summary` per
+    method), finetune.
     """
     os.makedirs(workdir.report_dir(root), exist_ok=True)
     results = workdir.read_json(
@@ -622,6 +728,26 @@ def run(config, root: str) -> dict:
         ratios[method] = dict(_mean_std(list(per_seed.values())), per_seed=per_seed)
     if panels:
         plot_distance_matrices(panels, groups, workdir.report_path(root, "cda_distances"))
+
+    aligned = {}
+    for method in config.report.alignment_methods:
+        if method not in results:
+            continue
+        aligned[method] = alignment_summary(
+            {
+                seed: method_alignment(
+                    root,
+                    method,
+                    int(seed),
+                    result["retrieval_subjects"],
+                    with_centroids=method in config.report.cda_methods,
+                    windows_per_subject=config.report.alignment_windows_per_subject,
+                    n_permutations=config.report.alignment_permutations,
+                    seed_of_tests=config.report.seed,
+                )
+                for seed, result in sorted(results[method].items(), key=lambda kv: int(kv[0]))
+            }
+        )
 
     curves = {}
     for method in config.pretrain_methods:
@@ -673,7 +799,7 @@ def run(config, root: str) -> dict:
         n_folds=config.fewshot.n_folds,
         scheme=config.fewshot.folds,
         auroc_multi_class=config.auroc_multi_class,
-        cda_ratios=ratios,
+        alignment=aligned,
         finetune=finetune,
         paired=paired,
         confidence=config.report.confidence,
@@ -686,6 +812,7 @@ def run(config, root: str) -> dict:
         methods=table,
         paired_differences=paired,
         cda_between_within=ratios,
+        alignment=aligned,
         finetune=finetune,
     )
     workdir.write_json(workdir.report_path(root, "results_json"), summary)

@@ -245,13 +245,39 @@ def feature_subjects(path: str) -> np.ndarray:
         return np.unique(f["subject"])
 
 
-def save_centroids(path: str, centroids: np.ndarray, subjects: np.ndarray) -> None:
-    """Per-subject CDA centroids [G, F, C2, C2] and their subject ids [G]."""
-    _save_npz(path, centroids=np.asarray(centroids, np.float32), subjects=subjects)
+CENTROID_STATISTICS = ("covariance", "correlation")  # extract.subject_centroids
 
 
-def load_centroids(path: str) -> tuple[np.ndarray, np.ndarray]:
+def save_centroids(
+    path: str, *, covariance: np.ndarray, correlation: np.ndarray, subjects: np.ndarray
+) -> None:
+    """Per-subject CDA centroids [G, F, C2, C2] of both statistics and their subject ids [G]."""
+    _save_npz(
+        path,
+        covariance=np.asarray(covariance, np.float32),
+        correlation=np.asarray(correlation, np.float32),
+        subjects=subjects,
+    )
+
+
+def centroids_complete(path: str) -> bool:
+    """True when `path` holds every statistic of CENTROID_STATISTICS (older files do not)."""
+    if not os.path.exists(path):
+        return False
+    with np.load(path, allow_pickle=False) as f:
+        return set(CENTROID_STATISTICS) <= set(f.files)
+
+
+def load_centroids(path: str, statistic: str = "covariance") -> tuple[np.ndarray, np.ndarray]:
+    """(centroids [G, F, C2, C2] of `statistic` (a CENTROID_STATISTICS name), subjects [G])."""
+    if statistic not in CENTROID_STATISTICS:
+        raise ValueError(f"statistic must be one of {CENTROID_STATISTICS}, got {statistic!r}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no centroid file (run --mode=extract first)")
     with np.load(path, allow_pickle=False) as f:
-        return f["centroids"], f["subjects"]
+        if statistic not in f.files:
+            raise ValueError(
+                f"{path}: no {statistic!r} centroids (written by an older version; run "
+                f"--mode=extract again to rewrite it)"
+            )
+        return f[statistic], f["subjects"]

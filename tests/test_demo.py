@@ -67,6 +67,13 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
     assert {"low", "high", "established"} <= set(paired["joint-random"]["few_shot"]["auroc"])
     results_md = (report_dir / "results.md").read_text()
     assert "Paired differences" in results_md and "held-out subjects" in results_md
+    aligned = summary["alignment"]  # held-out subjects of the 3 pre-training datasets
+    assert set(aligned) == {"de", "random", "joint_no_cda", "joint"}
+    assert "distance" not in aligned["de"] and aligned["de"]["chance"] == pytest.approx(1 / 3)
+    assert aligned["joint"]["distinct_partitions"] == 15  # 2 subjects in each of 3 datasets
+    assert 0.0 <= aligned["joint"]["p_value"]["mean"] <= 1.0
+    assert "Dataset alignment on the subjects held out" in results_md
+    assert set(summary["cda_between_within"]) == {"random", "joint_no_cda", "joint"}
     assert "| Joint (mdJPT) |" in out  # the table is printed
     assert set(summary["finetune"]["joint"]["seeds"]) == {"0", "1"}  # fine-tuned per seed
     assert "Fine-tuning on" in results_md

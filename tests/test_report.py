@@ -52,14 +52,12 @@ def test_table_is_mean_and_std_across_seeds_of_fold_means():
     assert table["joint"]["retrieval"]["d0"]["mean"] == pytest.approx(0.5)
     assert table["joint"]["retrieval"]["d0"]["std"] == pytest.approx(0.2 / np.sqrt(2))
     assert not few["degenerate"]
-    text = report.results_markdown(
-        table, target="t/x", k=1, n_folds=2, cda_ratios={"joint": dict(mean=1.5, std=0.25)}
-    )
+    text = report.results_markdown(table, target="t/x", k=1, n_folds=2)
     assert "| DE (same windows as the encoders) | 2 | 0.700 ± 0.141 |" in text
     assert "| Joint (mdJPT) | 2 | 0.850 ± 0.071 |" in text
     assert text.count("### ") == 3  # few-shot, zero-shot, retrieval
     assert "| Joint (mdJPT) | 2 | 0.500 ± 0.141 |" in text
-    assert "Joint (mdJPT) 1.50 ± 0.25" in text and "(!)" not in text
+    assert "(!)" not in text and "Dataset alignment" not in text
     assert "AUROC: macro one-vs-rest" in text
     json.dumps(table)
 
@@ -151,7 +149,10 @@ def test_ratio_from_files_keeps_full_dataset_names(tmp_path):
     for shift, dataset in ((0.0, "a/preprocessed"), (5.0, "b/preprocessed")):
         centroids = shift + rng.normal(size=(3, 2, 4, 4))
         workdir.save_centroids(
-            workdir.centroid_path(str(tmp_path), "joint", 0, dataset), centroids, np.arange(3)
+            workdir.centroid_path(str(tmp_path), "joint", 0, dataset),
+            covariance=centroids,
+            correlation=np.tanh(centroids),
+            subjects=np.arange(3),
         )
     dist, groups = report.cda_distances(
         str(tmp_path), "joint", 0, ["a/preprocessed", "b/preprocessed"]
@@ -301,6 +302,7 @@ def test_report_end_to_end_with_a_deterministic_method_and_paired_differences(tm
     config = downstream.get_config("synthetic")
     config.target, config.methods, config.seeds = "t/x", ("de", "joint"), (0, 1, 2)
     config.pretrain_methods, config.report.tsne_methods, config.report.cda_methods = (), (), ()
+    config.report.alignment_methods = ()  # no feature files here
     config.report.comparisons = ("joint-de", "joint-random")  # no "random": left out
     config.report.bootstrap_samples = 500
     summary = report.run(config, str(tmp_path))
