@@ -39,7 +39,7 @@ def _runs(family: str, first: str) -> dict:
     }
 
 
-def _pretrain_config(arg: str, *, steps: int, downstream: ml_collections.ConfigDict):
+def pretrain_run_config(arg: str, *, steps: int, downstream: ml_collections.ConfigDict):
     """One pre-training run's config; its data directory and held-out subjects are
     references to the downstream config's fields, so a command-line override of those
     reaches every run (and `experiment.check_plan` finds them equal)."""
@@ -83,7 +83,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.report.tsne_windows_per_dataset = 150
         config.pretrain_runs = ml_collections.ConfigDict(
             {
-                name: _pretrain_config(a, steps=steps, downstream=config)
+                name: pretrain_run_config(a, steps=steps, downstream=config)
                 for name, a in _runs(family, config.sources[0].split("/")[-1]).items()
             }
         )

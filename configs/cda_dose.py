@@ -1,0 +1,87 @@
+"""CDA dose-response (issue 19): joint pre-training at several CDA weights, paired by seed.
+
+Every method "cda<w>" is the joint pre-training of configs/pretrain.py:FAMILY with
+loss.cda_weight = w; one seed gives every weight the same initial parameters and the same
+data order (both come from train.seed only), so "cda<w> - cda0" is a paired difference
+(report.comparisons, bootstrap over seeds x test subjects). Families
+(tfds_builders/synthetic_emotion/README.md, predictions written before the first run):
+
+    nuisance          c0-c2 -> target c3: a stimulus-locked frontal nuisance whose amplitude
+                      and relation to valence differ by dataset (CDA must matter)
+    nuisance_control  u0-u2 -> target u3: the same nuisance in every dataset (it must not)
+
+Baselines: "de" and "de_ea" (DE after per-subject Euclidean alignment; a non-learned
+alignment CDA has to beat) when the tree has it, and "random". The report adds the
+dataset-alignment table (mdjpt_jax/alignment.py) for every method. Command:
+
+    python -m mdjpt_jax.main --mode=all --config=configs/cda_dose.py:family=nuisance \
+        --workdir=runs/cda_dose/nuisance
+
+Preset args: family=NAME, steps=N (default 120), seeds=N (default 5), weights="0 0.01 0.1 1
+10" (space-separated), scale_free (CDA on correlations: loss.cda_scale_free), tiny.
+"""
+
+import ml_collections
+
+from configs import common, demo, downstream, pretrain
+
+FAMILIES = ("nuisance", "nuisance_control")
+WEIGHTS = "0 0.01 0.1 1 10"
+
+
+def method_name(weight: float) -> str:
+    """cda0, cda0.01, cda1, cda10: the weight as written, without a trailing '.0'."""
+    return f"cda{weight:g}"
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+    arg = common.parse_arg(
+        arg, family="nuisance", steps=120, seeds=5, weights=WEIGHTS, scale_free=False, tiny=False
+    )
+    if arg.family not in FAMILIES:
+        raise ValueError(f"family={arg.family!r}; choose from {FAMILIES}")
+    weights = [float(w) for w in arg.weights.split()]
+    if 0.0 not in weights or len(set(weights)) != len(weights) or min(weights) < 0:
+        raise ValueError(f"weights={arg.weights!r}: distinct values >= 0, including 0")
+    steps = 4 if arg.tiny else arg.steps
+    config = downstream.get_config(arg.family)
+    with config.unlocked():
+        prefix = config.target.split("/")[-1][:-1]
+        config.synthetic_configs = tuple(f"{prefix}{i}" for i in range(4))
+        config.seeds = tuple(range(2 if arg.tiny else arg.seeds))
+        config.extract.window_s, config.extract.step_s = 2.0, 1.0
+        config.extract.baseline_ch_set = "standard_1020"
+        config.finetune.methods = ()
+        config.fewshot.heldout_stimuli = False
+        runs = {}
+        for weight in weights:
+            preset = arg.family + (",cda_scale_free" if arg.scale_free else "")
+            if weight == 0:
+                preset += ",no_cda"  # the CDA value is still logged (stop-gradient)
+            run = demo.pretrain_run_config(preset, steps=steps, downstream=config)
+            run.loss.cda_weight = weight
+            runs[method_name(weight)] = run
+        config.pretrain_runs = ml_collections.ConfigDict(runs)
+        config.pretrain_methods = tuple(runs)
+        baselines = tuple(m for m in ("de", "de_ea") if m in config.methods)
+        config.methods = baselines + ("random",) + tuple(runs)
+        config.deterministic_methods = baselines
+        config.extract.random_like = method_name(0.0)
+        config.report.comparisons = tuple(
+            f"{method_name(w)}-{method_name(0.0)}" for w in weights if w
+        )
+        config.report.cda_methods = ("random",) + tuple(runs)
+        config.report.alignment_methods = config.methods
+        config.report.tsne_methods = ()
+        config.report.confusion_method = method_name(max(weights))
+        if arg.tiny:
+            config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
+            config.mlp.epochs = 3
+            config.report.cda_windows_per_subject = 8
+            config.report.bootstrap_samples = 200
+            config.report.alignment_permutations = 50
+            for run in config.pretrain_runs.values():
+                run.data.pairs_per_step, run.data.windows_per_pair = 2, 4
+                run.train.eval_windows_per_subject = 8
+    config.lock()
+    return config
