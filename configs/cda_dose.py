@@ -23,7 +23,7 @@ Preset args: family=NAME, steps=N (default 120), seeds=N (default 5), weights="0
 
 import ml_collections
 
-from configs import common, demo, downstream, pretrain
+from configs import common, demo, downstream
 
 FAMILIES = ("nuisance", "nuisance_control")
 WEIGHTS = "0 0.01 0.1 1 10"
