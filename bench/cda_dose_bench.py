@@ -63,21 +63,28 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--weights", default=cda_dose.WEIGHTS, help='e.g. "0 0.1 10"')
-    parser.add_argument("--scale_free", action="store_true", help="loss.cda_scale_free")
+    parser.add_argument(
+        "--scale_free_weights", default="", help='also scale-free CDA at these, e.g. "0.1 1"'
+    )
     parser.add_argument("--tiny", action="store_true", help="a few steps (smoke test)")
     args = parser.parse_args(argv)
 
     from mdjpt_jax import experiment
 
     data_dir = os.path.join(os.path.abspath(args.workdir), "tfds")
-    output = dict(steps=4 if args.tiny else args.steps, weights=args.weights, families={})
+    output = dict(
+        steps=4 if args.tiny else args.steps,
+        weights=args.weights,
+        scale_free_weights=args.scale_free_weights,
+        families={},
+    )
     for family in args.families:
         arg = f"family={family},steps={args.steps},seeds={args.seeds},weights={args.weights}"
-        arg += ",scale_free" * args.scale_free + ",tiny" * args.tiny
+        arg += f",scale_free_weights={args.scale_free_weights}" + ",tiny" * args.tiny
         config = cda_dose.get_config(arg)
         with config.unlocked():
             config.data_dir = data_dir
-        root = os.path.join(args.workdir, family + "_scale_free" * args.scale_free)
+        root = os.path.join(args.workdir, family)
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON only
             experiment.run_all(config, root)

@@ -18,7 +18,8 @@ dataset-alignment table (mdjpt_jax/alignment.py) for every method. Command:
         --workdir=runs/cda_dose/nuisance
 
 Preset args: family=NAME, steps=N (default 120), seeds=N (default 5), weights="0 0.01 0.1 1
-10" (space-separated), scale_free (CDA on correlations: loss.cda_scale_free), tiny.
+10" (space-separated), scale_free_weights="0.1 1" (default none: also runs "cda<w>_scale_free",
+CDA on correlations, loss.cda_scale_free, paired with the same cda0), tiny.
 """
 
 import ml_collections
@@ -29,20 +30,34 @@ FAMILIES = ("nuisance", "nuisance_control")
 WEIGHTS = "0 0.01 0.1 1 10"
 
 
-def method_name(weight: float) -> str:
-    """cda0, cda0.01, cda1, cda10: the weight as written, without a trailing '.0'."""
-    return f"cda{weight:g}"
+def method_name(weight: float, scale_free: bool = False) -> str:
+    """cda0, cda0.01, cda1, cda10 (the weight without a trailing '.0'), cda1_scale_free."""
+    return f"cda{weight:g}" + "_scale_free" * scale_free
+
+
+def _weights(text: str, name: str) -> list:
+    weights = [float(w) for w in text.split()]
+    if len(set(weights)) != len(weights) or (weights and min(weights) < 0):
+        raise ValueError(f"{name}={text!r}: distinct values >= 0")
+    return weights
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     arg = common.parse_arg(
-        arg, family="nuisance", steps=120, seeds=5, weights=WEIGHTS, scale_free=False, tiny=False
+        arg,
+        family="nuisance",
+        steps=120,
+        seeds=5,
+        weights=WEIGHTS,
+        scale_free_weights="",
+        tiny=False,
     )
     if arg.family not in FAMILIES:
         raise ValueError(f"family={arg.family!r}; choose from {FAMILIES}")
-    weights = [float(w) for w in arg.weights.split()]
-    if 0.0 not in weights or len(set(weights)) != len(weights) or min(weights) < 0:
-        raise ValueError(f"weights={arg.weights!r}: distinct values >= 0, including 0")
+    weights = _weights(arg.weights, "weights")
+    if 0.0 not in weights:
+        raise ValueError(f"weights={arg.weights!r} must include 0 (the paired baseline)")
+    scale_free = [w for w in _weights(arg.scale_free_weights, "scale_free_weights") if w]
     steps = 4 if arg.tiny else arg.steps
     config = downstream.get_config(arg.family)
     with config.unlocked():
@@ -54,13 +69,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.finetune.methods = ()
         config.fewshot.heldout_stimuli = False
         runs = {}
-        for weight in weights:
-            preset = arg.family + (",cda_scale_free" if arg.scale_free else "")
-            if weight == 0:
-                preset += ",no_cda"  # the CDA value is still logged (stop-gradient)
+        for weight, free in [(w, False) for w in weights] + [(w, True) for w in scale_free]:
+            preset = arg.family + ",cda_scale_free" * free + ",no_cda" * (weight == 0)
             run = demo.pretrain_run_config(preset, steps=steps, downstream=config)
-            run.loss.cda_weight = weight
-            runs[method_name(weight)] = run
+            run.loss.cda_weight = weight  # 0: no CDA term; its value is still logged
+            runs[method_name(weight, free)] = run
         config.pretrain_runs = ml_collections.ConfigDict(runs)
         config.pretrain_methods = tuple(runs)
         baselines = tuple(m for m in ("de", "de_ea") if m in config.methods)
@@ -68,7 +81,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.deterministic_methods = baselines
         config.extract.random_like = method_name(0.0)
         config.report.comparisons = tuple(
-            f"{method_name(w)}-{method_name(0.0)}" for w in weights if w
+            f"{method}-{method_name(0.0)}" for method in runs if method != method_name(0.0)
         )
         config.report.cda_methods = ("random",) + tuple(runs)
         config.report.alignment_methods = config.methods
