@@ -12,11 +12,11 @@ windows at 125 Hz; the synthetic preset of configs/pretrain.py, 120 steps; the 2
 subject ids of every dataset held out) jointly on e0 e1 e2 and on e0 alone for seeds 0, 1,
 2, and jointly without CDA for seed 0 (WORKDIR/runs/<method>/seed<k>); extracts features of
 e3 (the target, never pre-trained on) and e0..e2 for those encoders, randomly initialised
-ones, DE (same windows, and the paper's 1 s windows) and the raw-waveform read-out; probes
-few-shot (2 labelled subjects of e3, 4 disjoint folds; also with held-out stimuli),
-zero-shot (negative vs positive, trained on e0..e2) and retrieval on the held-out subjects;
-writes WORKDIR/report/{results.md, results.json, *.png} with paired differences and
-prints the table.
+ones, DE (same windows, the paper's 1 s windows, and Euclidean-aligned per subject) and the
+raw-waveform read-out; probes few-shot (2 labelled subjects of e3, 4 disjoint folds; also
+with held-out stimuli), zero-shot (negative vs positive, trained on e0..e2) and retrieval on
+the held-out subjects; writes WORKDIR/report/{results.md, results.json, *.png} with paired
+differences and prints the table.
 
 Runtime: budget < 15 min on 2 CPU cores (pre-training ~2/3 of it); measured in the
 README's "Demo results". Fine-tuning is not part of it (README: `--mode=finetune`).
@@ -70,7 +70,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         prefix = config.target.split("/")[-1][:-1]
         config.synthetic_configs = tuple(f"{prefix}{i}" for i in range(4))
         # Learned features use the encoders' own window (2 s); slide it every second. The
-        # signal baselines "de" and "waveform" use the same windows and channels.
+        # signal baselines "de", "de_ea" and "waveform" use the same windows and channels.
         config.extract.window_s, config.extract.step_s = 2.0, 1.0
         config.extract.baseline_ch_set = "standard_1020"
         # Fine-tuning 3 seeds x 4 folds does not fit the demo's 15 minutes on 2 CPU cores:

@@ -49,14 +49,25 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.target = target
     # Table order. Baselines: "de" (differential entropy on the learned encoders' windows:
     # every method is scored on the same windows), "de_paper" (DE on the paper's 1 s
-    # windows, a separately labelled row), "waveform" (an untrained read-out of the raw
-    # band-passed waveform: the yardstick for stimulus-locked signal), "random" (the joint
-    # architecture, randomly initialised). The others are pre-training runs whose encoders
-    # are WORKDIR/runs/<method>/seed<k>/encoder (workdir.run_dir).
-    config.methods = ("de", "de_paper", "waveform", "random", "single", "joint", "joint_no_cda")
+    # windows, a separately labelled row), "de_ea" ("de" after per-subject Euclidean
+    # alignment: the non-learned cross-subject alignment that joint pre-training must
+    # beat), "waveform" (an untrained read-out of the raw band-passed waveform: the
+    # yardstick for stimulus-locked signal), "random" (the joint architecture, randomly
+    # initialised). The others are pre-training runs whose encoders are
+    # WORKDIR/runs/<method>/seed<k>/encoder (workdir.run_dir).
+    config.methods = (
+        "de",
+        "de_paper",
+        "de_ea",
+        "waveform",
+        "random",
+        "single",
+        "joint",
+        "joint_no_cda",
+    )
     config.pretrain_methods = ("single", "joint", "joint_no_cda")
     # Methods whose features do not depend on a seed: extracted and probed once (n = 1).
-    config.deterministic_methods = ("de", "de_paper", "waveform")
+    config.deterministic_methods = ("de", "de_paper", "de_ea", "waveform")
     config.seeds = (0, 1, 2)  # pre-training seeds (and the random encoder's init seeds)
     # Subjects of every pre-training dataset held out of the pre-training sampler
     # (mdjpt_jax/heldout.py): the `heldout_subjects` highest subject ids of each dataset, or
@@ -72,14 +83,15 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.extract = ml_collections.ConfigDict(
         dict(
             window_s=5.0,
-            step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "waveform")
+            step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "de_ea", "waveform")
             windows_per_block=64,  # W windows of ONE subject per block (see extract.py)
             blocks_per_call=1,  # S blocks per encoder call (same subject)
             seed=0,  # per-subject window order of the blocks
             random_like="joint",  # the random-encoder baseline's architecture
             random_seed_offset=0,  # its init seed = pre-training seed + offset
-            # Signal baselines (extract.SIGNAL_METHODS): "de" and "waveform" on the windows
-            # above, "de_paper" on the paper's 1 s windows every 1 s; their channels and rate.
+            # Signal baselines (extract.SIGNAL_METHODS): "de", "de_ea" and "waveform" on the
+            # windows above, "de_paper" on the paper's 1 s windows every 1 s; their channels
+            # and rate.
             de_paper_window_s=1.0,
             de_paper_step_s=1.0,
             baseline_fs=125.0,

@@ -8,8 +8,10 @@ Two kinds of features per window:
   band-passed raw waveform flattened to [C * T'].
 
 Every method of a comparison is scored on the same windows: the learned encoders' window
-and hop (`extract.window_s`, `step_s`) serve "de" and "waveform" too; "de_paper" is DE on
-the paper's own 1 s windows, a separately labelled row.
+and hop (`extract.window_s`, `step_s`) serve "de", "de_ea" and "waveform" too; "de_paper"
+is DE on the paper's own 1 s windows, a separately labelled row. "de_ea" is DE after
+per-subject Euclidean alignment (`features.euclidean_alignment`): the non-learned
+cross-subject alignment that a learned one must beat (SIGNAL_METHODS).
 
 Stratified normalization inside the encoder standardizes over the windows of one block,
 so a block must hold ONE subject's windows, and enough of them to be representative.
@@ -29,6 +31,7 @@ the report's methods. A file whose provenance equals the requested one is re-use
 
 import functools
 import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,16 +97,58 @@ def _signal_flat(signal: str, eeg, fs):
     return feats.reshape(feats.shape[0], -1)
 
 
+def subject_alignment_matrices(
+    trials: list, table: dict, *, window: int, batch_windows: int
+) -> tuple:
+    """Per-subject Euclidean-alignment transforms (`features.alignment_matrix`) from each
+    subject's own windows, accumulated `batch_windows` at a time.
+
+    Returns:
+        (matrices [G, C, C] float64, subjects [G] the sorted subject ids).
+    """
+    matrices, subjects = [], np.unique(table["subject"])
+    for subject in tqdm(subjects, desc="alignment", unit="subject"):
+        rows = np.flatnonzero(table["subject"] == subject)
+        cov_sum = sum(
+            features.window_covariance_sum(
+                gather_windows(trials, table, rows[begin : begin + batch_windows], window)
+            )
+            for begin in range(0, len(rows), batch_windows)
+        )
+        matrices.append(features.alignment_matrix(cov_sum / len(rows)))
+    return np.stack(matrices), subjects
+
+
 def signal_features(
-    trials: list, table: dict, *, signal: str, fs: float, window: int, batch_windows: int
+    trials: list,
+    table: dict,
+    *,
+    signal: str,
+    fs: float,
+    window: int,
+    batch_windows: int,
+    euclidean_alignment: bool = False,
 ) -> np.ndarray:
     """[N, F] features of the signal baseline `signal` (a key of SIGNAL_FEATURES) of every
-    window, flattened channel-major (DE: [N, C * 5], channel then band)."""
+    window, flattened channel-major (DE: [N, C * 5], channel then band).
+
+    With `euclidean_alignment`, each window is first multiplied by its subject's alignment
+    transform (`subject_alignment_matrices`; `features.euclidean_alignment` in batches).
+    """
     n = len(table["start"])
+    if euclidean_alignment:
+        matrices, subjects = subject_alignment_matrices(
+            trials, table, window=window, batch_windows=batch_windows
+        )
+        matrix_of_window = np.searchsorted(subjects, table["subject"])  # [N]
     out = []
     for begin in tqdm(range(0, n, batch_windows), desc=signal, unit="batch"):
         rows = np.arange(begin, begin + batch_windows) % n  # static shape: wrap
-        feats = np.asarray(_signal_flat(signal, gather_windows(trials, table, rows, window), fs))
+        eeg = gather_windows(trials, table, rows, window)
+        if euclidean_alignment:
+            eeg = np.matmul(matrices[matrix_of_window[rows]], eeg.astype(np.float64))
+            eeg = eeg.astype(np.float32)
+        feats = np.asarray(_signal_flat(signal, eeg, fs))
         out.append(feats[: min(batch_windows, n - begin)])
     return np.concatenate(out)
 
@@ -244,6 +289,7 @@ def extract_to_file(
     *,
     encoder,
     signal: str | None = None,
+    euclidean_alignment: bool = False,
     info: dict,
     ch_names,
     fs: float,
@@ -262,6 +308,8 @@ def extract_to_file(
         read_trials: a TrialReader of the data directory.
         encoder: an Encoder (learned features), or None with `signal` set.
         signal: the signal baseline (a key of SIGNAL_FEATURES) when encoder is None.
+        euclidean_alignment: align each subject's windows before `signal` (see
+            `signal_features`); recorded in the provenance when set.
         info: JSON-serializable description of the encoder (checkpoint step, kwargs...).
         ch_names: the unified channels trials are projected to; fs: Hz of the trials.
         window_s, step_s: window length and hop in seconds.
@@ -277,6 +325,8 @@ def extract_to_file(
             f"{sorted(SIGNAL_FEATURES)}, not both (encoder {type(encoder).__name__}, "
             f"signal {signal!r})"
         )
+    if euclidean_alignment and signal is None:
+        raise ValueError("extract_to_file: euclidean_alignment applies to a signal baseline")
     window, step = int(round(window_s * fs)), int(round(step_s * fs))
     provenance = dict(
         dataset=dataset,
@@ -289,6 +339,8 @@ def extract_to_file(
         windows_per_block=windows_per_block,
         seed=seed,
     )
+    if euclidean_alignment:  # only when set: files extracted before the option stay valid
+        provenance["alignment"] = dict(kind="euclidean", per="subject", ridge=features.EA_RIDGE)
     done = workdir.feature_provenance(path) == workdir.canonical(provenance)
     if done and (centroids_to is None or workdir.centroids_complete(centroids_to)):
         print(f"[extract] cached {path}")
@@ -297,7 +349,13 @@ def extract_to_file(
     table = window_table(trials, window, step)
     if encoder is None:
         feats = signal_features(
-            trials, table, signal=signal, fs=fs, window=window, batch_windows=batch_windows
+            trials,
+            table,
+            signal=signal,
+            fs=fs,
+            window=window,
+            batch_windows=batch_windows,
+            euclidean_alignment=euclidean_alignment,
         )
     else:
         feats = learned_features(
@@ -349,11 +407,19 @@ def method_encoder(method: str, run: str, seed: int) -> tuple:
     return random_encoder(kwargs, seed), info
 
 
-# Signal-baseline methods: method -> (signal feature, the config's (window, hop) fields).
+class SignalMethod(NamedTuple):
+    """A signal-baseline method: its feature, windowing and per-subject alignment."""
+
+    signal: str  # a key of SIGNAL_FEATURES
+    windowing: tuple  # the config's (window, hop) fields
+    euclidean_alignment: bool = False  # see `signal_features`
+
+
 SIGNAL_METHODS = {
-    "de": ("de", ("window_s", "step_s")),  # the learned encoders' windows
-    "waveform": ("waveform", ("window_s", "step_s")),
-    "de_paper": ("de", ("de_paper_window_s", "de_paper_step_s")),  # the paper's 1 s windows
+    "de": SignalMethod("de", ("window_s", "step_s")),  # the learned encoders' windows
+    "waveform": SignalMethod("waveform", ("window_s", "step_s")),
+    "de_paper": SignalMethod("de", ("de_paper_window_s", "de_paper_step_s")),  # paper's 1 s
+    "de_ea": SignalMethod("de", ("window_s", "step_s"), euclidean_alignment=True),
 }
 
 
@@ -362,10 +428,11 @@ def method_inputs(method: str, seed: int, config, root: str) -> dict:
     and windowing of a method."""
     ex = config.extract
     if method in SIGNAL_METHODS:
-        signal, (window_field, step_field) = SIGNAL_METHODS[method]
+        signal, (window_field, step_field), aligned = SIGNAL_METHODS[method]
         return dict(
             encoder=None,
             signal=signal,
+            euclidean_alignment=aligned,
             info=dict(kind=method),
             ch_names=channels.UNIFIED_SETS[ex.baseline_ch_set],
             fs=ex.baseline_fs,

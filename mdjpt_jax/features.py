@@ -5,8 +5,12 @@
   yardstick for stimulus-locked signal shared by subjects).
 - `running_normalize`: causal per-session standardization with a prior (decay 0.99).
 - `lds_smooth`: Kalman filter + Rauch-Tung-Striebel smoother (linear dynamical system).
+- `euclidean_alignment` (and its parts `window_covariance_sum`, `alignment_matrix`):
+  per-subject whitening of the signal before DE (the "de_ea" baseline).
 
-All are pure JAX functions (jit/vmap-able); the sequential ones use `jax.lax.scan`.
+All but the alignment are pure JAX functions (jit/vmap-able); the sequential ones use
+`jax.lax.scan`. The alignment is numpy float64: its ridge (1e-6 of the mean channel power)
+is below float32 resolution of the eigenvalues of a 60-channel covariance.
 """
 
 import math
@@ -15,6 +19,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # (low, high) Hz of the delta, theta, alpha, beta and gamma bands; low <= f < high.
 DE_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 14.0), (14.0, 30.0), (30.0, 47.0))
@@ -199,3 +204,61 @@ def lds_smooth(
         backward, m[-1], (m[:-1], p[:-1], m_pred[1:], p_pred[1:]), reverse=True
     )
     return jnp.concatenate([smoothed, m[-1:]], axis=0)
+
+
+# Ridge of the alignment reference, relative to its mean diagonal (the mean channel power).
+EA_RIDGE = 1e-6
+
+
+def window_covariance_sum(eeg) -> np.ndarray:
+    """Sum over windows of X X^T / T, float64 [C, C], of windows eeg [N, C, T]. No mean is
+    removed, as in He & Wu: the `preprocessed` signal is already band-passed (0.5-47 Hz)."""
+    x = np.asarray(eeg, np.float64)
+    return np.einsum("nct,ndt->cd", x, x) / x.shape[-1]
+
+
+def alignment_matrix(reference, *, ridge: float = EA_RIDGE) -> np.ndarray:
+    """The Euclidean-alignment transform (R + eps I)^{-1/2}, float64 [C, C], of a subject's
+    reference R [C, C] (the mean over its windows of X X^T / T).
+
+    Symmetric inverse square root by `eigh`. eps = ridge * mean(diag R) keeps it finite
+    when R is singular: channels interpolated from the others (`channels.projection_matrix`)
+    are linear combinations of them, so R has rank <= the recorded channel count. Those
+    null directions carry no signal and stay ~0; the aligned windows' mean covariance is
+    then the projector onto the recorded signal's span (eigenvalues l / (l + eps)), I when
+    R has full rank. Channels with zero power in every window (diag R == 0) carry no signal
+    at all: they are left out of R (and of the mean diagonal) and passed through (they
+    stay zero, so their DE is the floor of "de" on a zero channel).
+    """
+    reference = np.asarray(reference, np.float64)
+    matrix = np.eye(len(reference))
+    live = np.flatnonzero(np.diag(reference) > 0)
+    if len(live):
+        block = reference[np.ix_(live, live)]
+        block = block + ridge * np.trace(block) / len(live) * np.eye(len(live))
+        values, vectors = np.linalg.eigh(block)
+        matrix[np.ix_(live, live)] = (vectors / np.sqrt(values)) @ vectors.T
+    return matrix
+
+
+def euclidean_alignment(eeg, *, ridge: float = EA_RIDGE) -> np.ndarray:
+    """One subject's windows aligned with their own reference (He & Wu 2019, "Transfer
+    learning for brain-computer interfaces: a Euclidean space data alignment approach").
+
+    R = mean over the windows of X X^T / T; every window becomes (R + eps I)^{-1/2} X
+    (`alignment_matrix`: ridge, zero channels). The aligned windows' mean covariance is I,
+    so each subject's spatial covariance is whitened the same way. R needs no labels, so a
+    test subject may be aligned with all its own (unlabelled) windows. A channel mixing
+    X -> A X (A invertible) changes the output only by an orthogonal matrix
+    (R_A^{-1/2} A R^{1/2}); A = s Q (Q orthogonal, s > 0) gives Q times the output.
+
+    Args:
+        eeg: [N, C, T] windows of ONE subject (all its sessions), µV.
+        ridge: eps relative to the mean channel power.
+
+    Returns:
+        [N, C, T] float64 aligned windows (unitless).
+    """
+    x = np.asarray(eeg, np.float64)
+    matrix = alignment_matrix(window_covariance_sum(x) / len(x), ridge=ridge)
+    return np.einsum("cd,ndt->nct", matrix, x)

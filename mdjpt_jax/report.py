@@ -37,6 +37,7 @@ from mdjpt_jax import alignment, metrics_writer, paired_stats, retrieval, workdi
 METHOD_TITLES = {
     "de": "DE (same windows as the encoders)",
     "de_paper": "DE, paper windows (1 s)",
+    "de_ea": "DE, Euclidean-aligned",
     "waveform": "Raw waveform read-out (untrained)",
     "random": "Random encoder",
     "single": "Pre-trained on one dataset",

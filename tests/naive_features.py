@@ -1,6 +1,7 @@
 """Slow, obvious numpy (float64) oracles for the downstream feature tests. Test-only."""
 
 import numpy as np
+import scipy.linalg
 
 
 def running_normalize(x, mean, var, decay=0.99, eps=1e-6):
@@ -14,6 +15,20 @@ def running_normalize(x, mean, var, decay=0.99, eps=1e-6):
         sigma2 = weight * var + (1 - weight) * seen.var(axis=0)
         out[t] = (x[t] - mu) / np.sqrt(sigma2 + eps)
     return out
+
+
+def euclidean_alignment(windows, ridge=1e-6):
+    """He & Wu 2019 by the formula: R = mean_n X_n X_n^T / T (a loop), eps = ridge *
+    trace(R) / C, every window -> inv(sqrtm(R + eps I)) X_n (scipy's Schur-based sqrtm)."""
+    windows = np.asarray(windows, np.float64)
+    n_chans, n_times = windows.shape[1:]
+    reference = np.zeros((n_chans, n_chans))
+    for x in windows:
+        reference += x @ x.T / n_times
+    reference /= len(windows)
+    reference += ridge * np.trace(reference) / n_chans * np.eye(n_chans)
+    transform = np.linalg.inv(np.real(scipy.linalg.sqrtm(reference)))
+    return np.stack([transform @ x for x in windows])
 
 
 def kalman_rts_1d(y, q=1e-4, r=1.0, v0=0.01):

@@ -47,6 +47,7 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
     assert set(methods) == {
         "de",
         "de_paper",
+        "de_ea",
         "waveform",
         "random",
         "single",
@@ -56,7 +57,11 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
     for method, entry in methods.items():
         # the tiny preset's seeds; the CDA ablation runs the first seed only (method_seeds);
         # the signal baselines do not depend on a seed: shown once
-        seeds = {"0"} if method in ("joint_no_cda", "de", "de_paper", "waveform") else {"0", "1"}
+        seeds = (
+            {"0"}
+            if method in ("joint_no_cda", "de", "de_paper", "de_ea", "waveform")
+            else {"0", "1"}
+        )
         for protocol in ("few_shot", "few_shot_heldout_stimuli", "zero_shot"):
             assert 0.0 <= entry[protocol]["metrics"]["accuracy"]["mean"] <= 1.0
             assert set(entry[protocol]["per_seed"]) == seeds

@@ -6,6 +6,7 @@ from flax import nnx
 
 from mdjpt_jax import extract, features, workdir
 from mdjpt_jax.models import Encoder
+from tests import naive_features
 
 FS, WINDOW, STEP, N_CHANS = 125.0, 125, 50, 4
 
@@ -101,12 +102,119 @@ def test_baselines_are_scored_on_the_encoders_windows():
 
     config = demo.get_config()
     ex = config.extract
-    for method in ("de", "waveform"):
+    for method in ("de", "de_ea", "waveform"):
         inputs = extract.method_inputs(method, 0, config, "unused")
         assert (inputs["window_s"], inputs["step_s"]) == (ex.window_s, ex.step_s) == (2.0, 1.0)
         assert inputs["encoder"] is None and inputs["signal"] == extract.SIGNAL_METHODS[method][0]
+        assert inputs["euclidean_alignment"] == (method == "de_ea")
     paper = extract.method_inputs("de_paper", 0, config, "unused")
     assert (paper["signal"], paper["window_s"], paper["step_s"]) == ("de", 1.0, 1.0)
+    assert "de_ea" in config.methods and "de_ea" in config.deterministic_methods
+
+
+def mixed_trials(seed=0, **kwargs):
+    """make_trials with a spatial mixing of its own per subject (EA has work to do)."""
+    rng = np.random.default_rng(seed + 100)
+    mixings = {}
+    trials = make_trials(seed=seed, **kwargs)
+    for trial in trials:
+        mixing = mixings.setdefault(
+            trial["subject"], np.eye(N_CHANS) + rng.normal(size=(N_CHANS, N_CHANS))
+        )
+        trial["eeg"] = (mixing @ trial["eeg"]).astype(np.float32)
+    return trials
+
+
+def de_ea(trials, table, batch_windows=5):
+    return extract.signal_features(
+        trials,
+        table,
+        signal="de",
+        fs=FS,
+        window=WINDOW,
+        batch_windows=batch_windows,
+        euclidean_alignment=True,
+    )
+
+
+def test_de_ea_aligns_each_subject_with_its_own_windows():
+    """Batches of 5 straddle the subjects (12 windows each); every subject's rows equal DE
+    of the naive alignment of that subject's windows alone, and changing one subject's
+    EEG leaves the others' features unchanged."""
+    trials = mixed_trials()
+    table = extract.window_table(trials, WINDOW, STEP)
+    got = de_ea(trials, table)
+    assert got.shape == (36, N_CHANS * 5) and np.isfinite(got).all()
+    for subject in range(3):
+        rows = np.flatnonzero(table["subject"] == subject)
+        aligned = naive_features.euclidean_alignment(
+            extract.gather_windows(trials, table, rows, WINDOW)
+        )
+        expected = np.asarray(features.differential_entropy(aligned.astype(np.float32), FS))
+        np.testing.assert_allclose(got[rows], expected.reshape(len(rows), -1), atol=1e-4)
+    fresh = mixed_trials(seed=1)  # new EEG and mixing for subject 1
+    changed = [fresh[i] if t["subject"] == 1 else t for i, t in enumerate(trials)]
+    after = de_ea(changed, table)
+    others = table["subject"] != 1
+    np.testing.assert_array_equal(got[others], after[others])
+    assert np.abs(got[~others] - after[~others]).max() > 0.1
+
+
+def test_de_ea_removes_a_subject_gain_that_de_keeps():
+    """EA of s X equals EA of X (the ridge scales with s^2): a subject recorded with 3x the
+    amplifier gain has the same de_ea features, while its plain DE shifts by log 3."""
+    trials = mixed_trials()
+    table = extract.window_table(trials, WINDOW, STEP)
+    louder = [dict(t, eeg=3 * t["eeg"]) if t["subject"] == 2 else t for t in trials]
+    np.testing.assert_allclose(de_ea(louder, table), de_ea(trials, table), atol=1e-4)
+    kwargs = dict(signal="de", fs=FS, window=WINDOW, batch_windows=5)
+    shift = extract.signal_features(louder, table, **kwargs) - extract.signal_features(
+        trials, table, **kwargs
+    )
+    rows = table["subject"] == 2
+    np.testing.assert_allclose(shift[rows], np.log(3.0), atol=1e-4)
+
+
+def test_de_ea_extracts_interpolated_channels_end_to_end(synthetic_data_dir, tmp_path):
+    """The demo's "de_ea" inputs on synthetic d2 (14 Emotiv channels -> 19 standard 10-20
+    ones, 9 of them spline-interpolated: every subject's reference is singular): [N, 19 * 5]
+    finite features with the alignment in the provenance, different from "de"."""
+    from configs import demo
+
+    config = demo.get_config("family=synthetic")
+    with config.unlocked():
+        config.data_dir = str(synthetic_data_dir)
+    reader = extract.TrialReader(config.data_dir)
+    paths = {}
+    for method in ("de", "de_ea"):
+        paths[method] = extract.extract_to_file(
+            str(tmp_path / f"{method}.npz"),
+            "synthetic_emotion/d2",
+            reader,
+            windows_per_block=config.extract.windows_per_block,
+            blocks_per_call=config.extract.blocks_per_call,
+            batch_windows=config.extract.baseline_batch_windows,
+            seed=config.extract.seed,
+            **extract.method_inputs(method, 0, config, str(tmp_path)),
+        )
+    data, plain = (workdir.load_features(paths[m]) for m in ("de_ea", "de"))
+    n_windows = len(data["start"])
+    assert data["features"].shape == (n_windows, 19 * 5) and n_windows > 100
+    assert np.isfinite(data["features"]).all()
+    assert data["provenance"]["alignment"]["kind"] == "euclidean"
+    assert data["provenance"]["encoder"] == {"kind": "de_ea"}
+    assert "alignment" not in plain["provenance"]
+    assert np.abs(data["features"] - plain["features"]).max() > 1.0
+    # the documented rank-deficient case: a subject's aligned mean covariance is the
+    # projector onto the 14 recorded channels' span (eigenvalues 5 x 0, 14 x 1)
+    inputs = extract.method_inputs("de_ea", 0, config, str(tmp_path))
+    trials, _ = reader("synthetic_emotion/d2", inputs["ch_names"], inputs["fs"])
+    window = int(round(inputs["window_s"] * inputs["fs"]))
+    table = extract.window_table(trials, window, int(round(inputs["step_s"] * inputs["fs"])))
+    rows = np.flatnonzero(table["subject"] == table["subject"][0])
+    aligned = features.euclidean_alignment(extract.gather_windows(trials, table, rows, window))
+    eigenvalues = np.linalg.eigvalsh(features.window_covariance_sum(aligned) / len(rows))
+    np.testing.assert_allclose(eigenvalues, [0.0] * 5 + [1.0] * 14, atol=1e-3)
 
 
 def test_feature_files_are_never_unpickled(tmp_path):

@@ -78,3 +78,90 @@ def test_waveform_readout_keeps_the_band_and_subsamples():
     assert got.shape == (1, 2, 50)
     np.testing.assert_allclose(got[0, 0], inside[::5], atol=1e-4)
     np.testing.assert_allclose(got[0, 1], -inside[::5], atol=1e-4)
+
+
+def _mixed_windows(n_windows=20, n_chans=6, n_times=100, seed=0):
+    """[N, C, T] float32 µV with a strong, subject-like spatial covariance (not I)."""
+    rng = np.random.default_rng(seed)
+    mixing = np.eye(n_chans) + 0.8 * rng.normal(size=(n_chans, n_chans))
+    sources = rng.normal(size=(n_windows, n_chans, n_times)) * rng.uniform(1, 20, (n_chans, 1))
+    return np.einsum("cd,ndt->nct", mixing, sources).astype(np.float32)
+
+
+def _mean_covariance(windows):
+    return np.mean([x @ x.T / x.shape[-1] for x in np.asarray(windows, np.float64)], axis=0)
+
+
+def test_euclidean_alignment_whitens_the_mean_covariance():
+    x = _mixed_windows()
+    reference = _mean_covariance(x)
+    assert np.abs(reference - np.eye(6)).max() > 10  # far from aligned before
+    np.testing.assert_allclose(
+        _mean_covariance(features.euclidean_alignment(x, ridge=0.0)), np.eye(6), atol=1e-9
+    )
+    # the default ridge moves eigenvalue l to l / (l + eps): off by at most eps / l_min
+    bound = features.EA_RIDGE * np.trace(reference) / 6 / np.linalg.eigvalsh(reference)[0]
+    aligned = _mean_covariance(features.euclidean_alignment(x))
+    np.testing.assert_allclose(aligned, np.eye(6), atol=1.01 * bound)
+
+
+def test_euclidean_alignment_matches_naive_sqrtm():
+    x = _mixed_windows(seed=1)
+    np.testing.assert_allclose(
+        features.euclidean_alignment(x), naive_features.euclidean_alignment(x), rtol=1e-7, atol=1e-9
+    )
+
+
+def test_euclidean_alignment_under_channel_mixing():
+    """X -> A X: the aligned windows change by the orthogonal R_A^{-1/2} A R^{1/2} only
+    (ridge 0: exact); A = s Q (Q orthogonal) gives exactly Q times the aligned windows
+    (the ridge scales with s^2 too)."""
+    rng = np.random.default_rng(2)
+    x = _mixed_windows(seed=2).astype(np.float64)
+    aligned = features.euclidean_alignment(x, ridge=0.0)
+    mixing = np.eye(6) + 0.5 * rng.normal(size=(6, 6))
+    mixed = features.euclidean_alignment(np.einsum("cd,ndt->nct", mixing, x), ridge=0.0)
+    flat, flat_mixed = (a.transpose(1, 0, 2).reshape(6, -1) for a in (aligned, mixed))
+    rotation = flat_mixed @ np.linalg.pinv(flat)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(6), atol=1e-8)
+    np.testing.assert_allclose(rotation @ flat, flat_mixed, atol=1e-8)
+    assert np.abs(rotation - np.eye(6)).max() > 0.1  # a real rotation, not the identity
+    orthogonal, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    scaled = features.euclidean_alignment(np.einsum("cd,ndt->nct", 7.0 * orthogonal, x))
+    np.testing.assert_allclose(
+        scaled,
+        np.einsum("cd,ndt->nct", orthogonal, features.euclidean_alignment(x)),
+        rtol=1e-7,
+        atol=1e-8,
+    )
+
+
+def test_euclidean_alignment_passes_a_zero_channel_through():
+    """A channel that is zero in every window stays exactly zero; the others are aligned
+    as if it were absent."""
+    x = _mixed_windows(seed=3)
+    x[:, 2] = 0.0
+    got = features.euclidean_alignment(x)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got[:, 2], 0.0)
+    np.testing.assert_allclose(
+        np.delete(got, 2, axis=1),
+        features.euclidean_alignment(np.delete(x, 2, axis=1)),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    np.testing.assert_array_equal(features.alignment_matrix(np.zeros((3, 3))), np.eye(3))
+
+
+def test_euclidean_alignment_of_an_interpolated_channel():
+    """A channel that is a float32 combination of two others (as a spline-interpolated
+    unified channel): R is singular; the ridge keeps the output finite and the aligned
+    mean covariance is the projector onto the recorded span, (I - n n^T) with n the unit
+    null vector of the combination."""
+    x = _mixed_windows(seed=4)
+    x[:, 5] = (np.float32(0.4) * x[:, 0] + np.float32(0.6) * x[:, 1]).astype(np.float32)
+    got = features.euclidean_alignment(x)
+    assert np.isfinite(got).all() and np.abs(got).max() < 10  # unit-scale, nothing blown up
+    null = np.array([0.4, 0.6, 0, 0, 0, -1.0])
+    null /= np.linalg.norm(null)
+    np.testing.assert_allclose(_mean_covariance(got), np.eye(6) - np.outer(null, null), atol=1e-3)

@@ -87,6 +87,7 @@ def test_one_seed_shows_its_value_and_n_1_and_json_std_null():
 
 def test_method_titles_and_retrieval_chance_from_retrieval_default():
     assert report.METHOD_TITLES["de_paper"] == "DE, paper windows (1 s)"
+    assert report.METHOD_TITLES["de_ea"] == "DE, Euclidean-aligned"
     assert report.METHOD_TITLES["waveform"] == "Raw waveform read-out (untrained)"
     assert report._title("my_method") == "my_method"
     default = inspect.signature(retrieval.cross_subject_retrieval).parameters["n_candidates"]
