@@ -151,14 +151,20 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             # Dataset alignment on the held-out subjects of the pre-training datasets
             # (mdjpt_jax/alignment.py): dataset-ID decodability for these methods, and the
             # correlation-centroid distance for those among them in cda_methods.
-            alignment_methods=("de", "random", "joint_no_cda", "joint"),
+            alignment_methods=("de", "de_ea", "random", "joint_no_cda", "joint"),
             alignment_windows_per_subject=64,
             alignment_permutations=1000,
             confusion_method="joint",
             seed=0,
             # Paired differences "a-b" (a minus b, same seed and test subject) with
             # bootstrap intervals over pre-training seeds x test subjects.
-            comparisons=("joint-random", "joint-de", "joint-single", "joint-joint_no_cda"),
+            comparisons=(
+                "joint-random",
+                "joint-de",
+                "joint-de_ea",
+                "joint-single",
+                "joint-joint_no_cda",
+            ),
             bootstrap_samples=2000,
             confidence=0.95,
         )

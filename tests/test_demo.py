@@ -68,12 +68,18 @@ def test_demo_all_end_to_end_and_resume(tmp_path):
         assert set(entry["retrieval"]) == {f"synthetic_emotion/e{i}" for i in range(3)}
         assert all(len(ids) == 2 for ids in entry["retrieval_subjects"].values())
     paired = summary["paired_differences"]
-    assert set(paired) == {"joint-random", "joint-de", "joint-single", "joint-joint_no_cda"}
+    assert set(paired) == {
+        "joint-random",
+        "joint-de",
+        "joint-de_ea",
+        "joint-single",
+        "joint-joint_no_cda",
+    }
     assert {"low", "high", "established"} <= set(paired["joint-random"]["few_shot"]["auroc"])
     results_md = (report_dir / "results.md").read_text()
     assert "Paired differences" in results_md and "held-out subjects" in results_md
     aligned = summary["alignment"]  # held-out subjects of the 3 pre-training datasets
-    assert set(aligned) == {"de", "random", "joint_no_cda", "joint"}
+    assert set(aligned) == {"de", "de_ea", "random", "joint_no_cda", "joint"}
     assert "distance" not in aligned["de"] and aligned["de"]["chance"] == pytest.approx(1 / 3)
     assert aligned["joint"]["distinct_partitions"] == 15  # 2 subjects in each of 3 datasets
     assert 0.0 <= aligned["joint"]["p_value"]["mean"] <= 1.0
