@@ -5,8 +5,9 @@ Command (from the repo root):
     python -m mdjpt_jax.main --mode=all --config=configs/demo.py --workdir=runs/demo
     # or: bash demo.sh runs/demo        (re-running resumes; finished stages are skipped)
 
-What it does (default family `evoked`; `family=synthetic|known_answer|evoked_null` picks
-another): builds synthetic_emotion e0..e3 into runs/tfds; checks the whole plan
+What it does (default family `evoked`; `family=NAME` picks another of
+pretrain.SYNTHETIC_FAMILIES: synthetic, known_answer, evoked_null, nuisance,
+nuisance_control): builds synthetic_emotion e0..e3 into runs/tfds; checks the whole plan
 (experiment.check_plan); pre-trains the tiny encoder (19 standard 10-20 channels, 2 s
 windows at 125 Hz; the synthetic preset of configs/pretrain.py, 120 steps; the 2 highest
 subject ids of every dataset held out) jointly on e0 e1 e2 and on e0 alone for seeds 0, 1,

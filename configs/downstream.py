@@ -11,6 +11,9 @@ Presets (comma-separated arg, parsed by configs/common.py::parse_arg):
     known_answer   target synthetic_emotion/k3, sources k0 k1 k2 (the known-answer benchmark)
     evoked         target synthetic_emotion/e3, sources e0 e1 e2 (the evoked-response
                    benchmark); evoked_null: n3 and n0 n1 n2, its null control
+    nuisance       target synthetic_emotion/c3, sources c0 c1 c2 (the nuisance family: blinks
+                   related to valence differently per dataset); nuisance_control: u3 and
+                   u0 u1 u2, the same blinks in every dataset
     paper          leave-one-dataset-out on the real builders: target=NAME (default faced),
                    every other emotion dataset is a zero-shot source; paper-sized MLP epochs
     target=NAME    override the target TFDS name (e.g. seed_iv/preprocessed)

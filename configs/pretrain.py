@@ -35,6 +35,10 @@ Presets and switches (parsed by configs/common.py::parse_arg):
                         benchmark: the shared signal is stimulus-locked evoked responses whose
                         shape carries the emotion); evoked_null: on n0, n1, n2, its null
                         control (no response time-locked across subjects).
+    nuisance            the synthetic preset on synthetic_emotion c0, c1, c2 (the nuisance
+                        family: e0-e2 plus stimulus-locked frontal-polar blinks whose size and
+                        relation to valence differ by dataset, what CDA should remove);
+                        nuisance_control: on u0, u1, u2, the same blinks in every dataset.
     known_answer        the synthetic preset on synthetic_emotion k0, k1, k2 (the known-answer
                         benchmark: emotion only in stimulus-locked dynamics, subject mixing,
                         dataset covariance shifts; tfds_builders/synthetic_emotion/README.md).
@@ -71,9 +75,15 @@ from configs import common
 # preset; each family's configs 0-2 pre-train, 3 is the demo's held-out target.
 SYNTHETIC_FAMILIES = {
     family: tuple(f"synthetic_emotion/{prefix}{i}" for i in range(3))
-    for family, prefix in (("synthetic", "d"), ("known_answer", "k"), ("evoked", "e"))
+    for family, prefix in (
+        ("synthetic", "d"),
+        ("known_answer", "k"),
+        ("evoked", "e"),
+        ("evoked_null", "n"),
+        ("nuisance", "c"),
+        ("nuisance_control", "u"),
+    )
 }
-SYNTHETIC_FAMILIES["evoked_null"] = tuple(f"synthetic_emotion/n{i}" for i in range(3))
 # The preset switches that choose a family (parse_arg spec), shared with downstream.py.
 FAMILY_SWITCHES = {family: False for family in SYNTHETIC_FAMILIES}
 SYNTHETIC_DATASETS = SYNTHETIC_FAMILIES["synthetic"]

@@ -7,8 +7,9 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from configs import common, demo, pretrain
+from configs import common, demo, downstream, pretrain
 from mdjpt_jax import channels, train, workdir
+from tfds_builders.synthetic_emotion import simulation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PRESETS = (
@@ -180,3 +181,18 @@ def test_demo_runs_share_the_experiments_data_dir_and_heldout_subjects():
         demo.get_config("family=nope")
     with pytest.raises(ValueError, match="one synthetic family"):
         pretrain.get_config("evoked,known_answer")
+
+
+@pytest.mark.parametrize(
+    "family, prefix",
+    [("evoked", "e"), ("evoked_null", "n"), ("nuisance", "c"), ("nuisance_control", "u")],
+)
+def test_synthetic_family_presets_resolve_to_configs_0_2_and_target_3(family, prefix):
+    sources = tuple(f"synthetic_emotion/{prefix}{i}" for i in range(3))
+    assert pretrain.get_config(family).data.datasets == sources
+    config = downstream.get_config(family)
+    assert (config.sources, config.target) == (sources, f"synthetic_emotion/{prefix}3")
+    assert demo.get_config(f"family={family}").synthetic_configs == tuple(
+        f"{prefix}{i}" for i in range(4)
+    )
+    assert {f"{prefix}{i}" for i in range(4)} <= set(simulation.DATASETS)

@@ -51,6 +51,27 @@ train is private, seeded by (seed, dataset, "private-events", subject, session, 
 nothing is time-locked across viewers. They reuse their e twin's draws (`draws_of`): a null
 record equals its evoked twin except for the event train.
 
+Configs c0-c3 (the nuisance family) are e0-e3 plus an ocular-like nuisance whose size and
+relation to valence differ by dataset; u0-u3 (its control) carry the same nuisance in every
+dataset (`nuisance_uv`, `nuisance_valence`):
+
+  * Blinks at scene cuts: each stimulus has its own blink train, seeded by
+    (seed, dataset, "nuisance-events", stimulus) and shared by every viewer (distinct from the
+    evoked event train): gaps 0.3 s + Exponential (0.4 blinks/s on average), amplitudes
+    lognormal (as the events', mean 1).
+  * One blink: a positive Gaussian bump of 0.3 s FWHM peaking at its onset (energy below
+    ~3 Hz; what survives the 0.5 Hz high-pass lies in 0.5-3 Hz), of
+    nuisance_uv * max(0, 1 + nuisance_valence * valence) µV at FP1, valence that of the
+    stimulus's emotion (EMOTIONS), times a per-subject gain (log sd 0.2, mean 1).
+  * Projection: sources under FP1 and FP2 through the Gaussian lead field (own per-subject
+    direction jitter, the dataset's cap gains and scale), normalised to 1 at FP1: about 0.8
+    at AF3/AF4, 0.35 at F7/F8/F3/F4, 0.25 at FZ, ~0 at central and posterior sites. The
+    pattern is the same in head coordinates for every dataset; its amplitude and its relation
+    to valence are what differ by dataset.
+
+c0-c3 and u0-u3 reuse the draws of e0-e3 (`draws_of`): a record is its e twin's plus the
+nuisance, and c_i and u_i share blink trains and subject gains.
+
 Every random draw is seeded by (seed, dataset, role, ids) so a record does not depend on
 the order of generation.
 """
@@ -129,6 +150,11 @@ class DatasetSpec:
     # Seed every draw with this config name instead of the config's own (n0-n5 reuse the draws
     # of e0-e5, so a null record differs from its evoked twin only in the event train).
     draws_of: str | None = None
+    # Stimulus-locked blinks (c0-c3, u0-u3; 0 = none): peak µV at FP1 of a mean blink of a
+    # neutral stimulus (before scale, cap and subject gains), and the relative change of that
+    # amplitude per unit of valence (nuisance_amplitude_uv).
+    nuisance_uv: float = 0.0
+    nuisance_valence: float = 0.0
 
 
 DATASETS = {
@@ -177,6 +203,27 @@ DATASETS.update(
         for i in range(6)
     }
 )
+# The nuisance family (README "The nuisance family"): e0-e3 plus stimulus-locked blinks whose
+# size and relation to valence differ by dataset, c3 the held-out target; its control u0-u3
+# has the same blinks in every dataset. Both reuse the draws of e0-e3.
+NUISANCE_DESIGNS = {
+    "c0": (30.0, 0.6),
+    "c1": (8.0, -0.6),
+    "c2": (18.0, 0.3),
+    "c3": (12.0, -0.6),
+    **{f"u{i}": (17.0, 0.3) for i in range(4)},
+}
+DATASETS.update(
+    {
+        name: dataclasses.replace(
+            DATASETS[f"e{name[1]}"],
+            draws_of=f"e{name[1]}",
+            nuisance_uv=uv,
+            nuisance_valence=per_valence,
+        )
+        for name, (uv, per_valence) in NUISANCE_DESIGNS.items()
+    }
+)
 EMOTION_CODES = ("band_power", "modulation", "evoked")
 # Modulation code: log-amplitude depth, and rate (Hz) = MOD_RATE_HZ[0] + MOD_RATE_HZ[1] *
 # (arousal + 1); the posterior sources lag the frontal ones by pi * (1 - valence) / 2.
@@ -205,6 +252,12 @@ EVOKED_SITES = tuple(dict.fromkeys([*EARLY_SOURCE_GAIN, *LATE_SOURCE_GAIN]))
 # Viewer variability: latency shift (s, per subject), log gain per subject and per trial.
 SUBJECT_LATENCY_STD_S, SUBJECT_GAIN_STD, TRIAL_GAIN_STD = 0.015, 0.25, 0.2
 EVOKED_PAD_S = 4.0  # circular-grid guard: > EVENT_LEAD_S + the response's tails (~0.3 + 1 s)
+
+# Nuisance (c0-c3, u0-u3): blink trains (event_train at NUISANCE_RATE_HZ), Gaussian blinks of
+# NUISANCE_FWHM_S, sources under NUISANCE_SITES, log gain per subject NUISANCE_SUBJECT_GAIN_STD.
+NUISANCE_RATE_HZ, NUISANCE_FWHM_S = 0.4, 0.3
+NUISANCE_SITES = ("FP1", "FP2")
+NUISANCE_SUBJECT_GAIN_STD = 0.2
 
 
 def valence_class(label: str) -> int:
@@ -287,12 +340,14 @@ def _stimulus_drive(spec, seed, name, stimulus, n_times):
     return content[..., None] + 0.5 * envelope + depth * modulation[:, None, :]
 
 
-def event_train(rng: np.random.Generator, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+def event_train(
+    rng: np.random.Generator, duration_s: float, rate_hz: float = EVENT_RATE_HZ
+) -> tuple[np.ndarray, np.ndarray]:
     """A film's events (scene cuts, sounds): onsets [K] s in [-EVENT_LEAD_S, duration_s) and
     amplitudes [K] (lognormal, mean 1). Gaps: EVENT_MIN_GAP_S + exponential, mean
-    1 / EVENT_RATE_HZ."""
+    1 / rate_hz."""
     n_max = int(np.ceil((duration_s + EVENT_LEAD_S) / EVENT_MIN_GAP_S)) + 1
-    gaps = EVENT_MIN_GAP_S + rng.exponential(1.0 / EVENT_RATE_HZ - EVENT_MIN_GAP_S, n_max)
+    gaps = EVENT_MIN_GAP_S + rng.exponential(1.0 / rate_hz - EVENT_MIN_GAP_S, n_max)
     log_amp = EVENT_AMPLITUDE_STD * rng.standard_normal(n_max) - EVENT_AMPLITUDE_STD**2 / 2
     onsets = np.cumsum(gaps) - EVENT_LEAD_S
     keep = onsets < duration_s
@@ -418,6 +473,64 @@ def _lead_field(spec, seed, name, subject, sites=SOURCE_SITES, role="subject-lea
     return spec.scale * cap_gain[:, None] * np.exp(-d2 / (2 * LEAD_FIELD_WIDTH**2))
 
 
+def nuisance_amplitude_uv(spec: DatasetSpec, label: str) -> float:
+    """Peak µV at FP1 of a mean blink (before scale, cap and subject gains) for a stimulus of
+    emotion `label`: nuisance_uv * max(0, 1 + nuisance_valence * valence)."""
+    valence = EMOTIONS[label][0]
+    return spec.nuisance_uv * max(0.0, 1.0 + spec.nuisance_valence * valence)
+
+
+def nuisance_events(
+    spec: DatasetSpec, seed: int, name: str, stimulus: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(onsets [K] s, amplitudes [K]) of the blinks at a stimulus's scene cuts, shared by
+    every viewer; a train of its own, not the evoked responses' events."""
+    rng = _rng(seed, draw_name(spec, name), "nuisance-events", stimulus)
+    return event_train(rng, spec.trial_s, rate_hz=NUISANCE_RATE_HZ)
+
+
+def blink_train(
+    onsets_s: np.ndarray, amplitudes: np.ndarray, fs: float, n_times: int
+) -> np.ndarray:
+    """[n_times]: sum_k amplitudes[k] exp(-(t - onsets_s[k])^2 / (2 sigma^2)), Gaussian blinks
+    of NUISANCE_FWHM_S full width at half maximum, each peaking at its onset."""
+    sigma = NUISANCE_FWHM_S / np.sqrt(8.0 * np.log(2.0))
+    t = np.arange(n_times) / fs
+    bumps = np.exp(-0.5 * ((t[:, None] - onsets_s[None, :]) / sigma) ** 2)  # [T, K]
+    return np.einsum("tk,k->t", bumps, amplitudes)
+
+
+@functools.lru_cache(maxsize=None)
+def _nuisance_gain_at_fp1() -> float:
+    """The summed lead-field gain of NUISANCE_SITES at FP1 (no jitter, cap gain 1)."""
+    pos = _unit_positions()
+    d2 = np.array([((pos["FP1"] - pos[s]) ** 2).sum() for s in NUISANCE_SITES])
+    return float(np.exp(-d2 / (2 * LEAD_FIELD_WIDTH**2)).sum())
+
+
+def nuisance_pattern(spec: DatasetSpec, seed: int, name: str, subject: int) -> np.ndarray:
+    """[channels] the subject's blink topography on this dataset's cap: sources under
+    NUISANCE_SITES through the lead field (scale and cap gains included), 1 at an
+    unjittered FP1 with cap gain 1."""
+    lead = _lead_field(
+        spec, seed, draw_name(spec, name), subject, NUISANCE_SITES, "subject-nuisance-lead"
+    )
+    return lead.sum(1) / _nuisance_gain_at_fp1()
+
+
+def _nuisance(spec, seed, name, subject, stimulus, n_times) -> np.ndarray:
+    """[channels, n_times] µV: the viewer's blinks at the stimulus's scene cuts."""
+    onsets, amplitudes = nuisance_events(spec, seed, name, stimulus)
+    amplitude = nuisance_amplitude_uv(spec, spec.labels[stimulus_label(spec, stimulus)])
+    subject_gain = np.exp(
+        _rng(seed, draw_name(spec, name), "nuisance-subject", subject).normal(
+            -(NUISANCE_SUBJECT_GAIN_STD**2) / 2, NUISANCE_SUBJECT_GAIN_STD
+        )
+    )
+    blinks = amplitude * subject_gain * blink_train(onsets, amplitudes, spec.fs, n_times)
+    return np.outer(nuisance_pattern(spec, seed, name, subject), blinks)
+
+
 def simulate_trial(
     spec: DatasetSpec, seed: int, name: str, subject: int, session: int, trial: int, stimulus: int
 ) -> np.ndarray:
@@ -450,6 +563,8 @@ def simulate_trial(
         evoked = _evoked_sources(spec, seed, config, subject, session, trial, stimulus, n_times)
         lead = _lead_field(spec, seed, name, subject, EVOKED_SITES, "subject-evoked-lead")
         eeg += np.einsum("cs,st->ct", lead, evoked)
+    if spec.nuisance_uv:
+        eeg += _nuisance(spec, seed, config, subject, stimulus, n_times)
     n_chans = len(spec.channels)
     if spec.dataset_shift:
         # A dataset-specific spatial covariance (e.g. its reference and amplifier): 3 fixed

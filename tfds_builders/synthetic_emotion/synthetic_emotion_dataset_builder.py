@@ -4,8 +4,10 @@ Configs d0..d5 are six datasets with different caps, native rates, subjects, ses
 stimuli and label sets (see simulation.DATASETS); records are stored at 125 Hz after the
 standard preprocessing. Needs no manual download. Demo convention: d0, d1, d2 pre-train,
 d3 is the held-out target. k0..k3 (known-answer benchmark), e0..e5 (evoked-response
-benchmark: the emotion in the shape of stimulus-locked evoked responses) and n0..n5 (its null
-control: private event trains) repeat these designs; see README.md.
+benchmark: the emotion in the shape of stimulus-locked evoked responses), n0..n5 (its null
+control: private event trains), c0..c3 (the nuisance family: e0..e3 plus stimulus-locked
+blinks whose size and relation to valence differ by dataset) and u0..u3 (its control: the
+same blinks in every dataset) repeat these designs; see README.md.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class SyntheticConfig(eeg_schema.EegConfig):
 
 
 def _description(s: simulation.DatasetSpec) -> str:
-    """One line: the design, and for the evoked family what is shared between viewers."""
+    """One line: the design, for the evoked family what is shared between viewers, and the
+    blinks of the nuisance family."""
     design = (
         f"{len(s.channels)} ch at {s.fs:g} Hz -> 125 Hz, {s.n_subjects} subjects x "
         f"{s.n_sessions} sessions x {s.stimuli_per_session} stimuli of {s.trial_s:g} s, "
@@ -36,9 +39,15 @@ def _description(s: simulation.DatasetSpec) -> str:
     )
     if s.emotion_code != "evoked":
         return design
-    if s.shared_events:
-        return f"{design}; evoked responses to event trains shared by every viewer"
-    return f"{design}; null control: evoked responses to private event trains"
+    if not s.shared_events:
+        return f"{design}; null control: evoked responses to private event trains"
+    design = f"{design}; evoked responses to event trains shared by every viewer"
+    if not s.nuisance_uv:
+        return design
+    return (
+        f"{design}; blinks at the stimulus's scene cuts, {s.nuisance_uv:g} µV x "
+        f"(1 {s.nuisance_valence:+g} valence)"
+    )
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):

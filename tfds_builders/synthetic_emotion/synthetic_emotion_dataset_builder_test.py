@@ -1,5 +1,6 @@
 """synthetic_emotion: contract, determinism, and that the simulated emotion signal is real."""
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -84,8 +85,8 @@ def test_every_dataset_has_negative_and_positive_labels_and_distinct_design():
         assert {0, 2} <= {simulation.valence_class(label) for label in spec.labels}, name
         designs[spec.emotion_code].add((spec.channels, spec.fs, spec.labels))
     assert len(designs["band_power"]) == 6 and len(designs["modulation"]) == 4
-    assert len(designs["evoked"]) == 6  # e0-e5 and their null twins n0-n5
-    assert len(simulation.DATASETS) == 22
+    assert len(designs["evoked"]) == 6  # e0-e5, their null twins n0-n5, c0-c3 and u0-u3
+    assert len(simulation.DATASETS) == 30
     for i in range(4):  # the known-answer configs repeat d0-d3's designs, coded differently
         d, k = simulation.DATASETS[f"d{i}"], simulation.DATASETS[f"k{i}"]
         assert (d.channels, d.fs, d.labels) == (k.channels, k.fs, k.labels)
@@ -153,7 +154,8 @@ def test_emotions_are_decodable_across_subjects_but_not_trivially(synthetic_data
 
 # sha256 (first 16 hex digits) of simulate_trial(spec, 0, name, 1, 0, 2, 3) rounded to 1e-6 µV.
 # d0-d5 and k0-k3: recorded with the code before the evoked family was added; e0-e5 and n0-n5:
-# the benchmark's generator as frozen on 2026-12-05 (README). None of them may change.
+# the benchmark's generator as frozen on 2026-12-05 (README); c0-c3 and u0-u3: the nuisance
+# family as frozen when it was added (2026-12-05, before any run). None of them may change.
 FROZEN_TRIAL_SHA256 = {
     "d0": "f906462e920ee426",
     "d1": "5fe4a941ce6626ab",
@@ -177,6 +179,14 @@ FROZEN_TRIAL_SHA256 = {
     "n3": "a707537063d5567f",
     "n4": "5ec6758b3b531b05",
     "n5": "702b9b46e831c5ca",
+    "c0": "6c5a8bd25ab78dc9",
+    "c1": "d1a80c7416e7a703",
+    "c2": "799b00269ab5296d",
+    "c3": "c0b687cad02db53c",
+    "u0": "1cb409c947e4b8f6",
+    "u1": "b5757624d8043be9",
+    "u2": "eb7638d9f126c946",
+    "u3": "570c94d32bd5dc81",
 }
 
 
@@ -355,3 +365,149 @@ def test_viewers_share_the_waveform_only_when_they_share_the_events(evoked_and_n
     isc_null = _isc(evoked_and_null_records["n1"], posterior)
     assert isc_evoked > 0.05, isc_evoked  # 0.145 at seed 0
     assert abs(isc_null) < 0.03, isc_null  # 0.001 at seed 0
+
+
+# --- The nuisance family (c0-c3) and its control (u0-u3). ---
+
+NUISANCE, CONTROL = [f"c{i}" for i in range(4)], [f"u{i}" for i in range(4)]
+
+
+def _blinks(config, subject, stimulus, spec=None):
+    """[channels, T] µV: a record (session 0, trial 0) minus the same record without blinks."""
+    spec = spec or simulation.DATASETS[config]
+    ids = (subject, 0, 0, stimulus)
+    no_blinks = dataclasses.replace(spec, nuisance_uv=0.0)
+    return simulation.simulate_trial(spec, 0, config, *ids) - simulation.simulate_trial(
+        no_blinks, 0, config, *ids
+    )
+
+
+def _blink_amplitude(config, subject, stimulus):
+    """a in blinks = a x pattern (x) blink_train(the stimulus's blink events), by least squares:
+    µV at FP1 with scale, cap and lead-field gains divided out. Checks the fit is exact."""
+    spec = simulation.DATASETS[config]
+    blinks = _blinks(config, subject, stimulus)
+    pattern = simulation.nuisance_pattern(spec, 0, config, subject)
+    events = simulation.nuisance_events(spec, 0, config, stimulus)
+    model = np.outer(pattern, simulation.blink_train(*events, spec.fs, blinks.shape[1]))
+    amplitude = (blinks * model).sum() / (model * model).sum()
+    np.testing.assert_allclose(blinks, amplitude * model, rtol=0, atol=1e-9)
+    return amplitude
+
+
+def _valence_factor(spec, stimulus):
+    valence = simulation.EMOTIONS[spec.labels[simulation.stimulus_label(spec, stimulus)]][0]
+    return 1.0 + spec.nuisance_valence * valence
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(x**2)))
+
+
+def test_nuisance_configs_are_their_evoked_twins_plus_blinks():
+    names = [c.name for c in synthetic_emotion_dataset_builder.Builder.BUILDER_CONFIGS]
+    assert set(NUISANCE + CONTROL) <= set(names)
+    expected = {"c0": (30, 0.6), "c1": (8, -0.6), "c2": (18, 0.3), "c3": (12, -0.6)}
+    expected |= {u: (17, 0.3) for u in CONTROL}
+    for name, (uv, per_valence) in expected.items():
+        spec, twin = simulation.DATASETS[name], f"e{name[1]}"
+        assert (spec.nuisance_uv, spec.nuisance_valence, spec.draws_of) == (uv, per_valence, twin)
+        off = dataclasses.replace(spec, nuisance_uv=0.0, nuisance_valence=0.0, draws_of=None)
+        assert off == simulation.DATASETS[twin]
+        without_blinks = dataclasses.replace(spec, nuisance_uv=0.0)
+        np.testing.assert_array_equal(
+            simulation.simulate_trial(without_blinks, 0, name, 1, 0, 2, 3),
+            simulation.simulate_trial(simulation.DATASETS[twin], 0, twin, 1, 0, 2, 3),
+        )
+
+
+def test_blinks_are_stimulus_locked_and_shared_by_viewers():
+    spec = simulation.DATASETS["c0"]
+    frontal_polar = [spec.channels.index(c) for c in ("FP1", "FP2")]
+    same, different = [], []
+    for stimulus in range(3):
+        a, b = _blinks("c0", 0, stimulus), _blinks("c0", 3, stimulus)
+        other = _blinks("c0", 3, stimulus + 3)
+        same += [np.corrcoef(a[k], b[k])[0, 1] for k in frontal_polar]
+        different += [np.corrcoef(a[k], other[k])[0, 1] for k in frontal_polar]
+    assert min(same) > 0.99, same  # 1 - 1e-12: only the viewers' gains differ
+    assert max(np.abs(different)) < 0.3, different  # |r| <= 0.13 at seed 0
+
+
+def test_blinks_sit_at_frontal_polar_sites_with_the_datasets_scale():
+    for config, front in (("c0", ("FP1", "FP2")), ("c2", ("AF3", "AF4"))):  # c2: Emotiv, no FP
+        spec = simulation.DATASETS[config]
+        blinks = _blinks(config, 2, 1)
+        rms = {c: _rms(blinks[spec.channels.index(c)]) for c in front + ("O1", "O2")}
+        assert min(rms[c] for c in front) > 100 * max(rms["O1"], rms["O2"]), (config, rms)
+    # The pattern is 1 at FP1 up to the cap gains (0.8-1.2) and direction jitter, times the
+    # dataset's scale (c0 1.0, c1 0.7, c3 1.2): 0.99-1.11 x scale at seed 0.
+    for config in ("c0", "c1", "c3"):
+        spec = simulation.DATASETS[config]
+        fp = [spec.channels.index(c) for c in ("FP1", "FP2")]
+        at_fp = [
+            simulation.nuisance_pattern(spec, 0, config, subject)[fp]
+            for subject in range(spec.n_subjects)
+        ]
+        np.testing.assert_allclose(np.mean(at_fp) / spec.scale, 1.0, atol=0.15)
+
+
+def test_blink_amplitude_follows_valence_and_the_dataset():
+    # The same stimulus (same blink train, same viewer) labelled negative, then positive.
+    spec = simulation.DATASETS["c0"]  # labels negative, neutral, positive: stimulus 0 negative
+    relabelled = dataclasses.replace(spec, labels=spec.labels[::-1])  # stimulus 0 positive
+    ratio = _rms(_blinks("c0", 1, 0, relabelled)) / _rms(_blinks("c0", 1, 0))
+    np.testing.assert_allclose(ratio, (1 + 0.6 * 0.9) / (1 - 0.6 * 0.9), rtol=1e-9)
+    geometric_means = {}
+    for config in ("c0", "c1"):
+        spec = simulation.DATASETS[config]
+        neutral = spec.labels.index("neutral")  # stimulus `neutral`: valence 0, factor 1
+        # Every stimulus of a viewer, positive and negative: amplitude / (1 + r v) is constant.
+        per_stimulus = [
+            _blink_amplitude(config, 1, stimulus) / _valence_factor(spec, stimulus)
+            for stimulus in range(len(spec.labels))
+        ]
+        np.testing.assert_allclose(per_stimulus, per_stimulus[neutral], rtol=1e-9)
+        # Over viewers it is nuisance_uv up to the subject gains (log sd 0.2, mean 1).
+        log_amplitudes = [
+            np.log(_blink_amplitude(config, subject, neutral)) for subject in range(spec.n_subjects)
+        ]
+        geometric_means[config] = np.exp(np.mean(log_amplitudes))
+        np.testing.assert_allclose(geometric_means[config], spec.nuisance_uv, rtol=0.15)
+    # 30.7 / 7.8 = 3.93 at seed 0 (scale 1.0 and 0.7 divided out by the pattern).
+    np.testing.assert_allclose(geometric_means["c0"] / geometric_means["c1"], 30 / 8, rtol=0.15)
+
+
+def test_control_has_the_same_blinks_in_every_dataset():
+    specs = [simulation.DATASETS[u] for u in CONTROL]
+    assert {(s.nuisance_uv, s.nuisance_valence) for s in specs} == {(17.0, 0.3)}
+    # u_i and c_i share draws (blink trains, gains, patterns), so their blinks differ only by
+    # the amplitude rule: u_i's is 17 (1 + 0.3 v) in every dataset.
+    for i, spec in enumerate(specs):
+        c_spec = simulation.DATASETS[f"c{i}"]
+        for stimulus in range(len(spec.labels)):
+            expected = (17.0 * _valence_factor(spec, stimulus)) / (
+                c_spec.nuisance_uv * _valence_factor(c_spec, stimulus)
+            )
+            ratio = _rms(_blinks(f"u{i}", 1, stimulus)) / _rms(_blinks(f"c{i}", 1, stimulus))
+            np.testing.assert_allclose(ratio, expected, rtol=1e-9)
+        # Scale, caps and valence divided out, every control dataset's blinks are 17 µV up to
+        # its subjects' gains (log sd 0.2, mean 1): 0.92-1.02 x 17 at seed 0.
+        log_amplitudes = [
+            np.log(_blink_amplitude(f"u{i}", subject, 0) / _valence_factor(spec, 0))
+            for subject in range(spec.n_subjects)
+        ]
+        np.testing.assert_allclose(np.exp(np.mean(log_amplitudes)), 17.0, rtol=0.15)
+
+
+def test_nuisance_records_equal_documented_simulation_and_preprocessing(tmp_path):
+    builder = build.build_dataset("synthetic_emotion", "c0", tmp_path, subjects=(2,))
+    records = testing.read_records(builder)
+    assert len(records) == 12 and {int(r["subject"]) for r in records} == {1}
+    spec, record = simulation.DATASETS["c0"], records[7]
+    raw = simulation.simulate_trial(
+        spec, 0, "c0", *(int(record[k]) for k in ("subject", "session", "trial", "stimulus"))
+    )
+    np.testing.assert_allclose(
+        record["eeg"], preprocessing.preprocess_trial(raw, spec.fs), rtol=1e-5, atol=1e-4
+    )
