@@ -1,6 +1,6 @@
 """CDA dose-response (issue 19): joint pre-training at several CDA weights, paired by seed.
 
-Every method "cda<w>" is the joint pre-training of configs/pretrain.py:FAMILY with
+Every method "cda<w>" (0.01 written 0p01) is the joint pre-training of configs/pretrain.py:FAMILY with
 loss.cda_weight = w; one seed gives every weight the same initial parameters and the same
 data order (both come from train.seed only), so "cda<w> - cda0" is a paired difference
 (report.comparisons, bootstrap over seeds x test subjects). Families
@@ -31,8 +31,9 @@ WEIGHTS = "0 0.01 0.1 1 10"
 
 
 def method_name(weight: float, scale_free: bool = False) -> str:
-    """cda0, cda0.01, cda1, cda10 (the weight without a trailing '.0'), cda1_scale_free."""
-    return f"cda{weight:g}" + "_scale_free" * scale_free
+    """cda0, cda0p01, cda1, cda10 (the weight with '.' written 'p': ConfigDict keys cannot
+    hold dots), cda1_scale_free."""
+    return f"cda{weight:g}".replace(".", "p") + "_scale_free" * scale_free
 
 
 def _weights(text: str, name: str) -> list:
