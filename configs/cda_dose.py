@@ -69,6 +69,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.extract.baseline_ch_set = "standard_1020"
         config.finetune.methods = ()
         config.fewshot.heldout_stimuli = False
+        # 3 held-out subjects per pre-training dataset (c2/u2 keep 3 of 6 for pre-training):
+        # 280 distinct partitions for the alignment's permutation test (p >= ~0.004), where 2
+        # per dataset allow 15 (p >= ~0.07).
+        config.heldout_subjects = 3
         runs = {}
         for weight, free in [(w, False) for w in weights] + [(w, True) for w in scale_free]:
             preset = arg.family + ",cda_scale_free" * free + ",no_cda" * (weight == 0)
