@@ -93,13 +93,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         config.report.tsne_methods = ()
         config.report.confusion_method = method_name(max(weights))
         if arg.tiny:
-            config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
-            config.mlp.epochs = 3
-            config.report.cda_windows_per_subject = 8
-            config.report.bootstrap_samples = 200
+            demo.shrink_to_tiny(config)
             config.report.alignment_permutations = 50
-            for run in config.pretrain_runs.values():
-                run.data.pairs_per_step, run.data.windows_per_pair = 2, 4
-                run.train.eval_windows_per_subject = 8
     config.lock()
     return config

@@ -57,6 +57,17 @@ def pretrain_run_config(arg: str, *, steps: int, downstream: ml_collections.Conf
     return config
 
 
+def shrink_to_tiny(config: ml_collections.ConfigDict) -> None:
+    """The smoke-test sizes of an experiment config (probes, report, every pre-training run)."""
+    config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
+    config.mlp.epochs = 3
+    config.report.cda_windows_per_subject = 8
+    config.report.bootstrap_samples = 200
+    for run in config.pretrain_runs.values():
+        run.data.pairs_per_step, run.data.windows_per_pair = 2, 4
+        run.train.eval_windows_per_subject = 8
+
+
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """The demo ConfigDict: downstream fields + `pretrain_runs` + `synthetic_configs`."""
     arg = common.parse_arg(arg, tiny=False, family=DEFAULT_FAMILY)
@@ -91,14 +102,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         if arg.tiny:
             config.seeds = (0, 1)
             config.method_seeds = ml_collections.ConfigDict({"joint_no_cda": (0,)})
-            config.fewshot.n_folds, config.zeroshot.n_repeats = 2, 1
-            config.mlp.epochs = 3
             config.finetune.epochs = 1
             config.report.tsne_windows_per_dataset = 60
-            config.report.cda_windows_per_subject = 8
-            config.report.bootstrap_samples = 200
-            for run in config.pretrain_runs.values():
-                run.data.pairs_per_step, run.data.windows_per_pair = 2, 4
-                run.train.eval_windows_per_subject = 8
+            shrink_to_tiny(config)
     config.lock()
     return config
