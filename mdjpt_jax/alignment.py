@@ -33,6 +33,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 
+def centroid_distance_matrix(centroids: np.ndarray) -> np.ndarray:
+    """[G, F, C, C] -> [G, G]: sum over F of ||centroid_a,f - centroid_b,f||_F (CDA's terms)."""
+    diff = centroids[:, None] - centroids[None, :]
+    return np.sqrt(np.sum(diff**2, axis=(-2, -1))).sum(-1)
+
+
 def dataset_centroid_distance(centroids: np.ndarray, groups: np.ndarray) -> float:
     """Mean over dataset pairs of sum_f ||mean_a,f - mean_b,f||_F.
 
@@ -44,8 +50,7 @@ def dataset_centroid_distance(centroids: np.ndarray, groups: np.ndarray) -> floa
     if len(labels) < 2:
         raise ValueError(f"a between-dataset distance needs >= 2 datasets, got {labels}")
     means = np.stack([centroids[groups == g].mean(0) for g in labels])  # [K, F, C, C]
-    diff = means[:, None] - means[None, :]
-    dist = np.sqrt(np.sum(diff**2, axis=(-2, -1))).sum(-1)  # [K, K]
+    dist = centroid_distance_matrix(means)  # [K, K]
     return float(dist[np.triu_indices(len(labels), k=1)].mean())
 
 

@@ -472,10 +472,7 @@ def results_markdown(
 # ----------------------------------------------------------------------------- CDA
 
 
-def centroid_distance_matrix(centroids: np.ndarray) -> np.ndarray:
-    """[G, F, C, C] -> [G, G]: sum over F of ||centroid_a,f - centroid_b,f||_F (CDA's terms)."""
-    diff = centroids[:, None] - centroids[None, :]
-    return np.sqrt(np.sum(diff**2, axis=(-2, -1))).sum(-1)
+centroid_distance_matrix = alignment.centroid_distance_matrix
 
 
 def between_within_ratio(distances: np.ndarray, groups: np.ndarray) -> float:
