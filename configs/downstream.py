@@ -131,7 +131,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             batch_size=256,
         )
     )
-    # --mode=finetune (mdjpt_jax/finetune.py): encoder + the probe's MLP head end to end on
+    # --mode=finetune (mdjpt_jax/downstream/finetune.py): encoder + the probe's MLP head end to end on
     # the few-shot folds (same k, n_folds, probe_seed); fixed epochs, no test-set selection.
     config.finetune = ml_collections.ConfigDict(
         dict(
@@ -152,7 +152,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             cda_methods=("random", "joint_no_cda", "joint"),  # per-subject CDA centroids
             cda_windows_per_subject=32,
             # Dataset alignment on the held-out subjects of the pre-training datasets
-            # (mdjpt_jax/alignment.py): dataset-ID decodability for these methods, and the
+            # (mdjpt_jax/downstream/alignment.py): dataset-ID decodability for these methods, and the
             # correlation-centroid distance for those among them in cda_methods.
             alignment_methods=("de", "de_ea", "random", "joint_no_cda", "joint"),
             alignment_windows_per_subject=64,
