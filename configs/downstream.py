@@ -87,7 +87,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         dict(
             window_s=5.0,
             step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "de_ea", "waveform")
-            windows_per_block=64,  # W windows of ONE subject per block (see extract.py)
+            windows_per_block=64,  # W windows of ONE subject per block (see mdjpt_jax/windows.py)
             blocks_per_call=1,  # S blocks per encoder call (same subject)
             seed=0,  # per-subject window order of the blocks
             random_like="joint",  # the random-encoder baseline's architecture

@@ -1,4 +1,5 @@
-"""Orbax checkpoints of a pre-training run, and the exported encoder read by extraction.
+"""Orbax checkpoints of a pre-training run, and the exported encoder (written by pre-training;
+read by extraction, fine-tuning, embedding and streaming through `load_encoder`).
 
 A run's checkpoint (WORKDIR/checkpoints/<step>/) holds three items:
     state  the TrainState pytree (step, params, opt_state), arrays via StandardSave;

@@ -11,6 +11,15 @@ import optax
 from flax import nnx
 
 
+TRAIN_KWARGS = ("hidden", "dropout", "learning_rate", "weight_decay", "epochs", "batch_size")
+
+
+def train_kwargs(mlp) -> dict:
+    """`train_mlp`'s keyword arguments (TRAIN_KWARGS) from a mapping holding them, e.g. a
+    config's `mlp` section; hidden as a list."""
+    return dict({key: mlp[key] for key in TRAIN_KWARGS}, hidden=list(mlp["hidden"]))
+
+
 class MLP(nnx.Module):
     """in_dim -> hidden... (ReLU, dropout) -> n_classes logits."""
 

@@ -397,14 +397,7 @@ def run(config, root: str) -> dict:
         n_repeats=config.zeroshot.n_repeats,
         decay=config.postprocess.decay,
         lds=config.postprocess.lds,
-        mlp=dict(
-            hidden=list(config.mlp.hidden),
-            dropout=config.mlp.dropout,
-            learning_rate=config.mlp.learning_rate,
-            weight_decay=config.mlp.weight_decay,
-            epochs=config.mlp.epochs,
-            batch_size=config.mlp.batch_size,
-        ),
+        mlp=heads.train_kwargs(config.mlp),
     )
     sources = list(config.sources) if config.zeroshot.enabled else []
     results = {}

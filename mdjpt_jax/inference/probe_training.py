@@ -120,14 +120,7 @@ def export_probe_from_dataset(
         dict(eeg=t["eeg"], ch_names=list(info["ch_names"]), fs=metadata["fs"], label=t["label"])
         for t in trials
     ]
-    mlp = dict(
-        hidden=list(config.mlp.hidden),
-        dropout=config.mlp.dropout,
-        learning_rate=config.mlp.learning_rate,
-        weight_decay=config.mlp.weight_decay,
-        epochs=config.mlp.epochs,
-        batch_size=config.mlp.batch_size,
-    )
+    mlp = heads.train_kwargs(config.mlp)
     settings = PipelineSettings(hop_tokens(encoder, float(info["fs"]), hop_s))
     model = train_probe(
         encoder,
