@@ -29,8 +29,6 @@ import os
 import sys
 import time
 
-from mdjpt_jax import scoring
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PROTOCOL_METRICS = (
@@ -54,7 +52,7 @@ def target_retrieval(root: str, method: str, seeds, target: str) -> dict:
     pre-trained on: the target is outside pre-training)."""
     import numpy as np
 
-    from mdjpt_jax import workdir
+    from mdjpt_jax import scoring, workdir
 
     out = {}
     for seed in seeds:

@@ -39,8 +39,6 @@ import sys
 import tempfile
 import time
 
-from mdjpt_jax import learning_curves
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 GRIDS = {
@@ -121,7 +119,7 @@ def run_point(
     start = time.perf_counter()
     train.run(config, workdir)
     wall = time.perf_counter() - start
-    rows = workdir.read_metrics(layout.metrics_path(workdir))
+    rows = layout.read_metrics(layout.metrics_path(workdir))
     evals = [r for r in rows if "eval/retrieval_features" in r]
     losses = [r["contrastive_over_chance"] for r in rows if "contrastive_over_chance" in r]
     result = dict(
@@ -184,6 +182,8 @@ def main():
             curves[f"{point or '(preset)'} seed {seed}"] = rows
             print(json.dumps(result), file=sys.stderr, flush=True)
     if args.plot:
+        from mdjpt_jax import learning_curves
+
         learning_curves.plot_learning_curves(curves, args.plot)
     print(
         json.dumps(

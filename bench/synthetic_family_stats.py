@@ -37,9 +37,6 @@ import os
 import sys
 import time
 
-from mdjpt_jax import scoring
-from mdjpt_jax.trials import load_trials
-
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -124,6 +121,7 @@ def leave_one_subject_out_accuracy(x: np.ndarray, label: np.ndarray, subject: np
 def retrieval_scores(by_feature: dict, subject: np.ndarray, moment: np.ndarray) -> dict:
     """Retrieval@1 per feature kind ([N, D] each), on all windows and on the interior ones
     (start neither 0 nor the last start: every trial of a config has the same length)."""
+    from mdjpt_jax import scoring
 
     start = moment[:, 2]
     interior = (start > 0) & (start < start.max())
@@ -145,6 +143,7 @@ def config_stats(config: str, data_dir: str) -> dict:
     import jax.numpy as jnp
 
     from mdjpt_jax import channels, features
+    from mdjpt_jax.trials import load_trials
 
     names = channels.UNIFIED_SETS["standard_1020"]
     trials, _ = load_trials(f"synthetic_emotion/{config}", data_dir, names, fs=FS)

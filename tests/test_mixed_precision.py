@@ -123,7 +123,7 @@ def test_bf16_pretraining_on_synthetic_data_follows_f32(synthetic_data_dir, tmp_
     from configs import pretrain
     from mdjpt_jax import checkpointing
     from mdjpt_jax.pretrain import train
-    from mdjpt_jax.workdir import metrics_path
+    from mdjpt_jax.workdir import metrics_path, read_metrics
 
     def loss_curve(dtype):
         config = pretrain.get_config("synthetic")
@@ -142,7 +142,7 @@ def test_bf16_pretraining_on_synthetic_data_follows_f32(synthetic_data_dir, tmp_
         config.model.dtype = dtype
         workdir = str(tmp_path / dtype)
         encoder_dir = train.run(config, workdir)
-        rows = workdir.read_metrics(metrics_path(workdir))
+        rows = read_metrics(metrics_path(workdir))
         return np.array([row["loss"] for row in rows]), encoder_dir
 
     want, _ = loss_curve("float32")

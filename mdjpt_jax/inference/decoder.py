@@ -1,8 +1,7 @@
-"""Online emotion decoding: a causal encoder whose state is carried chunk to chunk.
-
-    python -m mdjpt_jax.main --mode=stream --encoder=DIR --probe=PROBE.npz --stream_name=EEG
-    python -m mdjpt_jax.main --mode=stream --encoder=DIR --probe=PROBE.npz --stream_name=demo \\
-        --replay=tests/data/eegmmidb_S001R02.edf
+"""Online emotion decoding: a causal encoder whose state is carried chunk to chunk
+(`StreamDecoder`), and the same pipeline applied once to a whole recording (`offline_pass`).
+The LSL runner around it is lsl.py (--mode=stream); the probe file, stream_probe.py; the
+encoder's step-by-step forward, models/causal.py.
 
 The causal pipeline, from µV samples at the stream's rate to class probabilities:
 
