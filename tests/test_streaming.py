@@ -355,7 +355,7 @@ def test_lsl_stream_survives_a_nan_burst_and_a_gap_then_ends_with_a_summary(
 
 
 @pytest.mark.slow
-def test_probe_mode_exports_a_stream_probe_from_the_target_dataset(
+def test_stream_probe_mode_exports_a_probe_from_the_target_dataset(
     synthetic_data_dir, encoder_dir, tmp_path
 ):
     from configs import downstream
