@@ -52,13 +52,13 @@ def target_retrieval(root: str, method: str, seeds, target: str) -> dict:
     pre-trained on: the target is outside pre-training)."""
     import numpy as np
 
-    from mdjpt_jax import retrieval, workdir
+    from mdjpt_jax import scoring, workdir
 
     out = {}
     for seed in seeds:
         data = workdir.load_features(workdir.feature_path(root, method, seed, target))
         moment = np.stack([data["session"], data["stimulus"], data["start"]], axis=1)
-        out[seed] = retrieval.cross_subject_retrieval(data["features"], data["subject"], moment)
+        out[seed] = scoring.cross_subject_retrieval(data["features"], data["subject"], moment)
     return out
 
 
@@ -101,7 +101,8 @@ def condition_summary(config, root: str) -> dict:
 def scaling(roots: dict, configs: dict, *, n_samples: int, seed: int) -> dict:
     """Joint few-shot AUROC per number of datasets, and each point minus one dataset
     (paired over seeds x test subjects of the shared target)."""
-    from mdjpt_jax import paired_stats, report, workdir
+    from mdjpt_jax import paired_stats, workdir
+    from mdjpt_jax.downstream import report
 
     points = {n: c for n, c in configs.items() if n.startswith("scale")}
     if "scale1" not in points:

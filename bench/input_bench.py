@@ -28,7 +28,8 @@ os.environ.setdefault("TFDS_DISABLE_GCS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # The projections' matmuls are tiny.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mdjpt_jax import channels, input_pipeline  # noqa: E402
+from mdjpt_jax import channels  # noqa: E402
+from mdjpt_jax.pretrain import input_pipeline  # noqa: E402
 
 SYNTHETIC = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
 # name -> (K datasets, taken cyclically from --datasets; P pairs; M windows per pair).

@@ -104,8 +104,8 @@ def run_point(
     point: str, *, preset: str, steps: int, data_dir: str, workdir: str, seed: int
 ) -> dict:
     from configs import pretrain
-    from mdjpt_jax import metrics_writer, train
     from mdjpt_jax import workdir as layout
+    from mdjpt_jax.pretrain import train
 
     config = pretrain.get_config(preset)
     with config.unlocked():
@@ -119,7 +119,7 @@ def run_point(
     start = time.perf_counter()
     train.run(config, workdir)
     wall = time.perf_counter() - start
-    rows = metrics_writer.read_metrics(layout.metrics_path(workdir))
+    rows = layout.read_metrics(layout.metrics_path(workdir))
     evals = [r for r in rows if "eval/retrieval_features" in r]
     losses = [r["contrastive_over_chance"] for r in rows if "contrastive_over_chance" in r]
     result = dict(
@@ -182,9 +182,9 @@ def main():
             curves[f"{point or '(preset)'} seed {seed}"] = rows
             print(json.dumps(result), file=sys.stderr, flush=True)
     if args.plot:
-        from mdjpt_jax import metrics_writer
+        from mdjpt_jax import learning_curves
 
-        metrics_writer.plot_learning_curves(curves, args.plot)
+        learning_curves.plot_learning_curves(curves, args.plot)
     print(
         json.dumps(
             dict(bench="learning", preset=args.preset, steps=args.steps, results=results), indent=1

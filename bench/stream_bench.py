@@ -1,6 +1,6 @@
 """Live-stream decoding benchmark: compute per second of EEG, and end-to-end latency.
 
-1. Real-time factor: a StreamDecoder (streaming.py) with a randomly initialised causal
+1. Real-time factor: a StreamDecoder (inference/decoder.py) with a randomly initialised causal
    encoder of each variant (60 channels, 5 s windows at 125 Hz for `paper`, 2 s for `tiny`)
    decodes `--seconds` s of 60-channel noise at `--fs` Hz pushed in `--chunk_s` chunks
    (the whole path: causal resampling and band-pass, channel encoder with carried state,
@@ -13,7 +13,7 @@
    cropped to `--replay_s` s is replayed over LSL (mne_lsl PlayerLSL, chunks of
    `--replay_chunk` samples; PlayerLSL stamps a chunk's last sample with the end of the
    chunk's play period, up to one chunk ahead of the push, so the default is 1 sample)
-   and decoded in the same process by `streaming.run` with the
+   and decoded in the same process by `lsl.run` with the
    tiny encoder; per output, latency = local LSL clock when the output is sent - the LSL
    timestamp of the newest input sample it includes (`latency_ms_*`), and of the oldest
    sample it includes for the first time (`first_sample_latency_ms_*`: adds up to one hop).
@@ -45,7 +45,12 @@ if hasattr(os, "sched_setaffinity"):  # one core, before XLA starts its threads
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mdjpt_jax import channels, checkpointing, streaming  # noqa: E402
+from mdjpt_jax import channels, checkpointing, encoder_info  # noqa: E402
+from mdjpt_jax.inference import (
+    lsl,  # noqa: E402
+    stream_probe,  # noqa: E402
+)
+from mdjpt_jax.inference.decoder import StreamDecoder, hop_tokens  # noqa: E402
 from mdjpt_jax.models import Encoder  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,22 +64,29 @@ def causal_encoder(variant: str):
     kwargs = dict(
         n_chans=60, n_times=int(WINDOW_S[variant] * ENC_FS), variant=variant, attention="causal"
     )
-    info = dict(kwargs, ch_names=CH_NAMES, fs=ENC_FS, window_s=WINDOW_S[variant])
-    return Encoder(**kwargs, rngs=nnx.Rngs(params=0)), kwargs, info
+    model = Encoder(**kwargs, rngs=nnx.Rngs(params=0))
+    info = dict(
+        kwargs,
+        ch_names=CH_NAMES,
+        fs=ENC_FS,
+        window_s=WINDOW_S[variant],
+        datasets=[],
+        step=0,
+        **encoder_info.derived_fields(fs=ENC_FS, feature_dim=model.feature_dim, code="bench"),
+    )
+    return model, kwargs, info
 
 
 def real_time_factor(
     variant: str, *, fs: float, seconds: float, chunk_s: float, hop_s: float
 ) -> dict:
     model, _, info = causal_encoder(variant)
-    settings = streaming.PipelineSettings(streaming.hop_tokens(model, ENC_FS, hop_s))
+    settings = stream_probe.PipelineSettings(hop_tokens(model, ENC_FS, hop_s))
     eeg = np.random.default_rng(0).normal(0.0, 20.0, (60, int((seconds + 10) * fs)))
     chunk = max(1, int(round(chunk_s * fs)))
 
     def decode(n_samples):
-        decoder = streaming.StreamDecoder(
-            model, info, ch_names=CH_NAMES, fs=fs, settings=settings, log=None
-        )
+        decoder = StreamDecoder(model, info, ch_names=CH_NAMES, fs=fs, settings=settings, log=None)
         start = time.perf_counter()
         outputs = 0
         for i in range(0, n_samples, chunk):
@@ -109,7 +121,7 @@ def latency(*, replay_s: float, replay_chunk: int, hop_s: float) -> dict:
         raw = mne.io.read_raw_edf(EDF, preload=True, verbose="error")
         recording = os.path.join(tmp, "replay_raw.fif")
         raw.crop(0, replay_s, include_tmax=False).save(recording, verbose="error")
-        result = streaming.run(
+        result = lsl.run(
             encoder=encoder_dir,
             probe_path=None,
             stream_name=f"mdjpt-bench-{os.getpid()}",

@@ -1,14 +1,14 @@
 """What a simulated family offers pre-training: shared waveform, shared band power, emotion.
 
 Per `synthetic_emotion` config, on the stored 125 Hz records projected to the 19 standard
-10-20 channels (input_pipeline.load_trials, channels.UNIFIED_SETS["standard_1020"]):
+10-20 channels (load_trials, channels.UNIFIED_SETS["standard_1020"]):
 
     isc_posterior     channel inter-subject correlation: two subjects' same trial
                       (session, stimulus) band-passed 0.5-20 Hz (zero-phase Butterworth),
                       Pearson r per channel, averaged over subject pairs, trials and the
                       posterior channels O1 O2 PZ P3 P4 (the 10-20 set has no OZ); per
                       channel in isc_by_channel
-    retrieval         cross-subject retrieval@1 (retrieval.cross_subject_retrieval, 16
+    retrieval         cross-subject retrieval@1 (scoring.cross_subject_retrieval, 16
                       candidates, chance 1/16) of 2 s windows every 1 s, with the
                       flattened features.waveform_readout (0.5-20 Hz, 25 samples/s) and the
                       flattened features.differential_entropy (5 bands x 19 channels);
@@ -121,7 +121,7 @@ def leave_one_subject_out_accuracy(x: np.ndarray, label: np.ndarray, subject: np
 def retrieval_scores(by_feature: dict, subject: np.ndarray, moment: np.ndarray) -> dict:
     """Retrieval@1 per feature kind ([N, D] each), on all windows and on the interior ones
     (start neither 0 nor the last start: every trial of a config has the same length)."""
-    from mdjpt_jax import retrieval
+    from mdjpt_jax import scoring
 
     start = moment[:, 2]
     interior = (start > 0) & (start < start.max())
@@ -129,7 +129,7 @@ def retrieval_scores(by_feature: dict, subject: np.ndarray, moment: np.ndarray) 
     for kind, x in by_feature.items():
         for suffix, rows in (("", slice(None)), ("_interior", interior)):
             scores[kind + suffix] = round(
-                retrieval.cross_subject_retrieval(
+                scoring.cross_subject_retrieval(
                     x[rows], subject[rows], moment[rows], n_candidates=N_CANDIDATES, seed=0
                 ),
                 4,
@@ -142,10 +142,11 @@ def config_stats(config: str, data_dir: str) -> dict:
     """The numbers of the module docstring for one `synthetic_emotion` config."""
     import jax.numpy as jnp
 
-    from mdjpt_jax import channels, features, input_pipeline
+    from mdjpt_jax import channels, features
+    from mdjpt_jax.trials import load_trials
 
     names = channels.UNIFIED_SETS["standard_1020"]
-    trials, _ = input_pipeline.load_trials(f"synthetic_emotion/{config}", data_dir, names, fs=FS)
+    trials, _ = load_trials(f"synthetic_emotion/{config}", data_dir, names, fs=FS)
     isc = channel_isc(trials, FS)
     posterior = [names.index(c) for c in POSTERIOR]
     eeg, subject, moment, label = windows(trials, FS)

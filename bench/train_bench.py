@@ -1,4 +1,4 @@
-"""Full train-step benchmark: mdjpt_jax.train_step (fwd + bwd + psum + AdamW) on N devices.
+"""Full train-step benchmark: mdjpt_jax.pretrain.train_step (fwd + bwd + psum + AdamW) on N devices.
 
 Times the real jitted, sharded step (`train_step.make_train_step`) warm, after its
 compilation, and prints one JSON object: median seconds per step and windows per second
@@ -113,8 +113,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mdjpt_jax import aot, distributed, optimizer, train_step  # noqa: E402
+from mdjpt_jax import distributed, optimizer  # noqa: E402
 from mdjpt_jax.models import Encoder  # noqa: E402
+from mdjpt_jax.pretrain import aot, train_step  # noqa: E402
 
 
 def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:

@@ -12,7 +12,7 @@ data order (both come from train.seed only), so "cda<w> - cda0" is a paired diff
 
 Baselines: "de" and "de_ea" (DE after per-subject Euclidean alignment; a non-learned
 alignment CDA has to beat) when the tree has it, and "random". The report adds the
-dataset-alignment table (mdjpt_jax/alignment.py) for every method. Command:
+dataset-alignment table (mdjpt_jax/downstream/alignment.py) for every method. Command:
 
     python -m mdjpt_jax.main --mode=all --config=configs/cda_dose.py:family=nuisance \
         --workdir=runs/cda_dose/nuisance

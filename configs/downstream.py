@@ -87,7 +87,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         dict(
             window_s=5.0,
             step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "de_ea", "waveform")
-            windows_per_block=64,  # W windows of ONE subject per block (see extract.py)
+            windows_per_block=64,  # W windows of ONE subject per block (see mdjpt_jax/windows.py)
             blocks_per_call=1,  # S blocks per encoder call (same subject)
             seed=0,  # per-subject window order of the blocks
             random_like="joint",  # the random-encoder baseline's architecture
@@ -131,7 +131,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             batch_size=256,
         )
     )
-    # --mode=finetune (mdjpt_jax/finetune.py): encoder + the probe's MLP head end to end on
+    # --mode=finetune (mdjpt_jax/downstream/finetune.py): encoder + the probe's MLP head end to end on
     # the few-shot folds (same k, n_folds, probe_seed); fixed epochs, no test-set selection.
     config.finetune = ml_collections.ConfigDict(
         dict(
@@ -152,7 +152,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             cda_methods=("random", "joint_no_cda", "joint"),  # per-subject CDA centroids
             cda_windows_per_subject=32,
             # Dataset alignment on the held-out subjects of the pre-training datasets
-            # (mdjpt_jax/alignment.py): dataset-ID decodability for these methods, and the
+            # (mdjpt_jax/downstream/alignment.py): dataset-ID decodability for these methods, and the
             # correlation-centroid distance for those among them in cda_methods.
             alignment_methods=("de", "de_ea", "random", "joint_no_cda", "joint"),
             alignment_windows_per_subject=64,

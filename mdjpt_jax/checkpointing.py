@@ -1,4 +1,5 @@
-"""Orbax checkpoints of a pre-training run, and the exported encoder read by extraction.
+"""Orbax checkpoints of a pre-training run, and the exported encoder (written by pre-training;
+read by extraction, fine-tuning, embedding and streaming through `load_encoder`).
 
 A run's checkpoint (WORKDIR/checkpoints/<step>/) holds three items:
     state  the TrainState pytree (step, params, opt_state), arrays via StandardSave;
@@ -13,10 +14,11 @@ of *this* run's mesh, so a checkpoint written on 8 devices restores on 1 and vic
 
 The exported encoder (WORKDIR/encoder/) is `params/` (an Orbax StandardCheckpointer tree),
 a generated card `README.md` (card.py: input contract, training, config, how to load), and
-`encoder.json` = {"model_kwargs": ..., "extra": ...}; encoder.json is written last, so its
-presence means the export is complete.
+`encoder.json` = {"model_kwargs": ..., "extra": ...} (the schema: encoder_info.py);
+encoder.json is written last, so its presence means the export is complete.
 """
 
+import inspect
 import json
 import os
 from typing import Any
@@ -25,7 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from mdjpt_jax import card
+from mdjpt_jax import card, encoder_info, workdir
 from mdjpt_jax.models import Encoder
 
 ITEMS = ("state", "data", "config")
@@ -103,10 +105,7 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any) -> tuple[Any
 
 
 def _write_json_atomically(path: str, value: dict) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-    os.replace(temporary, path)
+    workdir.write_text(path, json.dumps(value, indent=2, sort_keys=True))
 
 
 def export_encoder(
@@ -119,25 +118,33 @@ def export_encoder(
         model: the Encoder; its nnx.Param arrays may be sharded or replicated.
         model_kwargs: keyword arguments of `Encoder(...)` without `rngs`
             (n_chans, n_times, variant, attention).
-        extra: JSON-serializable provenance: ch_names, fs (Hz), window_s (s), step, ...
+        extra: ch_names, fs (Hz), window_s (s), datasets, step, and optional provenance
+            (encoder_info.PROVENANCE_FIELDS); band, units, preprocessing, feature_dim and
+            code_version are added here (encoder_info.derived_fields).
         config: the run's config (JSON-able dict) for the card; None = no config section.
+
+    Raises:
+        ValueError: the info breaks encoder_info's schema (naming the encoder.json).
     """
     path = os.path.abspath(path)
-    clash = set(model_kwargs) & set(extra)
-    if clash:
-        raise ValueError(f"export_encoder: keys {sorted(clash)} are in both model_kwargs and extra")
-    if jax.process_index() == 0 and os.path.exists(os.path.join(path, ENCODER_JSON)):
-        os.remove(os.path.join(path, ENCODER_JSON))
+    json_path = os.path.join(path, ENCODER_JSON)
+    model_kwargs = workdir.canonical(dict(model_kwargs))
+    extra = workdir.canonical(dict(extra))
+    extra.update(
+        encoder_info.derived_fields(
+            fs=extra.get("fs", 0.0), feature_dim=model.feature_dim, code=encoder_info.code_version()
+        )
+    )
+    encoder_info.check(model_kwargs, extra, source=json_path)
+    if jax.process_index() == 0 and os.path.exists(json_path):
+        os.remove(json_path)
     params = nnx.state(model, nnx.Param)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(os.path.join(path, ENCODER_PARAMS), params, force=True)
         checkpointer.wait_until_finished()
     if jax.process_index() == 0:
         card.write_card(path, dict(model_kwargs, **extra), config)
-        _write_json_atomically(
-            os.path.join(path, ENCODER_JSON),
-            dict(model_kwargs=dict(model_kwargs), extra=dict(extra)),
-        )
+        _write_json_atomically(json_path, dict(model_kwargs=model_kwargs, extra=extra))
 
 
 def is_exported(path: str) -> bool:
@@ -153,11 +160,12 @@ def load_encoder(path: str, *, attention: str | None = None) -> tuple[Encoder, d
     says attention=causal and trained_attention=<the exported mode>).
 
     Returns:
-        (encoder, info): info = model_kwargs merged with extra (n_chans, n_times, variant,
-        attention, ch_names, fs, step, ...).
+        (encoder, info): info = model_kwargs merged with extra, every field of
+        encoder_info's schema (an older export's missing fields filled, with a note).
 
     Raises:
         FileNotFoundError: `path` holds no complete export.
+        ValueError: encoder.json breaks the schema (naming the file and the fields).
     """
     path = os.path.abspath(path)
     json_path = os.path.join(path, ENCODER_JSON)
@@ -168,12 +176,25 @@ def load_encoder(path: str, *, attention: str | None = None) -> tuple[Encoder, d
         )
     with open(json_path) as f:
         exported = json.load(f)
+    if set(exported) != {"model_kwargs", "extra"}:
+        raise ValueError(
+            f"{json_path}: expected the keys model_kwargs and extra, got {sorted(exported)}"
+        )
     model_kwargs = dict(exported["model_kwargs"])
+    unknown = sorted(
+        set(model_kwargs) - set(inspect.signature(Encoder.__init__).parameters) - {"self", "rngs"}
+    )
+    if unknown:
+        raise ValueError(f"{json_path}: unknown model_kwargs {unknown} (not Encoder arguments)")
     trained = {}
     if attention is not None and attention != model_kwargs.get("attention", "global"):
         trained = dict(trained_attention=model_kwargs.get("attention", "global"))
         model_kwargs["attention"] = attention
     abstract_model = nnx.eval_shape(lambda: Encoder(**model_kwargs, rngs=nnx.Rngs(params=0)))
+    extra = encoder_info.fill_legacy(
+        dict(exported["extra"]), feature_dim=abstract_model.feature_dim, source=json_path
+    )
+    encoder_info.check(model_kwargs, dict(extra, **trained), source=json_path)
     graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(
@@ -182,4 +203,4 @@ def load_encoder(path: str, *, attention: str | None = None) -> tuple[Encoder, d
     with ocp.StandardCheckpointer() as checkpointer:
         params = checkpointer.restore(os.path.join(path, ENCODER_PARAMS), target)
     encoder = nnx.merge(graphdef, params, rest)
-    return encoder, dict(model_kwargs, **exported["extra"], **trained)
+    return encoder, dict(model_kwargs, **extra, **trained)

@@ -20,17 +20,10 @@ import time
 
 import jax
 
-from mdjpt_jax import (
-    checkpointing,
-    extract,
-    finetune,
-    heldout,
-    input_pipeline,
-    probe,
-    report,
-    train,
-    workdir,
-)
+from mdjpt_jax import checkpointing, heldout, trials, workdir
+from mdjpt_jax.downstream import extract, finetune, probe, report
+from mdjpt_jax.downstream.folds import check_folds
+from mdjpt_jax.pretrain import train
 
 
 def check_plan(config, *, num_devices: int | None = None) -> None:
@@ -94,7 +87,7 @@ def check_plan(config, *, num_devices: int | None = None) -> None:
     n_target = len(_subjects(config.target, config.data_dir))
     try:
         f = config.fewshot
-        probe.check_folds(n_target, f.k, f.n_folds, f.folds)
+        check_folds(n_target, f.k, f.n_folds, f.folds)
     except ValueError as error:
         problems.append(f"{config.target}: {error}")
     for comparison in config.report.comparisons:
@@ -106,7 +99,7 @@ def check_plan(config, *, num_devices: int | None = None) -> None:
 
 
 def _subjects(dataset: str, data_dir: str) -> list:
-    records = input_pipeline.read_dataset(dataset, os.path.expanduser(data_dir), keep_eeg=False)
+    records = trials.read_dataset(dataset, os.path.expanduser(data_dir), keep_eeg=False)
     return sorted(set(records.fields["subject"].tolist()))
 
 
@@ -134,8 +127,8 @@ def run_all(config, root: str) -> dict:
     stages = (
         (
             "data",
-            lambda: train.ensure_datasets(
-                [f"{train.SYNTHETIC}/{c}" for c in config.synthetic_configs], config.data_dir
+            lambda: trials.ensure_datasets(
+                [f"{trials.SYNTHETIC}/{c}" for c in config.synthetic_configs], config.data_dir
             ),
         ),
         ("check", lambda: check_plan(config)),

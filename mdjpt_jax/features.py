@@ -1,4 +1,4 @@
-"""Stable pure signal functions for downstream features (DESIGN.md "Stable public functions").
+"""Stable pure signal functions for downstream features (the paper's evaluation; README).
 
 - `differential_entropy`: the classic DE baseline in 5 bands per channel.
 - `waveform_readout`: the untrained read-out of the raw band-passed waveform (the

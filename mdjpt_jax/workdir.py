@@ -15,13 +15,16 @@ A pre-training run directory (`--mode=pretrain`, or one `runs/<method>/seed<k>`)
 config.json, metrics.jsonl, tb/ (TensorBoard), checkpoints/ (Orbax), encoder/ (the
 exported encoder: checkpointing's format) and loss_curve.png.
 
-Every other module asks this one for paths and readers; none spells a file name. JSON is
-written atomically (temporary file + rename); feature files are numpy archives read with
+Every other module asks this one for paths and readers; none spells a file name. Every
+file of the package is written by `atomic_write` (temporary file + rename); feature files are numpy archives read with
 `allow_pickle=False` (never unpickled).
 """
 
+import contextlib
 import json
 import os
+import secrets
+from typing import Callable
 
 import numpy as np
 
@@ -139,24 +142,61 @@ def compilation_cache_dir(workdir: str) -> str:
     return os.path.join(workdir, "xla_cache")
 
 
-def is_built(data_dir: str, dataset: str) -> bool:
-    """Whether the TFDS dataset "<name>/<config>" has a finished build in data_dir (TFDS
-    writes dataset_info.json last)."""
-    import glob
-
-    return bool(glob.glob(os.path.join(data_dir, dataset, "*", "dataset_info.json")))
-
-
 # ----------------------------------------------------------------------------- JSON
 
 
-def write_text(path: str, text: str) -> None:
-    """Writes a text file atomically."""
+def read_metrics(path: str) -> list[dict]:
+    """The JSON objects of a metrics.jsonl file, in file order ([] if it does not exist).
+
+    A last line without its newline is the write a killed run did not finish: it is
+    skipped. Any other malformed line is an error naming the file and the line.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.readlines()
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not a JSON metrics line ({error})") from None
+    return rows
+
+
+def atomic_write(path: str, write: Callable[[str], None], *, suffix: str = "") -> str:
+    """Runs `write(temporary)`, then renames the temporary file to `path`: a reader sees the
+    old file or the new one, never half of one.
+
+    The temporary file lies in path's folder (the rename stays on one file system) under a
+    name unique to this process and call: `<path>.tmp<pid>-<random hex><suffix>` (`suffix`
+    keeps an extension a writer insists on, e.g. numpy's ".npz"). If `write` raises, the
+    temporary file is removed and `path` is left as it was. Returns path.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w") as f:
-        f.write(text)
-    os.replace(temporary, path)
+    temporary = f"{path}.tmp{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+    return path
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a text file (UTF-8) atomically."""
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(path, write)
 
 
 def write_json(path: str, value) -> None:
@@ -179,11 +219,9 @@ def canonical(value):
 # ----------------------------------------------------------------------------- npz
 
 
-def _save_npz(path: str, **arrays) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+def save_npz(path: str, **arrays) -> None:
+    """Writes a numpy archive of `arrays` atomically."""
+    atomic_write(path, lambda temporary: np.savez(temporary, **arrays), suffix=".npz")
 
 
 def save_features(
@@ -198,7 +236,7 @@ def save_features(
             name); they travel with the features.
         provenance: JSON-serializable description of the inputs (dataset, encoder, ...).
     """
-    _save_npz(
+    save_npz(
         path,
         features=np.asarray(feats, np.float32),
         start=table["start"],
@@ -245,14 +283,14 @@ def feature_subjects(path: str) -> np.ndarray:
         return np.unique(f["subject"])
 
 
-CENTROID_STATISTICS = ("covariance", "correlation")  # extract.subject_centroids
+CENTROID_STATISTICS = ("covariance", "correlation")  # windows.subject_centroids
 
 
 def save_centroids(
     path: str, *, covariance: np.ndarray, correlation: np.ndarray, subjects: np.ndarray
 ) -> None:
     """Per-subject CDA centroids [G, F, C2, C2] of both statistics and their subject ids [G]."""
-    _save_npz(
+    save_npz(
         path,
         covariance=np.asarray(covariance, np.float32),
         correlation=np.asarray(correlation, np.float32),

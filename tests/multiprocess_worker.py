@@ -31,8 +31,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mdjpt_jax import distributed, optimizer, train_step  # noqa: E402
+from mdjpt_jax import distributed, optimizer  # noqa: E402
 from mdjpt_jax.models import Encoder  # noqa: E402
+from mdjpt_jax.pretrain import train_step  # noqa: E402
 
 K, P, M, C, T = 2, 4, 3, 4, 125  # datasets, pairs (global), windows, channels, samples
 STEPS = 2

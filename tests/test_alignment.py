@@ -1,9 +1,10 @@
-"""Dataset-alignment measures (mdjpt_jax/alignment.py) and the report's use of them."""
+"""Dataset-alignment measures (mdjpt_jax/downstream/alignment.py) and the report's use of them."""
 
 import numpy as np
 import pytest
 
-from mdjpt_jax import alignment, report, workdir
+from mdjpt_jax import workdir
+from mdjpt_jax.downstream import alignment, report
 
 
 def test_dataset_centroid_distance_by_hand():

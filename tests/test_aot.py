@@ -17,7 +17,8 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from configs import pretrain
-from mdjpt_jax import aot, distributed
+from mdjpt_jax import distributed
+from mdjpt_jax.pretrain import aot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,5 +1,7 @@
 """checkpointing.py: 8-device save restores on 1 device (and back), retention, encoder export."""
 
+import json
+import logging
 import os
 
 import jax
@@ -7,8 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mdjpt_jax import checkpointing, distributed, optimizer, train_step
+from mdjpt_jax import checkpointing, distributed, encoder_info, optimizer
 from mdjpt_jax.models import Encoder
+from mdjpt_jax.pretrain import train_step
 
 MODEL_KWARGS = dict(n_chans=5, n_times=128, variant="tiny", attention="global")
 
@@ -78,14 +81,23 @@ def test_keeps_the_newest_steps_and_no_temporary_directories(tmp_path):
         checkpointing.make_manager(str(tmp_path), max_to_keep=0)
 
 
+EXTRA = dict(
+    ch_names=["FP1", "FP2", "CZ", "O1", "O2"], fs=125.0, window_s=1.0, datasets=["d"], step=12
+)
+
+
 def test_export_load_encoder_round_trip_gives_identical_features(tmp_path):
     model = Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=4))
-    extra = dict(ch_names=["FP1", "FP2", "CZ", "O1", "O2"], fs=125.0, step=12)
     checkpointing.export_encoder(
-        str(tmp_path / "encoder"), model, model_kwargs=MODEL_KWARGS, extra=extra
+        str(tmp_path / "encoder"), model, model_kwargs=MODEL_KWARGS, extra=EXTRA
     )
     loaded, info = checkpointing.load_encoder(str(tmp_path / "encoder"))
-    assert info == dict(MODEL_KWARGS, **extra)
+    schema = {**encoder_info.MODEL_FIELDS, **encoder_info.EXTRA_FIELDS}
+    assert set(schema) <= set(info) and info == dict(MODEL_KWARGS, **EXTRA, **{
+        k: info[k] for k in encoder_info.LEGACY_FIELDS
+    })  # fmt: skip
+    assert info["feature_dim"] == model.feature_dim and info["units"] == "µV"
+    assert info["band"] == [0.5, 47.0] and info["code_version"]
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 128)).astype(np.float32)
     embed = nnx.jit(lambda encoder, x: encoder.embed(x))
     np.testing.assert_array_equal(np.asarray(embed(loaded, x)), np.asarray(embed(model, x)))
@@ -101,5 +113,50 @@ def test_load_encoder_without_export_names_the_file(tmp_path):
             str(tmp_path),
             Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(0)),
             model_kwargs=MODEL_KWARGS,
-            extra=dict(variant="x"),
+            extra=dict(EXTRA, variant="x"),
         )
+
+
+def export_then_edit(tmp_path, edit) -> str:
+    """An export whose encoder.json `edit(exported)` then rewrites; returns the directory."""
+    path = str(tmp_path / "encoder")
+    model = Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=0))
+    checkpointing.export_encoder(path, model, model_kwargs=MODEL_KWARGS, extra=EXTRA)
+    json_path = os.path.join(path, checkpointing.ENCODER_JSON)
+    with open(json_path) as f:
+        exported = json.load(f)
+    edit(exported)
+    with open(json_path, "w") as f:
+        json.dump(exported, f)
+    return path
+
+
+def test_an_encoder_exported_before_the_schema_loads_with_the_fill_and_a_note(tmp_path, caplog):
+    def make_old(exported):
+        for key in ("band", "units", "preprocessing", "feature_dim", "code_version"):
+            del exported["extra"][key]
+
+    path = export_then_edit(tmp_path, make_old)
+    with caplog.at_level(logging.WARNING):
+        _, info = checkpointing.load_encoder(path)
+    assert info["band"] == [0.5, 47.0] and info["units"] == "µV" and info["feature_dim"] > 0
+    assert "unknown" in info["code_version"] and "0.5-47 Hz" in info["preprocessing"]
+    assert "encoder.json" in caplog.text and "band, units, preprocessing" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda e: e["extra"].update(colour="blue"), r"unknown fields \['colour'\]"),
+        (lambda e: e["extra"].update(fs="125"), r"fs='125' is not float"),
+        (lambda e: e["extra"].update(feature_dim=1.5), r"feature_dim=1.5 is not int"),
+        (lambda e: e["extra"].pop("datasets"), r"missing fields \['datasets'\]"),
+        (lambda e: e["model_kwargs"].update(colour=1), r"unknown model_kwargs \['colour'\]"),
+        (lambda e: e.update(more={}), r"expected the keys model_kwargs and extra"),
+    ],
+)
+def test_a_malformed_encoder_info_is_an_error_naming_the_file(tmp_path, edit, match):
+    path = export_then_edit(tmp_path, edit)
+    with pytest.raises(ValueError, match=match) as error:
+        checkpointing.load_encoder(path)
+    assert os.path.join(path, "encoder.json") in str(error.value)

@@ -8,7 +8,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import common, demo, downstream, pretrain
-from mdjpt_jax import channels, train, workdir
+from mdjpt_jax import channels, workdir
+from mdjpt_jax.pretrain import train
 from tfds_builders.synthetic_emotion import simulation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -132,6 +132,8 @@ def test_encoder_card_states_the_contract(encoder_dir):
     assert "125 Hz" in card and "250 samples = 2 s" in card and "µV" in card
     assert "0.5-47 Hz" in card and "mdjpt_jax.load_encoder" in card
     assert "Not recorded." in card  # exported without a config
+    dim = mdjpt_jax.load_encoder(encoder_dir)[0].feature_dim
+    assert f"features [W, {dim}]" in card and "code version `" in card
     workdir = os.path.dirname(encoder_dir)
     export_tiny_encoder(os.path.join(workdir, "encoder2"), config={"train": {"steps": 123}})
     with open(os.path.join(workdir, "encoder2", "README.md"), encoding="utf-8") as f:

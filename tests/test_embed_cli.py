@@ -9,7 +9,7 @@ import mne
 import numpy as np
 import pytest
 
-from mdjpt_jax import embedding
+from mdjpt_jax.inference import embedding
 from tests.test_embed import EDF, export_tiny_encoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

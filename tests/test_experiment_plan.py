@@ -3,7 +3,8 @@
 import pytest
 
 from configs import demo, pretrain
-from mdjpt_jax import experiment, extract, workdir
+from mdjpt_jax import experiment, workdir
+from mdjpt_jax.downstream import extract
 
 
 def _unlinked_run(config, heldout_subjects: int):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mdjpt_jax import extract, features, workdir
+from mdjpt_jax import features, windows, workdir
+from mdjpt_jax.downstream import extract
 from mdjpt_jax.models import Encoder
 from tests import naive_features
 
@@ -34,18 +35,18 @@ def encoder():
 
 
 def test_window_starts_and_table():
-    np.testing.assert_array_equal(extract.window_starts(400, 125, 50), [0, 50, 100, 150, 200, 250])
-    assert len(extract.window_starts(100, 125, 50)) == 0
-    table = extract.window_table(make_trials(n_subjects=2), WINDOW, STEP)
+    np.testing.assert_array_equal(windows.window_starts(400, 125, 50), [0, 50, 100, 150, 200, 250])
+    assert len(windows.window_starts(100, 125, 50)) == 0
+    table = windows.window_table(make_trials(n_subjects=2), WINDOW, STEP)
     assert len(table["start"]) == 2 * 2 * 6
     np.testing.assert_array_equal(np.bincount(table["subject"]), [12, 12])
     with pytest.raises(ValueError, match="at least 500"):
-        extract.window_table(make_trials(), 500, 50)
+        windows.window_table(make_trials(), 500, 50)
 
 
 @pytest.mark.parametrize("n,size", [(12, 5), (10, 5), (3, 5), (7, 7)])
 def test_subject_blocks_cover_each_window_once(n, size):
-    blocks = extract.subject_blocks(n, size, seed=3)
+    blocks = windows.subject_blocks(n, size, seed=3)
     kept = np.concatenate([pos[keep] for pos, keep in blocks])
     np.testing.assert_array_equal(np.sort(kept), np.arange(n))
     assert {len(pos) for pos, _ in blocks} == {min(n, size)}
@@ -54,12 +55,12 @@ def test_subject_blocks_cover_each_window_once(n, size):
 
 def test_learned_features_never_mix_subjects(encoder):
     trials = make_trials()
-    table = extract.window_table(trials, WINDOW, STEP)
+    table = windows.window_table(trials, WINDOW, STEP)
     kwargs = dict(window=WINDOW, windows_per_block=5, blocks_per_call=2, seed=0)
-    before = extract.learned_features(encoder, trials, table, **kwargs)
+    before = windows.learned_features(encoder, trials, table, **kwargs)
     fresh = make_trials(seed=1)  # new EEG for subject 1
     changed = [fresh[i] if t["subject"] == 1 else t for i, t in enumerate(trials)]
-    after = extract.learned_features(encoder, changed, table, **kwargs)
+    after = windows.learned_features(encoder, changed, table, **kwargs)
     others = table["subject"] != 1
     np.testing.assert_array_equal(before[others], after[others])
     change = np.abs(before[~others] - after[~others]).max()
@@ -68,14 +69,14 @@ def test_learned_features_never_mix_subjects(encoder):
 
 def test_one_block_per_subject_equals_direct_embed(encoder):
     trials = make_trials(n_subjects=2, n_trials=1)  # 6 windows per subject
-    table = extract.window_table(trials, WINDOW, STEP)
-    got = extract.learned_features(
+    table = windows.window_table(trials, WINDOW, STEP)
+    got = windows.learned_features(
         encoder, trials, table, window=WINDOW, windows_per_block=8, blocks_per_call=1, seed=0
     )
     for subject in (0, 1):
         rows = np.flatnonzero(table["subject"] == subject)
-        x = extract.gather_windows(trials, table, rows, WINDOW)[None]
-        direct = extract._embed(encoder, x)  # jitted encoder.embed of the whole subject
+        x = windows.gather_windows(trials, table, rows, WINDOW)[None]
+        direct = windows._embed(encoder, x)  # jitted encoder.embed of the whole subject
         np.testing.assert_allclose(got[rows], np.asarray(direct)[0], rtol=1e-4, atol=1e-5)
 
 
@@ -85,13 +86,13 @@ def test_one_block_per_subject_equals_direct_embed(encoder):
 )
 def test_signal_features_are_the_per_window_function(signal, reference):
     trials = make_trials(n_subjects=1)
-    table = extract.window_table(trials, WINDOW, STEP)  # 12 windows
-    got = extract.signal_features(
+    table = windows.window_table(trials, WINDOW, STEP)  # 12 windows
+    got = windows.signal_features(
         trials, table, signal=signal, fs=FS, window=WINDOW, batch_windows=5
     )
     assert got.shape[0] == 12
     for row in (0, 7, 11):
-        eeg = extract.gather_windows(trials, table, np.array([row]), WINDOW)
+        eeg = windows.gather_windows(trials, table, np.array([row]), WINDOW)
         np.testing.assert_allclose(
             got[row], np.asarray(reference(eeg, FS)).reshape(-1), rtol=1e-5, atol=1e-5
         )
@@ -126,7 +127,7 @@ def mixed_trials(seed=0, **kwargs):
 
 
 def de_ea(trials, table, batch_windows=5):
-    return extract.signal_features(
+    return windows.signal_features(
         trials,
         table,
         signal="de",
@@ -142,13 +143,13 @@ def test_de_ea_aligns_each_subject_with_its_own_windows():
     of the naive alignment of that subject's windows alone, and changing one subject's
     EEG leaves the others' features unchanged."""
     trials = mixed_trials()
-    table = extract.window_table(trials, WINDOW, STEP)
+    table = windows.window_table(trials, WINDOW, STEP)
     got = de_ea(trials, table)
     assert got.shape == (36, N_CHANS * 5) and np.isfinite(got).all()
     for subject in range(3):
         rows = np.flatnonzero(table["subject"] == subject)
         aligned = naive_features.euclidean_alignment(
-            extract.gather_windows(trials, table, rows, WINDOW)
+            windows.gather_windows(trials, table, rows, WINDOW)
         )
         expected = np.asarray(features.differential_entropy(aligned.astype(np.float32), FS))
         np.testing.assert_allclose(got[rows], expected.reshape(len(rows), -1), atol=1e-4)
@@ -164,11 +165,11 @@ def test_de_ea_removes_a_subject_gain_that_de_keeps():
     """EA of s X equals EA of X (the ridge scales with s^2): a subject recorded with 3x the
     amplifier gain has the same de_ea features, while its plain DE shifts by log 3."""
     trials = mixed_trials()
-    table = extract.window_table(trials, WINDOW, STEP)
+    table = windows.window_table(trials, WINDOW, STEP)
     louder = [dict(t, eeg=3 * t["eeg"]) if t["subject"] == 2 else t for t in trials]
     np.testing.assert_allclose(de_ea(louder, table), de_ea(trials, table), atol=1e-4)
     kwargs = dict(signal="de", fs=FS, window=WINDOW, batch_windows=5)
-    shift = extract.signal_features(louder, table, **kwargs) - extract.signal_features(
+    shift = windows.signal_features(louder, table, **kwargs) - windows.signal_features(
         trials, table, **kwargs
     )
     rows = table["subject"] == 2
@@ -210,9 +211,9 @@ def test_de_ea_extracts_interpolated_channels_end_to_end(synthetic_data_dir, tmp
     inputs = extract.method_inputs("de_ea", 0, config, str(tmp_path))
     trials, _ = reader("synthetic_emotion/d2", inputs["ch_names"], inputs["fs"])
     window = int(round(inputs["window_s"] * inputs["fs"]))
-    table = extract.window_table(trials, window, int(round(inputs["step_s"] * inputs["fs"])))
+    table = windows.window_table(trials, window, int(round(inputs["step_s"] * inputs["fs"])))
     rows = np.flatnonzero(table["subject"] == table["subject"][0])
-    aligned = features.euclidean_alignment(extract.gather_windows(trials, table, rows, window))
+    aligned = features.euclidean_alignment(windows.gather_windows(trials, table, rows, window))
     eigenvalues = np.linalg.eigvalsh(features.window_covariance_sum(aligned) / len(rows))
     np.testing.assert_allclose(eigenvalues, [0.0] * 5 + [1.0] * 14, atol=1e-3)
 
@@ -236,7 +237,7 @@ def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
             "valence_names": ["negative", "neutral", "positive"],
         }
 
-    monkeypatch.setattr(extract.input_pipeline, "load_trials", fake_load_trials)
+    monkeypatch.setattr(extract, "load_trials", fake_load_trials)
     reader = extract.TrialReader(str(tmp_path))
     path = str(tmp_path / "f.npz")
     kwargs = dict(
@@ -266,8 +267,8 @@ def test_extract_to_file_caches_and_loads_sorted(tmp_path, monkeypatch):
     assert data["label_names"] == ["sad", "happy"]
     assert data["valence_names"] == ["negative", "neutral", "positive"]
     assert data["provenance"]["step"] == 50 and data["features"].shape[1] == 20
-    first = extract.gather_windows(
-        trials, extract.window_table(trials, 125, 100), np.array([0]), 125
+    first = windows.gather_windows(
+        trials, windows.window_table(trials, 125, 100), np.array([0]), 125
     )  # subject 1, trial 1
     row = np.flatnonzero((data["subject"] == 1) & (data["trial"] == 1) & (data["start"] == 0))
     np.testing.assert_allclose(

@@ -6,8 +6,11 @@ import pytest
 from flax import nnx
 
 from configs import downstream
-from mdjpt_jax import channels, checkpointing, extract, finetune, input_pipeline, probe, workdir
+from mdjpt_jax import channels, checkpointing, windows, workdir
+from mdjpt_jax.downstream import finetune
+from mdjpt_jax.downstream.folds import subject_folds
 from mdjpt_jax.models import Encoder
+from mdjpt_jax.trials import load_trials
 
 CH_NAMES = channels.UNIFIED_SETS["standard_1020"]
 MODEL_KWARGS = dict(n_chans=len(CH_NAMES), n_times=250, variant="tiny", attention="global")
@@ -72,15 +75,13 @@ def test_learning_rate_scales_freeze_and_decay_by_layer():
 
 @pytest.fixture(scope="module")
 def target(synthetic_data_dir):
-    trials, metadata = input_pipeline.load_trials(
-        "synthetic_emotion/d3", synthetic_data_dir, CH_NAMES, fs=125.0
-    )
-    return trials, extract.window_table(trials, 250, 250), len(metadata["label_names"])
+    trials, metadata = load_trials("synthetic_emotion/d3", synthetic_data_dir, CH_NAMES, fs=125.0)
+    return trials, windows.window_table(trials, 250, 250), len(metadata["label_names"])
 
 
 def test_test_subjects_never_reach_training(target):
     trials, table, n_classes = target
-    ((train_subj, test_subj),) = probe.subject_folds(table["subject"], 2, 1, seed=0)
+    ((train_subj, test_subj),) = subject_folds(table["subject"], 2, 1, seed=0)
     assert not set(train_subj) & set(test_subj)
     poisoned = [
         dict(t, eeg=np.full_like(t["eeg"], np.nan)) if t["subject"] in test_subj else t
@@ -113,7 +114,7 @@ def test_run_writes_results_beside_the_frozen_baseline(synthetic_data_dir, tmp_p
             workdir.encoder_dir(workdir.run_dir(str(root), "joint", seed)),
             Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(seed)),
             model_kwargs=MODEL_KWARGS,
-            extra=dict(ch_names=CH_NAMES, fs=125.0, window_s=2.0, step=0),
+            extra=dict(ch_names=CH_NAMES, fs=125.0, window_s=2.0, step=0, datasets=["none"]),
         )
     config = downstream.get_config("synthetic")
     with config.unlocked():
@@ -131,7 +132,7 @@ def test_run_writes_results_beside_the_frozen_baseline(synthetic_data_dir, tmp_p
         written = workdir.read_json(workdir.finetune_path(str(root), "joint", int(seed)))
         assert written == results["joint"][seed]
         folds = written["folds"]
-        expected = probe.subject_folds(np.arange(8), config.fewshot.k, 2, config.probe_seed)
+        expected = subject_folds(np.arange(8), config.fewshot.k, 2, config.probe_seed)
         assert [(f["train_subjects"], f["test_subjects"]) for f in folds] == [
             (list(a), list(b)) for a, b in expected
         ]

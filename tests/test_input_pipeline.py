@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from mdjpt_jax import channels, input_pipeline
+from mdjpt_jax import channels
+from mdjpt_jax.pretrain import input_pipeline
+from mdjpt_jax.trials import INT_FIELDS, dataset_info, load_trials
 from tests import naive_pipeline
 
 SYNTHETIC = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
@@ -54,7 +56,7 @@ def _assert_batches_equal(first, second):
 
 def test_pairs_share_session_stimulus_offset_and_match_stored_trials(synthetic_dir):
     loader = _loader(synthetic_dir, windows_per_pair=5)
-    info = [input_pipeline.dataset_info(d, synthetic_dir) for d in SYNTHETIC]
+    info = [dataset_info(d, synthetic_dir) for d in SYNTHETIC]
     records = [naive_pipeline.naive_trials(d, synthetic_dir) for d in SYNTHETIC]
     for batch in _take(loader, 2):
         for k in range(len(SYNTHETIC)):
@@ -73,7 +75,7 @@ def test_pairs_share_session_stimulus_offset_and_match_stored_trials(synthetic_d
 
 
 def test_static_shapes_for_every_dataset_and_fewer_stimuli_than_windows(synthetic_dir):
-    counts = [input_pipeline.dataset_info(d, synthetic_dir)["n_stimuli"] for d in SYNTHETIC]
+    counts = [dataset_info(d, synthetic_dir)["n_stimuli"] for d in SYNTHETIC]
     m = max(counts) + 3  # every dataset has < M stimuli
     ch_names = channels.UNIFIED_SETS["standard_1020"]
     loader = _loader(synthetic_dir, windows_per_pair=m, ch_names=ch_names, pairs_per_step=3)
@@ -189,9 +191,9 @@ def test_sampling_rate_mismatch_and_unpairable_dataset_raise(synthetic_dir, toy_
     with pytest.raises(ValueError, match="sampling_rate"):
         _loader(synthetic_dir, fs=250.0)
     with pytest.raises(ValueError, match="sampling_rate"):
-        input_pipeline.load_trials(SYNTHETIC[0], synthetic_dir, SEED60, fs=200.0)
+        load_trials(SYNTHETIC[0], synthetic_dir, SEED60, fs=200.0)
     with pytest.raises(ValueError, match="cannot form pre-training pairs"):
-        input_pipeline.dataset_info("pipeline_toy/lonely", toy_dir)
+        dataset_info("pipeline_toy/lonely", toy_dir)
     with pytest.raises(ValueError, match="cannot form pre-training pairs"):
         _loader(toy_dir, ["pipeline_toy/lonely"])
     with pytest.raises(ValueError, match="cannot form pre-training pairs"):
@@ -202,18 +204,18 @@ def test_sampling_rate_mismatch_and_unpairable_dataset_raise(synthetic_dir, toy_
 
 def test_load_trials_projects_every_trial(toy_dir):
     ch_names = channels.UNIFIED_SETS["standard_1020"]
-    trials, metadata = input_pipeline.load_trials(TOY, toy_dir, ch_names)
+    trials, metadata = load_trials(TOY, toy_dir, ch_names)
     records = naive_pipeline.naive_trials(TOY, toy_dir)
     assert len(trials) == len(records) == len(naive_pipeline.toy_trials("pairs"))
     matrix = channels.projection_matrix(naive_pipeline.TOY_CH_NAMES, ch_names)
     for trial, record in zip(trials, records):
-        for key in input_pipeline.INT_FIELDS:
+        for key in INT_FIELDS:
             assert trial[key] == int(record[key])
         assert trial["eeg"].shape == (len(ch_names), record["eeg"].shape[1])
         np.testing.assert_allclose(trial["eeg"], matrix @ record["eeg"], rtol=1e-5, atol=1e-4)
     assert metadata["ch_names"] == list(naive_pipeline.TOY_CH_NAMES)
     assert metadata["fs"] == FS and metadata["label_names"] == ["sad", "happy"]
-    info = input_pipeline.dataset_info(TOY, toy_dir)
+    info = dataset_info(TOY, toy_dir)
     assert (
         info["n_subjects"],
         info["n_sessions"],
@@ -241,7 +243,7 @@ def test_heldout_subjects_are_never_sampled(synthetic_dir):
         for k in range(len(SYNTHETIC)):
             seen[k] |= set(batch["subject"][k].reshape(-1).tolist())
     for k, dataset in enumerate(SYNTHETIC):
-        subjects = set(range(input_pipeline.dataset_info(dataset, synthetic_dir)["n_subjects"]))
+        subjects = set(range(dataset_info(dataset, synthetic_dir)["n_subjects"]))
         held = set(explicit.get(dataset, sorted(subjects)[-2:]))
         assert seen[k] == subjects - held, (dataset, seen[k], held)
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mdjpt_jax import distributed, optimizer, train_step
+from mdjpt_jax import distributed, optimizer
 from mdjpt_jax.models import Encoder
+from mdjpt_jax.pretrain import train_step
 
 N_CHANS, N_TIMES = 5, 250  # 2 s at 125 Hz
 PROJECTION_MIN_COSINE = 0.99  # per window, unit-norm embeddings
@@ -120,8 +121,9 @@ def test_bf16_pretraining_on_synthetic_data_follows_f32(synthetic_data_dir, tmp_
     """train.run on the small synthetic config (2 datasets, P=8 over 8 devices, M=4, tiny
     encoder, 6 steps, lr 1e-3): the bf16 run's logged losses follow the f32 run's."""
     from configs import pretrain
-    from mdjpt_jax import checkpointing, metrics_writer, train
-    from mdjpt_jax.workdir import metrics_path
+    from mdjpt_jax import checkpointing
+    from mdjpt_jax.pretrain import train
+    from mdjpt_jax.workdir import metrics_path, read_metrics
 
     def loss_curve(dtype):
         config = pretrain.get_config("synthetic")
@@ -140,7 +142,7 @@ def test_bf16_pretraining_on_synthetic_data_follows_f32(synthetic_data_dir, tmp_
         config.model.dtype = dtype
         workdir = str(tmp_path / dtype)
         encoder_dir = train.run(config, workdir)
-        rows = metrics_writer.read_metrics(metrics_path(workdir))
+        rows = read_metrics(metrics_path(workdir))
         return np.array([row["loss"] for row in rows]), encoder_dir
 
     want, _ = loss_curve("float32")

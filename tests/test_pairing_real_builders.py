@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mdjpt_jax import channels, input_pipeline
+from mdjpt_jax import channels
+from mdjpt_jax.pretrain import input_pipeline
 from tests import naive_pipeline
 from tfds_builders import testing
 from tfds_builders.dreamer import dreamer_dataset_builder as dreamer

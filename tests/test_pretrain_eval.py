@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mdjpt_jax import channels, features, input_pipeline, pretrain_eval
+from mdjpt_jax import channels, features, trials
+from mdjpt_jax.pretrain import pretrain_eval
 
 DATASET = "synthetic_emotion/d0"
 
@@ -23,7 +24,7 @@ def _eval_set(data_dir, **heldout):
 
 
 def test_eval_windows_come_from_heldout_subjects_only(synthetic_data_dir):
-    n = input_pipeline.dataset_info(DATASET, str(synthetic_data_dir))["n_subjects"]
+    n = trials.dataset_info(DATASET, str(synthetic_data_dir))["n_subjects"]
     es = _eval_set(synthetic_data_dir, heldout_subjects=3)
     assert es.eeg.shape[:2] == (3, 16)
     np.testing.assert_array_equal(np.unique(es.subject), np.arange(n - 3, n))

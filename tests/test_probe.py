@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from configs import downstream
-from mdjpt_jax import features, probe, retrieval, workdir
+from mdjpt_jax import features, heads, scoring, workdir
+from mdjpt_jax.downstream import probe
+from mdjpt_jax.downstream.folds import ENUMERATE_MAX_COMBINATIONS, check_folds, subject_folds
 from tests import naive_features
 
 MLP = dict(
@@ -62,41 +64,41 @@ def naive_auroc_ovr(y, proba):
 
 def test_subject_folds_disjoint_and_deterministic():
     subjects = np.repeat(np.arange(7), 5)
-    folds = probe.subject_folds(subjects, k=2, n_folds=3, seed=4)
-    assert folds == probe.subject_folds(subjects, k=2, n_folds=3, seed=4)
+    folds = subject_folds(subjects, k=2, n_folds=3, seed=4)
+    assert folds == subject_folds(subjects, k=2, n_folds=3, seed=4)
     for train, test in folds:
         assert len(train) == 2 and not set(train) & set(test)
         assert sorted(train + test) == list(range(7))
     trained = [s for train, _ in folds for s in train]
     assert len(set(trained)) == 6  # 3 folds x 2, disjoint
     with pytest.raises(ValueError, match="k=7"):
-        probe.subject_folds(subjects, k=7, n_folds=1, seed=0)
+        subject_folds(subjects, k=7, n_folds=1, seed=0)
     with pytest.raises(ValueError, match=r"at most 3 disjoint folds \(or folds='all': up to 21\)"):
-        probe.subject_folds(subjects, k=2, n_folds=4, seed=0)  # no cyclic reuse
+        subject_folds(subjects, k=2, n_folds=4, seed=0)  # no cyclic reuse
 
 
 def test_subject_folds_all_are_distinct_combinations_in_a_seeded_order():
     subjects = np.array([3, 5, 8, 13, 21])
-    every = probe.subject_folds(subjects, k=2, n_folds=10, seed=1, scheme="all")
+    every = subject_folds(subjects, k=2, n_folds=10, seed=1, scheme="all")
     assert sorted(tuple(train) for train, _ in every) == list(itertools.combinations(subjects, 2))
     for train, test in every:
         assert sorted(train + test) == subjects.tolist() and not set(train) & set(test)
-    some = probe.subject_folds(subjects, k=2, n_folds=4, seed=1, scheme="all")
-    assert some == probe.subject_folds(subjects, k=2, n_folds=4, seed=1, scheme="all")
+    some = subject_folds(subjects, k=2, n_folds=4, seed=1, scheme="all")
+    assert some == subject_folds(subjects, k=2, n_folds=4, seed=1, scheme="all")
     assert len({tuple(train) for train, _ in some}) == 4
     orders = {
-        tuple(tuple(t) for t, _ in probe.subject_folds(subjects, 2, 4, seed, scheme="all"))
+        tuple(tuple(t) for t, _ in subject_folds(subjects, 2, 4, seed, scheme="all"))
         for seed in range(5)
     }
     assert len(orders) > 1  # the seed changes which combinations come first
     with pytest.raises(ValueError, match=r"C\(5, 2\) = 10"):
-        probe.subject_folds(subjects, k=2, n_folds=11, seed=1, scheme="all")
+        subject_folds(subjects, k=2, n_folds=11, seed=1, scheme="all")
 
 
 def test_subject_folds_all_draws_distinct_subsets_when_too_many_to_enumerate():
     subjects = np.arange(30)
-    assert math.comb(30, 5) > probe.ENUMERATE_MAX_COMBINATIONS
-    folds = probe.subject_folds(subjects, k=5, n_folds=40, seed=0, scheme="all")
+    assert math.comb(30, 5) > ENUMERATE_MAX_COMBINATIONS
+    folds = subject_folds(subjects, k=5, n_folds=40, seed=0, scheme="all")
     trains = [tuple(train) for train, _ in folds]
     assert len(set(trains)) == 40
     assert all(len(set(t)) == 5 and list(t) == sorted(t) for t in trains)
@@ -104,26 +106,26 @@ def test_subject_folds_all_draws_distinct_subsets_when_too_many_to_enumerate():
 
 def test_check_folds_refuses_without_data_naming_the_maximum():
     with pytest.raises(ValueError) as error:
-        probe.check_folds(8, 2, 5, "disjoint")
+        check_folds(8, 2, 5, "disjoint")
     assert str(error.value) == (
         "few-shot: 5 disjoint folds of k=2 need 10 subjects; the target has 8: at most 4 "
         "disjoint folds (or folds='all': up to 28)"
     )
-    probe.check_folds(8, 2, 4, "disjoint")
-    probe.check_folds(8, 2, 28, "all")
+    check_folds(8, 2, 4, "disjoint")
+    check_folds(8, 2, 28, "all")
     with pytest.raises(ValueError, match="28"):
-        probe.check_folds(8, 2, 29, "all")
+        check_folds(8, 2, 29, "all")
     with pytest.raises(ValueError, match="choose one of"):
-        probe.check_folds(8, 2, 1, "cyclic")
+        check_folds(8, 2, 1, "cyclic")
     with pytest.raises(ValueError, match="n_folds=0"):
-        probe.check_folds(8, 2, 0, "all")
+        check_folds(8, 2, 0, "all")
 
 
 def test_few_shot_trains_only_on_train_subjects(monkeypatch):
     data = fake_table()
     data["features"][:, 0] = data["subject"]  # tag rows by subject
     seen = {"train": [], "test": [], "prior": []}
-    real_train, real_predict = probe.train_mlp, probe.predict_proba
+    real_train, real_predict = heads.train_mlp, heads.predict_proba
 
     def fake_postprocess(d, prior, **kwargs):
         seen["prior"].append(set(prior[:, 0].astype(int)))
@@ -138,8 +140,8 @@ def test_few_shot_trains_only_on_train_subjects(monkeypatch):
         return real_predict(model, x)
 
     monkeypatch.setattr(probe, "postprocess", fake_postprocess)
-    monkeypatch.setattr(probe, "train_mlp", spy_train)
-    monkeypatch.setattr(probe, "predict_proba", spy_predict)
+    monkeypatch.setattr(heads, "train_mlp", spy_train)
+    monkeypatch.setattr(heads, "predict_proba", spy_predict)
     result = probe.few_shot(data, k=1, n_folds=3, seed=0, decay=0.99, smooth=True, mlp=MLP)
     for fold, train, test, prior in zip(
         result["folds"], seen["train"], seen["test"], seen["prior"]
@@ -160,7 +162,7 @@ def test_classification_metrics_hand_case():
             [0.1, 0.2, 0.7],
         ]
     )
-    got = probe.classification_metrics(y, proba)
+    got = scoring.classification_metrics(y, proba)
     # predictions 0 1 1 1 0 2: 4/6 right; recalls 1/2, 1, 1/2; F1 per class 1/2, 4/5, 2/3.
     assert got["accuracy"] == pytest.approx(4 / 6, abs=1e-12)
     assert got["balanced_accuracy"] == pytest.approx(2 / 3, abs=1e-12)
@@ -184,19 +186,19 @@ def test_auroc_one_vs_rest_and_one_vs_one_match_naive_and_differ():
             [0.3, 0.3, 0.4],
         ]
     )
-    ovr = probe.classification_metrics(y, proba, multi_class="ovr")["auroc"]
-    ovo = probe.classification_metrics(y, proba, multi_class="ovo")["auroc"]
+    ovr = scoring.classification_metrics(y, proba, multi_class="ovr")["auroc"]
+    ovo = scoring.classification_metrics(y, proba, multi_class="ovo")["auroc"]
     assert ovr == pytest.approx(naive_auroc_ovr(y, proba), abs=1e-12)
     assert ovo == pytest.approx(naive_features.auroc_ovo_macro(y, proba), abs=1e-12)
     assert abs(ovr - ovo) > 1e-3
     # A subset missing class 2 averages over the classes it has; one class: undefined.
     rows = y < 2
-    assert probe.macro_auroc(y[rows], proba[rows]) == pytest.approx(
+    assert scoring.macro_auroc(y[rows], proba[rows]) == pytest.approx(
         naive_auroc_ovr(y[rows], proba[rows]), abs=1e-12
     )
-    assert np.isnan(probe.macro_auroc(y[:4], proba[:4]))
+    assert np.isnan(scoring.macro_auroc(y[:4], proba[:4]))
     with pytest.raises(ValueError, match="multi_class"):
-        probe.macro_auroc(y, proba, multi_class="micro")
+        scoring.macro_auroc(y, proba, multi_class="micro")
 
 
 def test_per_subject_metrics_are_the_metrics_of_each_subjects_rows():
@@ -205,13 +207,13 @@ def test_per_subject_metrics_are_the_metrics_of_each_subjects_rows():
     y = np.tile(np.arange(3), 12)
     y[subject == 9] = 1  # subject 9 saw one class: its AUROC is undefined
     proba = rng.dirichlet(np.ones(3), size=len(y))
-    got = probe.score(y, proba, subject, n_classes=3, multi_class="ovr")
+    got = scoring.score(y, proba, subject, n_classes=3, multi_class="ovr")
     assert set(got["per_subject"]) == {"4", "7", "9"}
     for s in (4, 7):
-        expected = probe.classification_metrics(y[subject == s], proba[subject == s])
+        expected = scoring.classification_metrics(y[subject == s], proba[subject == s])
         assert got["per_subject"][str(s)] == pytest.approx(expected, abs=1e-12)
     assert got["per_subject"]["9"]["auroc"] is None
-    assert got["metrics"] == probe.classification_metrics(y, proba)
+    assert got["metrics"] == scoring.classification_metrics(y, proba)
     assert np.sum(got["confusion"]) == len(y)
     json.dumps(got, allow_nan=False)  # no NaN reaches the JSON
 
@@ -219,17 +221,17 @@ def test_per_subject_metrics_are_the_metrics_of_each_subjects_rows():
 def test_binary_metrics_use_positive_score():
     y = np.array([0, 1, 1, 0])
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
-    got = probe.classification_metrics(y, proba)
+    got = scoring.classification_metrics(y, proba)
     assert got["auroc"] == pytest.approx(naive_features.auc_pairs([0.8, 0.4], [0.1, 0.7]))
 
 
 def test_mlp_learns_and_is_deterministic():
     data = fake_table(n_subjects=2)
     x, y = data["features"], data["label"]
-    model = probe.train_mlp(x, y, 3, seed=1, **MLP)
-    proba = probe.predict_proba(model, x)
-    assert probe.classification_metrics(y, proba)["accuracy"] > 0.95
-    again = probe.predict_proba(probe.train_mlp(x, y, 3, seed=1, **MLP), x)
+    model = heads.train_mlp(x, y, 3, seed=1, **MLP)
+    proba = heads.predict_proba(model, x)
+    assert scoring.classification_metrics(y, proba)["accuracy"] > 0.95
+    again = heads.predict_proba(heads.train_mlp(x, y, 3, seed=1, **MLP), x)
     np.testing.assert_array_equal(proba, again)
 
 
@@ -314,8 +316,8 @@ def stub_mlp(monkeypatch, seen: dict):
         return proba
 
     monkeypatch.setattr(probe, "postprocess", spy_postprocess)
-    monkeypatch.setattr(probe, "train_mlp", stub_train)
-    monkeypatch.setattr(probe, "predict_proba", stub_predict)
+    monkeypatch.setattr(heads, "train_mlp", stub_train)
+    monkeypatch.setattr(heads, "predict_proba", stub_predict)
 
 
 def tagged_table(**kwargs):
@@ -341,7 +343,7 @@ def test_few_shot_per_subject_metrics_are_each_test_subjects_windows(monkeypatch
         assert set(fold["per_subject"]) == {str(s) for s in fold["test_subjects"]}
         for s in fold["test_subjects"]:
             rows = subject == s
-            expected = probe.classification_metrics(data["label"][test][rows], proba[rows])
+            expected = scoring.classification_metrics(data["label"][test][rows], proba[rows])
             assert fold["per_subject"][str(s)] == pytest.approx(expected, abs=1e-12)
 
 
@@ -412,13 +414,13 @@ def test_retrieval_runs_on_the_held_out_subjects_only(tmp_path, monkeypatch):
     write_features(tmp_path, "joint", 0, "t/x", fake_table(n_subjects=3))
     write_features(tmp_path, "joint", 0, "s/a", fake_table(n_subjects=5, n_windows=20, seed=1))
     seen = []
-    real = retrieval.cross_subject_retrieval
+    real = scoring.cross_subject_retrieval
 
     def spy(feats, subject, moment, **kwargs):
         seen.append(np.unique(subject).tolist())
         return real(feats, subject, moment, **kwargs)
 
-    monkeypatch.setattr(retrieval, "cross_subject_retrieval", spy)
+    monkeypatch.setattr(scoring, "cross_subject_retrieval", spy)
     monkeypatch.setattr(probe, "few_shot", lambda *a, **k: {})
     protocol = dict(
         seed=0, decay=0.99, lds=False, mlp={}, auroc_multi_class="ovr", k=1, n_folds=1,

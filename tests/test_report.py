@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from configs import downstream
-from mdjpt_jax import metrics_writer, report, retrieval, workdir
+from mdjpt_jax import learning_curves, scoring, workdir
+from mdjpt_jax.downstream import report
 
 METRICS = report.METRICS
 
@@ -90,7 +91,7 @@ def test_method_titles_and_retrieval_chance_from_retrieval_default():
     assert report.METHOD_TITLES["de_ea"] == "DE, Euclidean-aligned"
     assert report.METHOD_TITLES["waveform"] == "Raw waveform read-out (untrained)"
     assert report._title("my_method") == "my_method"
-    default = inspect.signature(retrieval.cross_subject_retrieval).parameters["n_candidates"]
+    default = inspect.signature(scoring.cross_subject_retrieval).parameters["n_candidates"]
     assert report.RETRIEVAL_CANDIDATES == default.default == 16
     table = report.results_table({"waveform": {"0": fake_result([0.5], retrieval={"d0": 0.2})}})
     text = report.retrieval_markdown(table)
@@ -180,7 +181,7 @@ def test_plots_are_written(tmp_path):
     paths = {
         name: str(tmp_path / f"{name}.png") for name in ("curves", "tsne", "distances", "confusion")
     }
-    metrics_writer.plot_learning_curves({"joint": rows, "single": rows[:10]}, paths["curves"])
+    learning_curves.plot_learning_curves({"joint": rows, "single": rows[:10]}, paths["curves"])
     rng = np.random.default_rng(0)
     panel = (
         rng.normal(size=(40, 5)),
@@ -203,7 +204,7 @@ def test_plots_are_written(tmp_path):
 
 def test_smooth_is_a_trailing_mean():
     np.testing.assert_allclose(
-        metrics_writer.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0]
+        learning_curves.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0]
     )
 
 

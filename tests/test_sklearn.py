@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from mdjpt_jax.inference.sklearn import EncoderTransformer
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -9,7 +10,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mdjpt_jax
-from mdjpt_jax.sklearn import EncoderTransformer
 from tests.test_embed import SEED60, export_tiny_encoder
 
 

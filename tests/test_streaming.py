@@ -1,4 +1,5 @@
-"""streaming.py: causal preprocessing, chunked decoding == one offline pass, faults, LSL."""
+"""The inference wing's stream (decoder, stream_probe, probe_training, lsl): causal
+preprocessing, chunked decoding == one offline pass, faults, LSL."""
 
 import os
 import threading
@@ -11,9 +12,12 @@ import pytest
 from flax import nnx
 from scipy import signal
 
-from mdjpt_jax import causal_preprocessing, channels, checkpointing, streaming
+from mdjpt_jax import channels, checkpointing
+from mdjpt_jax.inference import causal_preprocessing, lsl, probe_training, stream_probe
+from mdjpt_jax.inference.decoder import StreamDecoder, hop_tokens, load_causal_encoder, offline_pass
 from mdjpt_jax.models import Encoder
 from mdjpt_jax.models.normalization import running_norm_state, running_stratified_norm
+from mdjpt_jax.trials import load_trials
 
 EDF = os.path.join(os.path.dirname(__file__), "data", "eegmmidb_S001R02.edf")
 SEED60 = channels.UNIFIED_SETS["seed60"]
@@ -45,7 +49,7 @@ def encoder_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoder(encoder_dir):
-    return streaming.load_causal_encoder(encoder_dir)
+    return load_causal_encoder(encoder_dir)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,8 @@ def probe_path(encoder, encoder_dir, raw, tmp_path_factory):
         dict(eeg=eeg[:, i * 960 : (i + 1) * 960], ch_names=raw.ch_names, fs=160.0, label=i % 2)
         for i in range(4)
     ]
-    settings = streaming.PipelineSettings(streaming.hop_tokens(model, 125.0, HOP_S))
-    trained = streaming.train_probe(
+    settings = stream_probe.PipelineSettings(hop_tokens(model, 125.0, HOP_S))
+    trained = probe_training.train_probe(
         model,
         info,
         recordings,
@@ -68,7 +72,7 @@ def probe_path(encoder, encoder_dir, raw, tmp_path_factory):
         seed=0,
         encoder_dir=encoder_dir,
     )
-    return streaming.save_probe(str(tmp_path_factory.mktemp("probe") / "probe.npz"), trained)
+    return stream_probe.save_probe(str(tmp_path_factory.mktemp("probe") / "probe.npz"), trained)
 
 
 def decode_in_chunks(decoder, eeg, chunk, timestamps=None):
@@ -137,8 +141,8 @@ def test_running_stratified_norm_is_cumulative_then_exponential():
 def test_chunked_stream_equals_one_offline_pass(encoder, probe_path, recording):
     model, info = encoder
     eeg, names = recording
-    trained = streaming.load_probe(probe_path)
-    offline = streaming.offline_pass(
+    trained = stream_probe.load_probe(probe_path)
+    offline = offline_pass(
         model, info, eeg, ch_names=names, fs=160.0, settings=trained.settings, probe_model=trained
     )
     # By hand: 960 samples at 160 Hz -> 750 at 125 Hz; hop = 10 tokens x 6 = 60 samples;
@@ -148,7 +152,7 @@ def test_chunked_stream_equals_one_offline_pass(encoder, probe_path, recording):
     assert len(offline["features"]) == 10
     np.testing.assert_array_equal(offline["newest"], (np.arange(180, 721, 60) - 1) * 32 // 25)
     for chunk in (1, 7, 32, 160):
-        decoder = streaming.StreamDecoder(
+        decoder = StreamDecoder(
             model, info, ch_names=names, fs=160.0, settings=trained.settings, probe_model=trained
         )
         out = decode_in_chunks(decoder, eeg, chunk)
@@ -159,9 +163,9 @@ def test_chunked_stream_equals_one_offline_pass(encoder, probe_path, recording):
     other = Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=1))  # the check can fail
     assert (
         rel_err(
-            streaming.offline_pass(
-                other, info, eeg, ch_names=names, fs=160.0, settings=trained.settings
-            )["features"],
+            offline_pass(other, info, eeg, ch_names=names, fs=160.0, settings=trained.settings)[
+                "features"
+            ],
             offline["features"],
         )
         > 1e-2
@@ -171,20 +175,18 @@ def test_chunked_stream_equals_one_offline_pass(encoder, probe_path, recording):
 def test_nan_burst_is_reported_skipped_and_bridged(encoder, recording):
     model, info = encoder
     eeg, names = recording
-    settings = streaming.PipelineSettings(streaming.hop_tokens(model, 125.0, HOP_S))
+    settings = stream_probe.PipelineSettings(hop_tokens(model, 125.0, HOP_S))
     burst = eeg.copy()
     burst[5, 400:410] = np.nan  # one channel: the whole samples go
     interpolated = eeg.copy()
     weights = np.arange(1, 11) / 11
     interpolated[:, 400:410] = eeg[:, 399:400] + (eeg[:, 410:411] - eeg[:, 399:400]) * weights
     messages = []
-    decoder = streaming.StreamDecoder(
+    decoder = StreamDecoder(
         model, info, ch_names=names, fs=160.0, settings=settings, log=messages.append
     )
     out = decode_in_chunks(decoder, burst, 32)
-    reference = streaming.offline_pass(
-        model, info, interpolated, ch_names=names, fs=160.0, settings=settings
-    )
+    reference = offline_pass(model, info, interpolated, ch_names=names, fs=160.0, settings=settings)
     assert rel_err([o.features for o in out], reference["features"]) <= 1e-4
     summary = decoder.summary()
     assert summary["nan_samples"] == 10 and summary["gaps_bridged"] == 1
@@ -196,11 +198,11 @@ def test_nan_burst_is_reported_skipped_and_bridged(encoder, recording):
 def test_long_gap_resets_the_state_and_decoding_resumes_after_a_window(encoder, recording):
     model, info = encoder
     eeg, names = recording
-    settings = streaming.PipelineSettings(streaming.hop_tokens(model, 125.0, HOP_S))
+    settings = stream_probe.PipelineSettings(hop_tokens(model, 125.0, HOP_S))
     keep = np.r_[0:400, 720:960]  # 2 s of samples never arrive
     times = np.arange(960) / 160.0
     messages = []
-    decoder = streaming.StreamDecoder(
+    decoder = StreamDecoder(
         model, info, ch_names=names, fs=160.0, settings=settings, log=messages.append
     )
     out = decode_in_chunks(decoder, eeg[:, keep], 16, timestamps=times[keep])
@@ -214,32 +216,28 @@ def test_long_gap_resets_the_state_and_decoding_resumes_after_a_window(encoder, 
 
 def test_channels_that_cannot_satisfy_the_contract_fail_at_connect_time(encoder):
     model, info = encoder
-    settings = streaming.PipelineSettings(streaming.hop_tokens(model, 125.0, HOP_S))
+    settings = stream_probe.PipelineSettings(hop_tokens(model, 125.0, HOP_S))
     with pytest.raises(ValueError, match=r"lacks 57 of the encoder's 60.*'FP1'"):
-        streaming.StreamDecoder(
-            model, info, ch_names=["Cz", "Pz", "Oz"], fs=160.0, settings=settings
-        )
+        StreamDecoder(model, info, ch_names=["Cz", "Pz", "Oz"], fs=160.0, settings=settings)
     with pytest.raises(ValueError, match="Xyz"):
-        streaming.StreamDecoder(
-            model, info, ch_names=list(SEED60) + ["Xyz"], fs=160.0, settings=settings
-        )
+        StreamDecoder(model, info, ch_names=list(SEED60) + ["Xyz"], fs=160.0, settings=settings)
 
 
 def test_probe_file_round_trip_and_refusals(encoder, probe_path, tmp_path):
     model, info = encoder
-    loaded = streaming.load_probe(probe_path)
+    loaded = stream_probe.load_probe(probe_path)
     assert loaded.class_names == ["rest-a", "rest-b"]
-    assert loaded.meta["encoder_fingerprint"] == streaming.encoder_fingerprint(model)
-    assert loaded.settings.hop_tokens == streaming.hop_tokens(model, 125.0, HOP_S)
-    streaming.check_probe_fits(loaded, model, info)
+    assert loaded.meta["encoder_fingerprint"] == stream_probe.encoder_fingerprint(model)
+    assert loaded.settings.hop_tokens == hop_tokens(model, 125.0, HOP_S)
+    stream_probe.check_probe_fits(loaded, model)
     with pytest.raises(ValueError, match="trained on features of encoder"):
-        streaming.check_probe_fits(loaded, Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=3)), info)
+        stream_probe.check_probe_fits(loaded, Encoder(**MODEL_KWARGS, rngs=nnx.Rngs(params=3)))
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="broken.npz"):
-        streaming.load_probe(str(broken))
+        stream_probe.load_probe(str(broken))
     with pytest.raises(FileNotFoundError, match="absent.npz"):
-        streaming.load_probe(str(tmp_path / "absent.npz"))
+        stream_probe.load_probe(str(tmp_path / "absent.npz"))
 
 
 # ----------------------------------------------------------------------------- LSL (loopback)
@@ -259,7 +257,7 @@ def test_lsl_stream_with_too_few_channels_fails_at_connect(encoder_dir, probe_pa
     outlet = StreamOutlet(sinfo)
     try:
         with pytest.raises(ValueError, match="missing.*'FP1'"):
-            streaming.run(
+            lsl.run(
                 encoder=encoder_dir,
                 probe_path=probe_path,
                 stream_name=name,
@@ -276,7 +274,7 @@ def test_replay_of_the_real_edf_over_lsl_equals_the_offline_pass(
 ):
     short = tmp_path / "short_raw.fif"
     raw.copy().crop(0, 8, include_tmax=False).save(short, verbose="error")
-    result = streaming.run(
+    result = lsl.run(
         encoder=encoder_dir,
         probe_path=probe_path,
         stream_name=unique_name("replay"),
@@ -286,10 +284,10 @@ def test_replay_of_the_real_edf_over_lsl_equals_the_offline_pass(
         verbose=False,
     )
     model, info = encoder
-    trained = streaming.load_probe(probe_path)
+    trained = stream_probe.load_probe(probe_path)
     received = result["input"]
     assert received.shape[1] >= 8 * 160 - 64  # at most the first chunks before connect
-    offline = streaming.offline_pass(
+    offline = offline_pass(
         model,
         info,
         received,
@@ -337,7 +335,7 @@ def test_lsl_stream_survives_a_nan_burst_and_a_gap_then_ends_with_a_summary(
     pusher.start()
     try:
         # the 2 s gap passes in real time: the idle timeout (stream gone) must be longer
-        result = streaming.run(
+        result = lsl.run(
             encoder=encoder_dir,
             probe_path=probe_path,
             stream_name=name,
@@ -357,7 +355,7 @@ def test_lsl_stream_survives_a_nan_burst_and_a_gap_then_ends_with_a_summary(
 
 
 @pytest.mark.slow
-def test_probe_mode_exports_a_stream_probe_from_the_target_dataset(
+def test_stream_probe_mode_exports_a_probe_from_the_target_dataset(
     synthetic_data_dir, encoder_dir, tmp_path
 ):
     from configs import downstream
@@ -366,13 +364,12 @@ def test_probe_mode_exports_a_stream_probe_from_the_target_dataset(
     with config.unlocked():
         config.data_dir = str(synthetic_data_dir)
         config.mlp.epochs = 2
-    output = streaming.export_probe_from_dataset(
+    output = probe_training.export_probe_from_dataset(
         config, encoder_dir, str(tmp_path / "p.npz"), hop_s=HOP_S
     )
-    trained = streaming.load_probe(output)
-    from mdjpt_jax import input_pipeline
+    trained = stream_probe.load_probe(output)
 
-    trials, metadata = input_pipeline.load_trials(config.target, config.data_dir, SEED60)
+    trials, metadata = load_trials(config.target, config.data_dir, SEED60)
     assert trained.class_names == list(metadata["label_names"])
     assert trained.meta["dataset"] == config.target
     assert trained.meta["n_recordings"] == len(trials)

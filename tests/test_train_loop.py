@@ -15,8 +15,9 @@ import pytest
 from flax import nnx
 
 from configs import pretrain
-from mdjpt_jax import checkpointing, input_pipeline, metrics_writer, train
-from mdjpt_jax.workdir import metrics_path
+from mdjpt_jax import checkpointing
+from mdjpt_jax.pretrain import input_pipeline, metrics_writer, train
+from mdjpt_jax.workdir import metrics_path, read_metrics
 
 STEPS, CHECKPOINT_EVERY = 8, 3
 DATASETS = ("synthetic_emotion/d1", "synthetic_emotion/d2")
@@ -73,7 +74,7 @@ def encoder_params(workdir):
 
 
 def metric_rows(workdir):
-    rows = metrics_writer.read_metrics(metrics_path(workdir))
+    rows = read_metrics(metrics_path(workdir))
     return [{k: v for k, v in row.items() if k != "windows_per_s"} for row in rows]
 
 

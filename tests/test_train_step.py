@@ -20,8 +20,9 @@ import optax
 import pytest
 from flax import nnx
 
-from mdjpt_jax import distributed, optimizer, train_step
+from mdjpt_jax import distributed, optimizer
 from mdjpt_jax.models import Encoder
+from mdjpt_jax.pretrain import train_step
 from tests import naive_models as naive
 
 TOL = 1e-5

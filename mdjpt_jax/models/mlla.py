@@ -1,6 +1,6 @@
 """Mamba-like linear attention (MLLA) blocks and the per-channel EEG encoder.
 
-The block follows DESIGN.md and the `MLLAEncoderLayer` of the original mdJPT code
+The block follows the mdJPT paper (NeurIPS 2025) and the `MLLAEncoderLayer` of its code
 (ncclab-sustech/mdJPT_nips2025, src/model/MLLA_new.py):
 
     x += DWConv3(x); y = LN(x); gate = SiLU(W_g y); z = SiLU(DWConv3(W_in y))

@@ -7,7 +7,7 @@ unbiased standard deviation over that block's windows and time steps, then divid
 W windows each, so statistics can never mix subjects.
 
 `running_stratified_norm` replaces the block statistics by running ones for online
-decoding (streaming.py): one subject's stream, statistics of the past only.
+decoding (models/causal.py): one subject's stream, statistics of the past only.
 """
 
 from typing import NamedTuple

@@ -1,15 +1,15 @@
 """Fine-tuning: encoder + classifier head trained end to end on the few-shot subjects.
 
 Protocol (the frozen probe's, so the two are comparable fold by fold): the folds of
-`probe.subject_folds` over the target dataset's subjects with the same k, n_folds and
+`subject_folds` over the target dataset's subjects with the same k, n_folds and
 seed; fold i trains with seed + i on the windows of its k labelled subjects only and is
 tested on every other subject; a fixed number of epochs, nothing selected on test
-subjects. The head is the probe's MLP (`probe.MLP`) on the encoder's per-window features.
+subjects. The head is the probe's MLP (`heads.MLP`) on the encoder's per-window features.
 
 A training step holds `blocks_per_step` blocks of `windows_per_block` windows, each block
 from ONE training subject (stratified normalization inside the encoder standardizes over
 a block, as in pre-training and extraction). Test windows are embedded by
-`extract.learned_features` (one subject per block) with the fine-tuned encoder.
+`windows.learned_features` (one subject per block) with the fine-tuned encoder.
 
 Options: `train_layers` = how many encoder layers, counted from the top, are trained
 (-1: all; 0: head only, the frozen baseline); encoder layers from input to output are
@@ -32,8 +32,11 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from mdjpt_jax import extract, input_pipeline, probe, workdir
+from mdjpt_jax import heads, scoring, windows, workdir
+from mdjpt_jax.downstream import extract
+from mdjpt_jax.downstream.folds import subject_folds
 from mdjpt_jax.models import Encoder
+from mdjpt_jax.trials import load_trials
 
 FROZEN = "projector"  # encoder parts never trained downstream
 
@@ -43,7 +46,7 @@ class Classifier(nnx.Module):
 
     def __init__(self, encoder: Encoder, n_classes: int, *, hidden, dropout: float, rngs: nnx.Rngs):
         self.encoder = encoder
-        self.head = probe.MLP(
+        self.head = heads.MLP(
             encoder.feature_dim, n_classes, hidden=tuple(hidden), dropout=dropout, rngs=rngs
         )
 
@@ -168,7 +171,7 @@ def finetune_fold(
 
     Args:
         encoder: the pre-trained encoder (not modified).
-        trials, table: the target dataset (`input_pipeline.load_trials`, `extract.window_table`).
+        trials, table: the target dataset (`load_trials`, `windows.window_table`).
         train_subjects: the fold's labelled subjects; no other subject's window is read.
         settings: hidden, dropout, learning_rate, weight_decay, layer_decay, epochs,
             windows_per_block, blocks_per_step.
@@ -201,7 +204,7 @@ def finetune_fold(
     window = encoder.n_times
     key = jax.random.key(seed)
     for i, rows in enumerate(tqdm(steps, desc="finetune", unit="step", leave=False)):
-        x = np.stack([extract.gather_windows(trials, table, block, window) for block in rows])
+        x = np.stack([windows.gather_windows(trials, table, block, window) for block in rows])
         params, opt_state, _ = _train_step(
             params,
             opt_state,
@@ -228,7 +231,7 @@ def evaluate(
     """Metrics of `model` on every window of `test_subjects` (one subject per block)."""
     rows = np.flatnonzero(np.isin(table["subject"], test_subjects))
     test_table = {key: value[rows] for key, value in table.items()}
-    feats = extract.learned_features(
+    feats = windows.learned_features(
         model.encoder,
         trials,
         test_table,
@@ -238,7 +241,9 @@ def evaluate(
         seed=seed,
         progress=False,
     )
-    return probe.classification_metrics(test_table["label"], probe.predict_proba(model.head, feats))
+    return scoring.classification_metrics(
+        test_table["label"], heads.predict_proba(model.head, feats)
+    )
 
 
 def finetune_method(
@@ -253,11 +258,11 @@ def finetune_method(
     settings: dict,
     scheme: str = "disjoint",
 ) -> dict:
-    """Few-shot fine-tuning over the probe's folds (`probe.subject_folds` with k, n_folds,
+    """Few-shot fine-tuning over the probe's folds (`subject_folds` with k, n_folds,
     seed and scheme); the frozen baseline on the same folds."""
     folds = []
     for i, (train_subj, test_subj) in enumerate(
-        probe.subject_folds(table["subject"], k, n_folds, seed, scheme=scheme)
+        subject_folds(table["subject"], k, n_folds, seed, scheme=scheme)
     ):
         if set(train_subj) & set(test_subj):
             raise AssertionError(f"fold {i}: training and test subjects overlap")
@@ -288,7 +293,9 @@ def finetune_method(
             f"{fold['frozen']['balanced_accuracy']:.3f}",
             flush=True,
         )
-    summary = {name: probe.summarize([f[name] for f in folds]) for name in ("finetuned", "frozen")}
+    summary = {
+        name: scoring.summarize([f[name] for f in folds]) for name in ("finetuned", "frozen")
+    }
     improved = (
         summary["finetuned"]["balanced_accuracy"]["mean"]
         > summary["frozen"]["balanced_accuracy"]["mean"]
@@ -337,10 +344,10 @@ def run(config, root: str) -> dict:
                     print(f"[finetune] cached {path}")
                     continue
             encoder, fs = inputs["encoder"], inputs["fs"]
-            trials, metadata = input_pipeline.load_trials(
+            trials, metadata = load_trials(
                 config.target, config.data_dir, inputs["ch_names"], fs=fs
             )
-            table = extract.window_table(trials, encoder.n_times, int(round(inputs["step_s"] * fs)))
+            table = windows.window_table(trials, encoder.n_times, int(round(inputs["step_s"] * fs)))
             result = finetune_method(
                 encoder,
                 trials,

@@ -50,7 +50,7 @@ class EncoderTransformer(TransformerMixin, BaseEstimator):
         # Loaded once per estimator; clones (cross_val_score) load their own copy.
         key = str(self.encoder_dir)
         if getattr(self, "_loaded_key", None) != key:
-            from mdjpt_jax import embedding
+            from mdjpt_jax.inference import embedding
 
             self._loaded, self._loaded_key = embedding.load_encoder(key), key
         return self._loaded
@@ -68,7 +68,7 @@ class EncoderTransformer(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """[N, C, T] µV -> [N, D] float32."""
-        from mdjpt_jax import embedding
+        from mdjpt_jax.inference import embedding
 
         result = embedding.embed(
             self._check(X),

@@ -27,20 +27,11 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from mdjpt_jax import (
-    channels,
-    checkpointing,
-    distributed,
-    input_pipeline,
-    metrics_writer,
-    optimizer,
-    pretrain_eval,
-    train_step,
-    workdir,
-)
+from mdjpt_jax import channels, checkpointing, distributed, learning_curves, optimizer, workdir
 from mdjpt_jax.models import Encoder
+from mdjpt_jax.pretrain import input_pipeline, metrics_writer, pretrain_eval, train_step
+from mdjpt_jax.trials import ensure_datasets
 
-SYNTHETIC = "synthetic_emotion"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
 # Fields whose change makes a checkpoint unusable (shapes or meaning of the parameters).
 FIXED_ON_RESUME = (
@@ -161,30 +152,6 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
         raise ValueError("invalid pre-training config:\n  " + "\n  ".join(problems))
 
 
-def ensure_datasets(datasets: list, data_dir: str) -> None:
-    """Builds missing synthetic datasets (process 0); a missing real one is an error."""
-    missing = [d for d in datasets if not workdir.is_built(data_dir, d)]
-    real = [d for d in missing if d.split("/")[0] != SYNTHETIC]
-    if real:
-        commands = "\n  ".join(
-            f"python -m tfds_builders.build {d.split('/')[0]} --config {d.split('/')[-1]} "
-            f"--manual_dir RAW_DIR --data_dir {data_dir}"
-            for d in real
-        )
-        raise FileNotFoundError(
-            f"datasets {real} are not built in {data_dir}; build them "
-            f"from the official downloads with:\n  {commands}"
-        )
-    if missing and jax.process_index() == 0:
-        from tfds_builders import build  # The builders are not part of the library.
-
-        for dataset in missing:
-            print(f"[data] building {dataset} into {data_dir}", flush=True)
-            build.build_dataset(SYNTHETIC, dataset.split("/")[1], data_dir)
-    if missing and jax.process_count() > 1:
-        multihost_utils.sync_global_devices("synthetic datasets built")
-
-
 def _changed_fields(saved: dict, current: dict, prefix: str = "") -> list[str]:
     names = []
     for key in sorted(set(saved) | set(current)):
@@ -292,7 +259,7 @@ def named_keys(seed: int) -> dict:
 class StepProgram:
     """The jitted train step and the abstract arguments it is compiled for.
 
-    One source for the real run (`setup`) and for ahead-of-time compilation (aot.py):
+    One source for the real run (`setup`) and for ahead-of-time compilation (pretrain/aot.py):
     same model, optimizer, mesh, shardings and global batch shapes.
 
     Attributes:
@@ -574,8 +541,8 @@ def run(config, directory: str) -> str:
         config=run_.config_json,
     )
     if jax.process_index() == 0:
-        rows = metrics_writer.read_metrics(workdir.metrics_path(directory))
-        metrics_writer.plot_learning_curves(
+        rows = workdir.read_metrics(workdir.metrics_path(directory))
+        learning_curves.plot_learning_curves(
             {os.path.basename(os.path.normpath(directory)): rows}, workdir.curve_path(directory)
         )
         print(f"[pretrain] done at step {step}: encoder in {encoder_dir}", flush=True)

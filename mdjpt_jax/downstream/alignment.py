@@ -2,7 +2,7 @@
 
 1. Centroid distance in CDA's own scale-free space. Each held-out subject has a centroid:
    the mean zero-diagonal channel CORRELATION matrix of the spatial mixer's output over one
-   block of its windows ([F, C2, C2], `extract.subject_centroids`). A dataset's centroid is
+   block of its windows ([F, C2, C2], `windows.subject_centroids`). A dataset's centroid is
    the mean of its subjects' centroids; the between-dataset distance is the mean over
    dataset pairs of sum_f ||D_a,f - D_b,f||_F (the terms of the CDA loss). Correlations,
    not covariances: the per-subject normalization after the mixer undoes any rescaling of

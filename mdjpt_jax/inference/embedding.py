@@ -8,8 +8,8 @@
 The path from samples to features is the encoder's own, with no second copy of any step:
 channels through the contract (contract.map_channels), the builders' preprocessing
 (tfds_builders.preprocessing.preprocess_trial: band-pass, resampling to the encoder's
-rate), extraction's windowing (extract.window_table) and its stratified-normalization
-blocks (extract.learned_features) with ONE subject per block: everything passed in one
+rate), extraction's windowing (windows.window_table) and its stratified-normalization
+blocks (windows.learned_features) with ONE subject per block: everything passed in one
 call is treated as one subject's data, so embed each subject separately.
 
 The module is named `embedding` (not `embed`) so that `mdjpt_jax.embed` stays the function.
@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from mdjpt_jax import checkpointing, contract, extract
+from mdjpt_jax import checkpointing, contract, windows, workdir
 from tfds_builders import preprocessing
 
 # Extraction's defaults (configs/downstream.py `extract`): 5 s windows every 2 s, blocks of
@@ -171,7 +171,7 @@ def embed(
         window_s: window length in s; must be the encoder's (default).
         step_s: hop between windows in s (default STEP_S, as in extraction).
         max_missing: largest fraction of the encoder's channels that may be interpolated.
-        windows_per_block, seed: stratified-normalization blocks, see extract.py.
+        windows_per_block, seed: stratified-normalization blocks, see windows.py.
         verbose: print the channel report and show a progress bar.
 
     Returns:
@@ -184,7 +184,7 @@ def embed(
     """
     model, info = _resolve_encoder(encoder)
     enc_fs = float(info["fs"])
-    band = tuple(info.get("band", preprocessing.BAND))
+    band = tuple(info["band"])
     window = int(model.n_times)
     if window_s is not None and int(round(window_s * enc_fs)) != window:
         raise ValueError(
@@ -215,8 +215,8 @@ def embed(
         dict(eeg=trial, subject=0, session=0, trial=i, stimulus=0, label=0, valence=0)
         for i, trial in enumerate(x)
     ]
-    table = extract.window_table(trials, window, step)
-    feats = extract.learned_features(
+    table = windows.window_table(trials, window, step)
+    feats = windows.learned_features(
         model,
         trials,
         table,
@@ -226,7 +226,7 @@ def embed(
         seed=seed,
         progress=verbose,
     )
-    n_windows = len(extract.window_starts(x.shape[-1], window, step))
+    n_windows = len(windows.window_starts(x.shape[-1], window, step))
     feats = feats.reshape(len(x), n_windows, -1)
     provenance = dict(
         encoder={k: v for k, v in info.items() if k != "ch_names"},
@@ -281,28 +281,25 @@ def read_recording(
 
 def save_embedding(path: str, result: Embedding) -> None:
     """npz: features, times (s), channel_report (JSON), provenance (JSON); atomic."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = path + ".tmp.npz"
-    np.savez(
-        temporary,
+    workdir.save_npz(
+        path,
         features=result.features.astype(np.float32),
         times=result.times,
         channel_report=np.asarray(result.report.to_json()),
         provenance=np.asarray(json.dumps(result.provenance, sort_keys=True)),
     )
-    os.replace(temporary, path)
 
 
 def run(*, encoder: str, input_path: str, output: str, **bids) -> str:
     """--mode=embed: reads `input_path`, embeds it with `encoder`, writes `output` (npz)."""
-    from mdjpt_jax import card
+    from mdjpt_jax import encoder_info
 
     raw = read_recording(input_path, **bids)
     result = embed(raw, encoder)
     result.provenance.update(
         input=os.path.abspath(input_path),
         bids={k: v for k, v in bids.items() if v is not None},
-        code_version=card.code_version(),
+        code_version=encoder_info.code_version(),
     )
     save_embedding(output, result)
     print(

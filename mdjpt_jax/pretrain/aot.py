@@ -89,7 +89,8 @@ def compile_step(config, devices: list):
     Raises:
         ValueError: the config is invalid for this many devices (train.validate).
     """
-    from mdjpt_jax import distributed, train
+    from mdjpt_jax import distributed
+    from mdjpt_jax.pretrain import train
 
     settings = train.read_config(config)
     mesh = distributed.make_mesh(devices)
@@ -115,7 +116,9 @@ def model_flops(settings, chips: int) -> float:
     """FLOPs of one chip's share of the step (its P / chips pairs) without the remat loop,
     from the step lowered (not compiled) on one CPU device."""
     import jax
-    from mdjpt_jax import distributed, train
+
+    from mdjpt_jax import distributed
+    from mdjpt_jax.pretrain import train
 
     per_chip = dataclasses.replace(
         settings,

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from mdjpt_jax import alignment, metrics_writer, paired_stats, retrieval, workdir  # noqa: E402
+from mdjpt_jax import learning_curves, paired_stats, scoring, workdir  # noqa: E402
+from mdjpt_jax.downstream import alignment  # noqa: E402
 
 METHOD_TITLES = {
     "de": "DE (same windows as the encoders)",
@@ -65,7 +66,7 @@ AUROC_TITLES = {"ovr": "macro one-vs-rest", "ovo": "macro one-vs-one"}
 PAIRED_METRICS = ("balanced_accuracy", "auroc")
 RETRIEVAL_METRIC = "retrieval@1"
 RETRIEVAL_CANDIDATES = (
-    inspect.signature(retrieval.cross_subject_retrieval).parameters["n_candidates"].default
+    inspect.signature(scoring.cross_subject_retrieval).parameters["n_candidates"].default
 )
 CHANCE_AUROC_MAX = 0.55
 
@@ -198,7 +199,7 @@ def markdown_table(table: dict, protocol: str, title: str) -> str:
 
 def retrieval_markdown(table: dict) -> str:
     """Cross-subject retrieval@1 of the extracted features on the held-out subjects of each
-    pre-training dataset (chance 1 / `retrieval.cross_subject_retrieval`'s n_candidates)."""
+    pre-training dataset (chance 1 / `scoring.cross_subject_retrieval`'s n_candidates)."""
     datasets = sorted({d for entry in table.values() for d in entry["retrieval"]})
     if not datasets:
         return ""
@@ -587,7 +588,7 @@ def alignment_markdown(alignment: dict) -> str:
     ]
     lines = [
         "Dataset alignment on the subjects held out of pre-training (pre-training datasets "
-        "only; `mdjpt_jax/alignment.py`). Distance: mean over dataset pairs of the distance "
+        "only; `mdjpt_jax/downstream/alignment.py`). Distance: mean over dataset pairs of the distance "
         "between dataset centroids of the mixer output's channel correlations (CDA's "
         "scale-free space); null: its mean under permuted dataset labels; split-half: the "
         "distance between random halves of one dataset's subjects; p: permutation p-value "
@@ -749,13 +750,11 @@ def run(config, root: str) -> dict:
 
     curves = {}
     for method in config.pretrain_methods:
-        rows = metrics_writer.read_metrics(
-            workdir.metrics_path(workdir.run_dir(root, method, first_seed))
-        )
+        rows = workdir.read_metrics(workdir.metrics_path(workdir.run_dir(root, method, first_seed)))
         if rows:
             curves[f"{_title(method)}, seed {first_seed}"] = rows
     if curves:
-        metrics_writer.plot_learning_curves(curves, workdir.report_path(root, "learning_curves"))
+        learning_curves.plot_learning_curves(curves, workdir.report_path(root, "learning_curves"))
     if config.report.tsne_methods:
         plot_tsne(
             _tsne_panels(

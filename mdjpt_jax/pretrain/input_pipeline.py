@@ -1,4 +1,4 @@
-"""Grain input pipeline for joint pre-training, and trial-level reading for extraction.
+"""Grain input pipeline for joint pre-training (the records it reads: `trials`).
 
 One pre-training step reads, for each of K datasets, P pairs of distinct subjects who
 share a session (the same stimuli in the same order) and, per pair, M windows at
@@ -28,209 +28,14 @@ import grain
 import numpy as np
 
 from mdjpt_jax import channels, heldout
-
-SPLIT = "train"
-INT_FIELDS = ("subject", "session", "trial", "stimulus", "label", "valence")
-
-
-@dataclasses.dataclass
-class DatasetRecords:
-    """Every trial record of one dataset split.
-
-    Attributes:
-        metadata: dataset, ch_names (file order), fs (Hz), label_names, valence_names, ...
-        fields: INT_FIELDS and "n_times" -> int64 arrays [R] (R records, source order).
-        eeg: per record float32 [C_src, T_r] µV, or None (then read from `source`).
-        source: the TFDS data source, random access by record index.
-    """
-
-    metadata: dict
-    fields: dict
-    eeg: list | None
-    source: object
-
-    def trial_eeg(self, record: int) -> np.ndarray:
-        """float32 [C_src, T_r] µV of one record."""
-        if self.eeg is not None:
-            return self.eeg[record]
-        return np.asarray(self.source[int(record)]["eeg"], np.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionGroup:
-    """Subjects of one session who saw the same stimuli in the same order.
-
-    Attributes:
-        session: session index.
-        stimuli: int [N_pos] stimulus id at each presentation position.
-        subjects: int [S_g] subject ids.
-        records: int [S_g, N_pos] record index of subject s at position j.
-        n_times: int [S_g, N_pos] trial lengths in samples.
-    """
-
-    session: int
-    stimuli: np.ndarray
-    subjects: np.ndarray
-    records: np.ndarray
-    n_times: np.ndarray
-
-
-def _open_source(dataset: str, data_dir, split: str):
-    """(tfds DatasetInfo, data source) of a built dataset, importing its builder module."""
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core import registered
-
-    name = dataset.split("/")[0]
-    try:
-        registered.imported_builder_cls(name)
-    except registered.DatasetNotFoundError:
-        import tfds_builders
-
-        tfds_builders.import_builder(name)
-    builder = tfds.builder(dataset, data_dir=data_dir)
-    if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"{dataset} is not built in {data_dir}: run `python -m "
-            f"tfds_builders.build {name} --config CONFIG --data_dir DIR`"
-        )
-    if split not in builder.info.splits:
-        raise ValueError(
-            f"{dataset} in {data_dir} has no split {split!r} (splits: {list(builder.info.splits)})"
-        )
-    return builder.info, builder.as_data_source(split=split)
-
-
-def _metadata(dataset: str, info) -> dict:
-    """info.metadata with the project's names (ch_names, fs) and the dataset name."""
-    meta = dict(info.metadata or {})
-    missing = [k for k in ("channel_names", "sampling_rate", "label_names") if k not in meta]
-    if missing:
-        raise ValueError(f"{dataset} ({info.data_dir}): info.metadata lacks {missing}")
-    return dict(
-        dataset=dataset,
-        ch_names=[channels.normalize_name(c) for c in meta["channel_names"]],
-        fs=float(meta["sampling_rate"]),
-        label_names=list(meta["label_names"]),
-        valence_names=list(meta.get("valence_names", [])),
-        label_to_valence=dict(meta.get("label_to_valence", {})),
-    )
-
-
-def read_dataset(
-    dataset: str, data_dir, *, split: str = SPLIT, keep_eeg: bool = True
-) -> DatasetRecords:
-    """Reads every record of `dataset` once (labels, lengths, and the EEG if `keep_eeg`)."""
-    info, source = _open_source(dataset, data_dir, split)
-    metadata = _metadata(dataset, info)
-    n_chans = len(metadata["ch_names"])
-    fields = {key: [] for key in INT_FIELDS + ("n_times",)}
-    eeg = []
-    for index in range(len(source)):
-        record = source[index]
-        x = np.asarray(record["eeg"], np.float32)
-        if x.ndim != 2 or x.shape[0] != n_chans:
-            raise ValueError(
-                f"{dataset} ({info.data_dir}) record {index} "
-                f"({record.get('key')!r}): eeg shape {x.shape}, expected "
-                f"[{n_chans} channels, T]"
-            )
-        for key, value in [(key, record[key]) for key in INT_FIELDS] + [("n_times", x.shape[1])]:
-            fields[key].append(int(value))
-        if keep_eeg:
-            eeg.append(x)
-    if not fields["n_times"]:
-        raise ValueError(f"{dataset} ({info.data_dir}): split {split!r} has no records")
-    fields = {key: np.asarray(values, np.int64) for key, values in fields.items()}
-    return DatasetRecords(metadata, fields, eeg if keep_eeg else None, source)
-
-
-def session_groups(fields: dict) -> list[SessionGroup]:
-    """Groups (subject, session) trial sequences by (session, stimulus order), sorted."""
-    by_key: dict = {}
-    keys = np.stack([fields["subject"], fields["session"]], axis=1)
-    for subject, session in np.unique(keys, axis=0):
-        rows = np.flatnonzero((fields["subject"] == subject) & (fields["session"] == session))
-        rows = rows[np.argsort(fields["trial"][rows], kind="stable")]
-        key = (int(session), tuple(fields["stimulus"][rows].tolist()))
-        by_key.setdefault(key, []).append((int(subject), rows))
-    groups = []
-    for (session, stimuli), members in sorted(by_key.items()):
-        records = np.stack([rows for _, rows in members])
-        groups.append(
-            SessionGroup(
-                session,
-                np.asarray(stimuli, np.int64),
-                np.asarray([s for s, _ in members], np.int64),
-                records,
-                fields["n_times"][records],
-            )
-        )
-    return groups
-
-
-def _check_fs(metadata: dict, fs: float) -> None:
-    """Raises if the stored sampling rate is not the pipeline's fs (no resampling here)."""
-    if abs(metadata["fs"] - float(fs)) > 1e-6:
-        raise ValueError(
-            f"{metadata['dataset']}: stored sampling_rate {metadata['fs']:g} Hz != "
-            f"the pipeline's fs {float(fs):g} Hz (build a config at {float(fs):g} "
-            f"Hz or change fs)"
-        )
-
-
-def dataset_info(dataset: str, data_dir, *, split: str = SPLIT, require_pairs: bool = True) -> dict:
-    """Metadata plus counts of a built dataset (reads every record once, keeps no EEG).
-
-    Returns:
-        dict: dataset, ch_names, fs (Hz), label_names, valence_names, label_to_valence,
-        n_subjects, n_sessions, n_stimuli, n_trials, n_pair_groups (sessions shared by
-        >= 2 subjects with the same stimulus order), min_n_times / max_n_times (samples).
-
-    Raises:
-        ValueError: if `require_pairs` and no two subjects share a session.
-    """
-    fields = (records := read_dataset(dataset, data_dir, split=split, keep_eeg=False)).fields
-    info = dict(
-        records.metadata,
-        n_subjects=len(np.unique(fields["subject"])),
-        n_sessions=len(np.unique(fields["session"])),
-        n_stimuli=len(np.unique(fields["stimulus"])),
-        n_trials=len(fields["subject"]),
-        n_pair_groups=sum(len(g.subjects) >= 2 for g in session_groups(fields)),
-        min_n_times=int(fields["n_times"].min()),
-        max_n_times=int(fields["n_times"].max()),
-    )
-    if require_pairs and not info["n_pair_groups"]:
-        raise ValueError(
-            f"{dataset} ({data_dir}): no session is shared by two subjects with "
-            f"the same stimulus order, so it cannot form pre-training pairs"
-        )
-    return info
-
-
-def load_trials(
-    dataset: str, data_dir, ch_names: Sequence[str], *, fs: float | None = None, split: str = SPLIT
-) -> tuple[list[dict], dict]:
-    """Every trial of `dataset` projected onto `ch_names`, for extraction and probing.
-
-    Args:
-        dataset, data_dir: TFDS name "<dataset>/<config>" and the dir it was built into.
-        ch_names: unified channel names (C); fs: if given, the expected stored rate (Hz).
-
-    Returns:
-        (trials, metadata): trials in record order, each a dict with "eeg" float32 [C, T_r]
-        µV at the stored rate and int "subject", "session", "trial", "stimulus", "label",
-        "valence"; metadata as in `dataset_info` (without pair validation).
-    """
-    records = read_dataset(dataset, data_dir, split=split, keep_eeg=True)
-    if fs is not None:
-        _check_fs(records.metadata, fs)
-    matrix = channels.projection_matrix(records.metadata["ch_names"], list(ch_names))
-    trials = [
-        dict({key: int(records.fields[key][i]) for key in INT_FIELDS}, eeg=matrix @ eeg)
-        for i, eeg in enumerate(records.eeg)
-    ]
-    return trials, dict(records.metadata)
+from mdjpt_jax.trials import (
+    SPLIT,
+    DatasetRecords,
+    SessionGroup,
+    check_fs,
+    read_dataset,
+    session_groups,
+)
 
 
 def sample_windows(
@@ -504,7 +309,7 @@ def make_pretrain_loader(
     samplers = []
     for dataset in datasets:
         records = read_dataset(dataset, data_dir, split=split, keep_eeg=cache_trials)
-        _check_fs(records.metadata, fs)
+        check_fs(records.metadata, fs)
         excluded = heldout.heldout_subjects(
             dataset,
             records.fields["subject"],

@@ -7,10 +7,10 @@ never a downstream target), one block of W windows per subject as extraction doe
 and averaged:
 
 - `retrieval_projection` / `retrieval_features`: cross-subject window retrieval
-  (`retrieval.cross_subject_retrieval`, chance 1/16) on the projector output (what the
+  (`scoring.cross_subject_retrieval`, chance 1/16) on the projector output (what the
   NT-Xent trains) and on the D-dim features that extraction and the probes use;
   `retrieval_waveform` / `retrieval_de`: the same for the signal baselines of the same
-  windows (`extract.SIGNAL_FEATURES`, no parameters, constant over training): the untrained
+  windows (`windows.SIGNAL_FEATURES`, no parameters, constant over training): the untrained
   read-out of the raw waveform is the yardstick of how much stimulus-locked signal the
   subjects share, DE (band power) the paper's baseline;
 - `probe_auroc`: a cheap linear probe (logistic regression on per-subject standardized
@@ -29,7 +29,8 @@ import numpy as np
 from flax import nnx
 from sklearn.linear_model import LogisticRegression
 
-from mdjpt_jax import extract, heldout, input_pipeline, probe, retrieval
+from mdjpt_jax import heldout, scoring, windows
+from mdjpt_jax.trials import load_trials
 
 MOMENT_FIELDS = ("session", "stimulus", "start")
 SIGNALS = ("waveform", "de")  # signal baselines logged beside the encoder (eval/retrieval_*)
@@ -48,7 +49,7 @@ class EvalSet:
         subject, label: int [S, W].
         moment: int [S, W, 3] (session, stimulus, start sample).
         n_classes: number of label classes of the dataset.
-        signals: {name of extract.SIGNAL_FEATURES: float32 [S, W, F]}, the signal
+        signals: {name of windows.SIGNAL_FEATURES: float32 [S, W, F]}, the signal
             baselines of the same windows (flattened per window): "waveform" (the untrained
             read-out of the raw waveform, the yardstick of retrieval) and "de".
     """
@@ -63,7 +64,7 @@ class EvalSet:
 
 
 def select_windows(table: dict, windows_per_subject: int, seed: int) -> np.ndarray:
-    """[S, W] rows of `table` (extract.window_table): per subject, the first W of its
+    """[S, W] rows of `table` (windows.window_table): per subject, the first W of its
     windows in one seeded order of the moments shared by the whole dataset."""
     moments = np.stack([table[k] for k in MOMENT_FIELDS], axis=1)
     _, moment_id = np.unique(moments, axis=0, return_inverse=True)
@@ -95,7 +96,7 @@ def make_eval_set(
 ) -> EvalSet:
     """Reads `dataset` and fixes its evaluation windows (window / step in samples at fs) on
     its held-out subjects (`heldout.heldout_subjects` of the count / ids given)."""
-    trials, metadata = input_pipeline.load_trials(dataset, data_dir, list(ch_names), fs=fs)
+    trials, metadata = load_trials(dataset, data_dir, list(ch_names), fs=fs)
     subjects = heldout.heldout_subjects(
         dataset,
         [t["subject"] for t in trials],
@@ -108,9 +109,9 @@ def make_eval_set(
             f"{subjects.tolist()} (set data.heldout_subjects >= 2, or train.eval_every = 0)"
         )
     trials = [t for t in trials if t["subject"] in set(subjects.tolist())]
-    table = extract.window_table(trials, window, step)
+    table = windows.window_table(trials, window, step)
     rows = select_windows(table, windows_per_subject, seed)
-    eeg = np.stack([extract.gather_windows(trials, table, r, window) for r in rows])
+    eeg = np.stack([windows.gather_windows(trials, table, r, window) for r in rows])
     return EvalSet(
         dataset=dataset,
         eeg=eeg,
@@ -120,7 +121,7 @@ def make_eval_set(
         n_classes=len(metadata["label_names"]),
         signals={
             name: np.asarray(
-                extract.SIGNAL_FEATURES[name](eeg.reshape((-1,) + eeg.shape[2:]), fs)
+                windows.SIGNAL_FEATURES[name](eeg.reshape((-1,) + eeg.shape[2:]), fs)
             ).reshape(eeg.shape[:2] + (-1,))
             for name in SIGNALS
         },
@@ -133,7 +134,7 @@ def linear_probe_auroc(
     """AUROC of a logistic regression trained on the first half of the subjects (sorted)
     and scored on the others; features standardized per subject (NaN if a split lacks a
     class)."""
-    x = retrieval.standardize_per_subject(features, subject)
+    x = scoring.standardize_per_subject(features, subject)
     subjects = np.unique(subject)
     train = np.isin(subject, subjects[: max(1, len(subjects) // 2)])
     if len(np.unique(label[train])) < n_classes or len(np.unique(label[~train])) < 2:
@@ -141,7 +142,7 @@ def linear_probe_auroc(
     model = LogisticRegression(max_iter=500).fit(x[train], label[train])
     proba = np.zeros((int((~train).sum()), n_classes))
     proba[:, model.classes_] = model.predict_proba(x[~train])
-    return probe.classification_metrics(label[~train], proba)["auroc"]
+    return scoring.classification_metrics(label[~train], proba)["auroc"]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -171,10 +172,10 @@ def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) 
         projection, feats = jax.device_get(_encode(graphdef, params, es.eeg))
         subject, moment = es.subject.reshape(-1), es.moment.reshape(-1, 3)
         values = {
-            "retrieval_projection": retrieval.cross_subject_retrieval(
+            "retrieval_projection": scoring.cross_subject_retrieval(
                 projection.reshape(len(subject), -1), subject, moment, seed=seed
             ),
-            "retrieval_features": retrieval.cross_subject_retrieval(
+            "retrieval_features": scoring.cross_subject_retrieval(
                 feats.reshape(len(subject), -1), subject, moment, seed=seed
             ),
             "probe_auroc": linear_probe_auroc(
@@ -182,7 +183,7 @@ def evaluate(graphdef: nnx.GraphDef, params, eval_sets: list, *, seed: int = 0) 
             ),
         }
         for name, signal in es.signals.items():
-            values[f"retrieval_{name}"] = retrieval.cross_subject_retrieval(
+            values[f"retrieval_{name}"] = scoring.cross_subject_retrieval(
                 signal.reshape(len(subject), -1), subject, moment, seed=seed
             )
         for name, value in values.items():
