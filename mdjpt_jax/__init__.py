@@ -10,6 +10,9 @@ card, ...) imports no wing; main.py and experiment.py orchestrate the wings.
 Public API (imported on first use, so `import mdjpt_jax` stays light and does not import jax):
     mdjpt_jax.load_encoder(dir) -> (Encoder, info)
     mdjpt_jax.embed(data, encoder, *, ch_names=None, fs=None, window_s=None, step_s=None)
+
+The command line is `mdjpt` (mdjpt_jax/cli.py). `__version__` is the one version: the
+package metadata reads it from here (pyproject.toml, setuptools dynamic version).
 """
 
 __version__ = "0.1.0"

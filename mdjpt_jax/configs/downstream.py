@@ -28,7 +28,7 @@ Expected numbers: see configs/demo.py (the end-to-end synthetic run) for the tab
 
 import ml_collections
 
-from configs import common, pretrain
+from mdjpt_jax.configs import common, pretrain
 
 PAPER_DATASETS = ("seed", "seed_iv", "seed_v", "seed_vii", "faced", "deap", "dreamer", "emoeeg_mc")
 

@@ -24,7 +24,7 @@ CDA on correlations, loss.cda_scale_free, paired with the same cda0), tiny.
 
 import ml_collections
 
-from configs import common, demo, downstream
+from mdjpt_jax.configs import common, demo, downstream
 
 FAMILIES = ("nuisance", "nuisance_control")
 WEIGHTS = "0 0.01 0.1 1 10"

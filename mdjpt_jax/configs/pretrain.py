@@ -69,7 +69,7 @@ Paper: one step is 5 x 16 x 2 x 32 = 5120 windows of [60, 625].
 import ml_collections
 from ml_collections import config_dict
 
-from configs import common
+from mdjpt_jax.configs import common
 
 # Synthetic families (tfds_builders/synthetic_emotion/README.md): name -> datasets of the
 # preset; each family's configs 0-2 pre-train, 3 is the demo's held-out target.

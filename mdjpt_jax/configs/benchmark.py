@@ -26,7 +26,7 @@ tiny (a few steps, for the smoke test).
 
 import ml_collections
 
-from configs import common, downstream, pretrain
+from mdjpt_jax.configs import common, downstream, pretrain
 
 EVOKED = tuple(f"synthetic_emotion/e{i}" for i in range(6))
 NULL = tuple(f"synthetic_emotion/n{i}" for i in range(6))

@@ -26,7 +26,7 @@ Preset `tiny` (tests/test_demo.py): a few steps everywhere, for a smoke test onl
 
 import ml_collections
 
-from configs import common, downstream, pretrain
+from mdjpt_jax.configs import common, downstream, pretrain
 
 DEFAULT_FAMILY = "evoked"  # a key of pretrain.SYNTHETIC_FAMILIES
 
