@@ -41,23 +41,30 @@ UNITS = "µV"
 _TYPES = {**MODEL_FIELDS, **EXTRA_FIELDS, **PROVENANCE_FIELDS}
 
 
-def code_version() -> str:
-    """`git describe --always --dirty` of this source tree, else the package version."""
+def code_version(package_dir: str | None = None) -> str:
+    """`git describe --always --dirty` of this source tree when the package runs from its own
+    checkout (`package_dir`, default this package's directory, is `mdjpt_jax/` at the top of
+    a git work tree), else the package version: an installed copy inside some other
+    repository (a venv in a user's project) must not report that project's commit."""
     import mdjpt_jax
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        described = None
-    if described is not None and described.returncode == 0 and described.stdout.strip():
-        return f"git {described.stdout.strip()} (mdjpt_jax {mdjpt_jax.__version__})"
+    here = package_dir or os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args):
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=here, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+    top = git("rev-parse", "--show-toplevel")
+    own = os.path.join(top, "mdjpt_jax") if top else ""
+    own_checkout = os.path.isdir(own) and os.path.samefile(own, here)
+    described = git("describe", "--always", "--dirty", "--tags") if own_checkout else None
+    if described:
+        return f"git {described} (mdjpt_jax {mdjpt_jax.__version__})"
     return f"mdjpt_jax {mdjpt_jax.__version__}"
 
 

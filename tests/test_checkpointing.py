@@ -160,3 +160,25 @@ def test_a_malformed_encoder_info_is_an_error_naming_the_file(tmp_path, edit, ma
     with pytest.raises(ValueError, match=match) as error:
         checkpointing.load_encoder(path)
     assert os.path.join(path, "encoder.json") in str(error.value)
+
+
+def test_code_version_names_the_commit_only_of_its_own_checkout(tmp_path):
+    """A checkout whose top holds mdjpt_jax/ gives its commit; a copy inside another repository
+    (an installed package in a user's project venv) gives only the package version."""
+    import subprocess
+
+    import mdjpt_jax
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    installed = tmp_path / "venv" / "site-packages" / "mdjpt_jax"
+    for package in (tmp_path / "mdjpt_jax", installed):
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    own = encoder_info.code_version(str(tmp_path / "mdjpt_jax"))
+    assert own.startswith("git ") and mdjpt_jax.__version__ in own
+    assert encoder_info.code_version(str(installed)) == f"mdjpt_jax {mdjpt_jax.__version__}"

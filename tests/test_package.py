@@ -41,7 +41,7 @@ def _packaged(name: str) -> str:
 def test_every_mode_of_main_is_a_subcommand():
     from mdjpt_jax import main
 
-    assert set(main.MODES) <= set(cli.SUBCOMMANDS) - {cli.BUILD}
+    assert set(main.MODE_RUNNERS) == set(cli.SUBCOMMANDS) - {cli.BUILD}
     assert all(text and "\n" not in text for text in cli.SUBCOMMANDS.values())
 
 

@@ -344,3 +344,41 @@ def test_report_end_to_end_with_a_deterministic_method_and_paired_differences(tm
     assert "| DE (same windows as the encoders) | 1 | 0.700 (n = 1) |" in text
     assert "Held-out subjects: `d0` 8, 9; `d1` 6, 7" in text
     assert (tmp_path / "report" / "confusion.png").exists()
+
+
+def test_training_cda_summarises_first_and_last_diagnostic_steps():
+    """Hand-computed: two seeds, diagnostics at steps 0 and 20 (step 10 logs none)."""
+
+    def row(step, cda, mixer, ratio=0.001, radial=0.9):
+        return {
+            "step": step,
+            "loss": 1.0,
+            "cda_diagnostics/cda": cda,
+            "cda_diagnostics/mixer_norm": mixer,
+            "cda_diagnostics/cda_over_contrastive": ratio,
+            "cda_diagnostics/cda_radial_share_mixer": radial,
+        }
+
+    rows = {
+        0: [row(0, 2.0, 10.0), {"step": 10, "loss": 0.5}, row(20, 3.0, 11.0, radial=0.5)],
+        1: [row(0, 4.0, 20.0), row(20, 4.0, 22.0, radial=0.7)],
+    }
+    s = report.training_cda(rows)
+    assert s["steps"] == [(0, 20)]
+    assert s["first"]["cda"]["mean"] == pytest.approx(3.0)
+    assert s["last"]["cda"]["mean"] == pytest.approx(3.5)
+    assert s["cda_change"]["mean"] == pytest.approx((0.5 + 0.0) / 2)
+    assert s["mixer_norm_change"]["mean"] == pytest.approx(0.1)
+    assert s["last"]["cda_radial_share_mixer"]["mean"] == pytest.approx(0.6)
+    assert s["per_seed"]["1"]["last"] == {
+        "step": 20,
+        "cda": 4.0,
+        "mixer_norm": 22.0,
+        "cda_over_contrastive": 0.001,
+        "cda_radial_share_mixer": 0.7,
+    }
+    assert report.training_cda({0: [{"step": 0, "loss": 1.0}]}) is None
+    text = report.training_cda_markdown({"joint": s, "joint_no_cda": None})
+    assert "Joint (mdJPT) | 2 | 0-20 | 3.0000 ± 1.4142 | 3.5000 ± 0.7071 | 0.250 ± 0.354" in text
+    assert "without CDA" not in text.split("|---")[-1]
+    assert report.training_cda_markdown({"joint": None}) == ""

@@ -434,9 +434,10 @@ def results_markdown(
     paired: dict | None = None,
     confidence: float | None = None,
     n_samples: int | None = None,
+    pretraining_cda: dict | None = None,
 ) -> str:
-    """Every protocol's table, retrieval, fine-tuning, paired differences and dataset
-    alignment (`alignment_markdown`),
+    """Every protocol's table, retrieval, fine-tuning, paired differences, dataset
+    alignment (`alignment_markdown`) and CDA during pre-training (`training_cda_markdown`),
     with a line describing each. `confidence` and `n_samples` describe how `paired` was
     computed (`paired_comparisons`) and are required with it."""
     if paired and (confidence is None or not n_samples):
@@ -467,7 +468,86 @@ def results_markdown(
         parts += ["", paired_markdown(paired, confidence=confidence, n_samples=n_samples)]
     if alignment:
         parts += ["", alignment_markdown(alignment)]
+    cda_text = training_cda_markdown(pretraining_cda or {})
+    if cda_text:
+        parts += ["", cda_text]
     return "\n".join(parts) + "\n"
+
+
+# What pre-training logs every train.diagnose_every steps as cda_diagnostics/<key>
+# (pretrain/train_step.CDA_DIAGNOSTICS), summarised at a run's first and last such step.
+TRAINING_CDA_KEYS = ("cda", "mixer_norm", "cda_over_contrastive", "cda_radial_share_mixer")
+
+
+def training_cda(rows_by_seed: dict) -> dict | None:
+    """CDA as pre-training logged it, at the first and the last diagnostic step of each seed:
+    its stop-gradient value (logged also when the loss has no CDA term), the spatial mixer's
+    norm, CDA's weighted gradient norm over the contrastive one, and the radial share.
+
+    Args:
+        rows_by_seed: {seed: rows of the run's metrics.jsonl}.
+
+    Returns:
+        None when no seed logged diagnostics; else {first, last: {key: mean/std over seeds},
+        cda_change, mixer_norm_change: last / first - 1 (mean/std over seeds), steps: [first,
+        last] step of every seed, per_seed: {seed: {first, last: {step, key: value}}}}.
+    """
+    per_seed = {}
+    for seed, rows in rows_by_seed.items():
+        logged = [r for r in rows if "cda_diagnostics/cda" in r]
+        if logged:
+            per_seed[str(seed)] = {
+                end: dict(
+                    step=r["step"], **{k: r[f"cda_diagnostics/{k}"] for k in TRAINING_CDA_KEYS}
+                )
+                for end, r in (("first", logged[0]), ("last", logged[-1]))
+            }
+    if not per_seed:
+        return None
+    runs = list(per_seed.values())
+    summary = {
+        end: {k: _mean_std([r[end][k] for r in runs]) for k in TRAINING_CDA_KEYS}
+        for end in ("first", "last")
+    }
+    for key in ("cda", "mixer_norm"):
+        summary[f"{key}_change"] = _mean_std([r["last"][key] / r["first"][key] - 1 for r in runs])
+    summary["steps"] = sorted({(r["first"]["step"], r["last"]["step"]) for r in runs})
+    return dict(summary, per_seed=per_seed)
+
+
+def training_cda_markdown(summaries: dict) -> str:
+    """Table of {method: `training_cda`} (methods without diagnostics are skipped)."""
+    rows = {m: s for m, s in summaries.items() if s}
+    if not rows:
+        return ""
+    lines = [
+        "### CDA during pre-training (its stop-gradient value, logged also without a CDA term)",
+        "",
+        "At the first and the last diagnostic step of each seed (`cda_diagnostics/*` in "
+        "metrics.jsonl). CDA grows with the spatial mixer's scale, which the per-subject "
+        "normalization after the mixer removes: compare the change of CDA with the mixer "
+        "norm's, and a CDA run with its no-CDA twin. Gradient ratio: CDA's weighted gradient "
+        "norm over the contrastive one; radial share: the part of CDA's gradient on the mixer "
+        "that only rescales it.",
+        "",
+        "| Method | seeds | steps | CDA first | CDA last | CDA change | mixer norm change "
+        "| gradient ratio (last) | radial share (last) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, s in rows.items():
+        steps = ", ".join(f"{a}-{b}" for a, b in s["steps"])
+        cells = [
+            format_mean_std(s["first"]["cda"], 4),
+            format_mean_std(s["last"]["cda"], 4),
+            format_mean_std(s["cda_change"], 3),
+            format_mean_std(s["mixer_norm_change"], 3),
+            format_mean_std(s["last"]["cda_over_contrastive"], 4),
+            format_mean_std(s["last"]["cda_radial_share_mixer"], 3),
+        ]
+        lines.append(
+            f"| {_title(method)} | {len(s['per_seed'])} | {steps} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- CDA
@@ -748,11 +828,15 @@ def run(config, root: str) -> dict:
             }
         )
 
-    curves = {}
+    curves, pretraining_cda = {}, {}
     for method in config.pretrain_methods:
-        rows = workdir.read_metrics(workdir.metrics_path(workdir.run_dir(root, method, first_seed)))
-        if rows:
-            curves[f"{_title(method)}, seed {first_seed}"] = rows
+        rows_by_seed = {
+            seed: workdir.read_metrics(workdir.metrics_path(workdir.run_dir(root, method, seed)))
+            for seed in workdir.method_seeds(config, method)
+        }
+        pretraining_cda[method] = training_cda(rows_by_seed)
+        if rows_by_seed.get(first_seed):
+            curves[f"{_title(method)}, seed {first_seed}"] = rows_by_seed[first_seed]
     if curves:
         learning_curves.plot_learning_curves(curves, workdir.report_path(root, "learning_curves"))
     if config.report.tsne_methods:
@@ -801,6 +885,7 @@ def run(config, root: str) -> dict:
         paired=paired,
         confidence=config.report.confidence,
         n_samples=config.report.bootstrap_samples,
+        pretraining_cda=pretraining_cda,
     )
     summary = dict(
         target=config.target,
@@ -810,6 +895,7 @@ def run(config, root: str) -> dict:
         paired_differences=paired,
         cda_between_within=ratios,
         alignment=aligned,
+        pretraining_cda=pretraining_cda,
         finetune=finetune,
     )
     workdir.write_json(workdir.report_path(root, "results_json"), summary)
