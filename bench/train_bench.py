@@ -16,6 +16,16 @@ for each case. Cases:
     python bench/train_bench.py --cases issue --dtypes float32 bfloat16   # mixed precision
     python bench/train_bench.py --cases demo --windows 2 --reps 1        # quick smoke run
 
+--remat_policies runs every case once per rematerialization policy of the channel encoder
+(model.remat_policy: full | dots | none, models/mlla.py), side by side: step time, the
+compiled step's peak memory (XLA memory analysis: arguments + outputs + temporaries) and the
+executed GFLOP (the step without remat, plus the channel encoder's forward once more for
+`full`; `dots` recomputes only elementwise work). A policy whose compiled step needs more
+than --memory_budget_gib is compiled and reported but not run; the JSON names the fastest
+policy that fits:
+
+    python bench/train_bench.py --cases issue --remat_policies full dots none --reps 2
+
 --dtypes runs every case once per compute dtype (model.dtype; bfloat16 = bf16 activations
 and matmuls, float32 parameters and optimizer), side by side in the one JSON.
 
@@ -78,6 +88,19 @@ def _parse():
         default=None,
         help="override M (windows per subject) of every case (smaller = quicker)",
     )
+    parser.add_argument(
+        "--remat_policies",
+        nargs="+",
+        default=["full"],
+        choices=("full", "dots", "none"),
+        help="channel-encoder rematerialization policies to compare (model.remat_policy)",
+    )
+    parser.add_argument(
+        "--memory_budget_gib",
+        type=float,
+        default=16.0,
+        help="run only the policies whose compiled step fits (default: a 16 GiB TPU chip)",
+    )
     parser.add_argument("--platform", default="cpu", help="JAX_PLATFORMS unless already set")
     parser.add_argument(
         "--torch_original",
@@ -118,9 +141,10 @@ from mdjpt_jax.models import Encoder  # noqa: E402
 from mdjpt_jax.pretrain import aot, train_step  # noqa: E402
 
 
-def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
-    """Compile once, then time `ARGS.reps` warm steps of one case in one compute dtype."""
-    case = dict(CASES[name], pairs=pairs, dtype=dtype)
+def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "full") -> dict:
+    """Compile once, then time `ARGS.reps` warm steps of one case in one compute dtype and
+    rematerialization policy (skipped when its compiled step exceeds the memory budget)."""
+    case = dict(CASES[name], pairs=pairs, dtype=dtype, remat_policy=remat_policy)
     if ARGS.windows:
         case["windows"] = ARGS.windows
     n_times = int(case["window_s"] * FS)
@@ -143,6 +167,7 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
         ARGS.attention,
         rngs=nnx.Rngs(params=0),
         dtype=dtype,
+        remat_policy=remat_policy,
     )
     opt = optimizer.make_optimizer(
         learning_rate=5e-4, weight_decay=1e-4, warmup_steps=10, total_steps=1000
@@ -152,6 +177,21 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
     eeg = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     batch = distributed.host_batch_to_global({"eeg": eeg}, mesh)
     key = jax.random.key(0)
+    gflops = xla_gflops(case, n_times, mesh, opt, batch, key, eeg)
+    start = time.perf_counter()
+    memory = step.lower(state, batch, key).compile().memory_analysis()
+    peak_gib = (
+        memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+    ) / 2**30
+    recomputed = gflops["xla_gflop_channel_encoder_forward"] if remat_policy == "full" else 0.0
+    info.update(
+        gflops,
+        executed_gflop_estimate=round(gflops["xla_gflop_per_step_no_remat"] + recomputed, 1),
+        compile_s=round(time.perf_counter() - start, 2),
+        peak_memory_gib=round(peak_gib, 2),
+    )
+    if peak_gib > ARGS.memory_budget_gib:
+        return dict(info, skipped=f"needs {peak_gib:.1f} GiB > --memory_budget_gib")
     start = time.perf_counter()
     state, metrics = step(state, batch, key)
     jax.block_until_ready(metrics)
@@ -166,7 +206,6 @@ def bench_case(name: str, mesh, pairs: int, dtype: str) -> dict:
     return dict(
         info,
         params=int(sum(x.size for x in jax.tree.leaves(state.params))),
-        **xla_gflops(case, n_times, mesh, opt, batch, key, eeg),
         compile_and_first_step_s=round(first_s, 2),
         step_s_median=round(median, 3),
         step_s_all=[round(t, 3) for t in times],
@@ -210,9 +249,10 @@ def main():
         raise SystemExit(f"--devices {ARGS.devices}: only {len(devices)} available")
     mesh = distributed.make_mesh(devices)
     results = [
-        bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"], dtype)
+        bench_case(name, mesh, ARGS.pairs or CASES[name]["pairs"], dtype, policy)
         for name in ARGS.cases
         for dtype in ARGS.dtypes
+        for policy in ARGS.remat_policies
     ]
     out = dict(
         bench="train_step",
@@ -222,6 +262,9 @@ def main():
         attention=ARGS.attention,
         reps=ARGS.reps,
         dtypes=ARGS.dtypes,
+        remat_policies=ARGS.remat_policies,
+        memory_budget_gib=ARGS.memory_budget_gib,
+        fastest_fitting_policy=fastest_fitting_policy(results),
         cpu_count=os.cpu_count(),
         machine=platform.machine(),
         jax=jax.__version__,
@@ -230,6 +273,17 @@ def main():
     if ARGS.torch_original:
         out.update(torch_side(results))
     print(json.dumps(out, indent=1))
+
+
+def fastest_fitting_policy(results: list) -> dict:
+    """{case/dtype: the remat policy with the smallest median step among those that ran}."""
+    best = {}
+    for row in results:
+        if "step_s_median" in row:
+            key = f"{row['case']}/{row['dtype']}"
+            if key not in best or row["step_s_median"] < best[key][1]:
+                best[key] = (row["remat_policy"], row["step_s_median"])
+    return {key: policy for key, (policy, _) in best.items()}
 
 
 def torch_side(results: list) -> dict:
@@ -275,6 +329,7 @@ def torch_side(results: list) -> dict:
                             case=name,
                             torch_variant=variant,
                             jax_dtype=jax_row["dtype"],
+                            jax_remat_policy=jax_row["remat_policy"],
                             torch_step_s=row["step_s_median"],
                             jax_step_s=jax_row["step_s_median"],
                             torch_over_jax=round(

@@ -218,8 +218,10 @@ def test_multiscale_convs_match_grouped_conv_loops(causal):
     np.testing.assert_allclose(out.reshape(6, 24, 17), expected, rtol=TOL, atol=TOL)
 
 
-def test_remat_chunks_give_the_same_outputs_and_gradients():
-    """Chunked + rematerialized channel encoder == all sequences at once (7 = 3 + 3 + 1).
+@pytest.mark.parametrize("remat_policy", ["full", "dots", "none"])
+def test_remat_chunks_give_the_same_outputs_and_gradients(remat_policy):
+    """Chunked channel encoder, under every rematerialization policy == all sequences at
+    once (7 = 3 + 3 + 1).
 
     Causal: the attention scan inside the chunk map is the most nested case.
     """
@@ -243,6 +245,7 @@ def test_remat_chunks_give_the_same_outputs_and_gradients():
             causal=True,
             chunk_size=5,
             remat_chunk=remat_chunk,
+            remat_policy=remat_policy,
             rngs=nnx.Rngs(params=0),
         )
         results.append(loss_and_grads(enc, x))
@@ -250,3 +253,27 @@ def test_remat_chunks_give_the_same_outputs_and_gradients():
     np.testing.assert_allclose(loss_chunked, loss, rtol=1e-5)
     chex.assert_trees_all_close(grads_chunked, grads, rtol=TOL, atol=TOL)
     assert float(jnp.max(jnp.abs(grads["read_in"]["kernel"][...]))) > 0.0
+
+
+def test_remat_policy_changes_what_the_backward_pass_recomputes():
+    """The policies differ in the program, not only in name: "full" recomputes the forward
+    (more dot products in the gradient's jaxpr than "none"), "dots" saves them."""
+    x = jax.random.normal(jax.random.key(16), (7, 150))
+
+    def n_dots(policy):
+        enc = ChannelEncoder(
+            patch_size=32, patch_stride=6, d_model=8, depth=1, num_heads=2, mlp_ratio=2.0,
+            readout_dim=8, causal=False, remat_chunk=3, remat_policy=policy,
+            rngs=nnx.Rngs(params=0),
+        )  # fmt: skip
+        graphdef, state = nnx.split(enc)
+        grad = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s)(x)))
+        return str(jax.make_jaxpr(grad)(state)).count("dot_general")
+
+    full, dots, none = n_dots("full"), n_dots("dots"), n_dots("none")
+    assert full > none and dots == none
+    with pytest.raises(ValueError, match="remat_policy must be one of"):
+        ChannelEncoder(
+            patch_size=32, patch_stride=6, d_model=8, depth=1, num_heads=2, mlp_ratio=2.0,
+            readout_dim=8, causal=False, remat_policy="some", rngs=nnx.Rngs(params=0),
+        )  # fmt: skip

@@ -57,6 +57,9 @@ Presets and switches (parsed by configs/common.py::parse_arg):
     --config.model.dtype=bfloat16  mixed precision: activations and matmuls in bfloat16;
                         parameters, optimizer state, normalization statistics, losses and
                         the CDA covariances stay float32 (models/mdjpt.py).
+    --config.model.remat_policy=dots  keep the channel encoder's matmul outputs for the
+                        backward pass instead of recomputing its forward (more memory; the
+                        same numbers; README "Rematerialization").
 
 Expected runtime and numbers (synthetic, 2 CPU cores, 192 windows per step): on 1 CPU
 device about 0.5-1 s per step after a ~40 s compile, i.e. ~3 min for 200 steps; the summed
@@ -173,6 +176,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             variant="paper" if arg.paper else "tiny",  # key of models.VARIANTS
             attention=arg.attention,  # "global" | "causal"
             dtype="float32",
+            # What the backward pass keeps of the channel encoder's forward (models.mlla
+            # REMAT_POLICIES): "full" (nothing; least memory), "dots", "none" (README,
+            # "Rematerialization"; bench/train_bench.py --remat_policies).
+            remat_policy="full",
         )
     )  # compute dtype: "bfloat16" = bf16 activations/matmuls, f32 params
     config.loss = ml_collections.ConfigDict(

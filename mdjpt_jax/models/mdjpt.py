@@ -224,6 +224,8 @@ class Encoder(nnx.Module):
         chunk_size: tokens per scan step of the causal attention.
         remat_chunk: channel sequences per rematerialized chunk of the channel encoder
             (bounds training memory; None = all at once). Same results either way.
+        remat_policy: what the backward pass keeps of each chunk (mlla.REMAT_POLICIES:
+            "full" nothing, "dots" the matmul outputs, "none" everything).
         dtype: compute dtype, "float32" or "bfloat16" (mixed precision: parameters stay
             float32; see the module docstring).
     """
@@ -238,6 +240,7 @@ class Encoder(nnx.Module):
         rngs: nnx.Rngs,
         chunk_size: int = 64,
         remat_chunk: int | None = REMAT_CHUNK,
+        remat_policy: str = "full",
         dtype: str = "float32",
     ):
         if jnp.dtype(dtype).name not in COMPUTE_DTYPES:
@@ -261,6 +264,7 @@ class Encoder(nnx.Module):
             causal=causal,
             chunk_size=chunk_size,
             remat_chunk=remat_chunk,
+            remat_policy=remat_policy,
             rngs=rngs,
         )
         self.n_tokens = self.channel_encoder.n_tokens(n_times)

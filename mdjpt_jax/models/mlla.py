@@ -33,6 +33,23 @@ LN_EPS = 1e-5  # torch.nn.LayerNorm default, as in the original
 # Channel sequences per rematerialized chunk of the channel encoder (bench/model_bench.py
 # --compare remat: on a 2-core CPU, 8-32 run fastest; None = the whole batch at once).
 REMAT_CHUNK = 16
+# What the backward pass keeps of each chunk's forward (bench/train_bench.py --remat_policies):
+#   full  nothing: the whole forward of the chunk runs again (least memory; today's default)
+#   dots  every matmul output (jax.checkpoint_policies.checkpoint_dots): only the cheap
+#         elementwise work (norms, activations, gating) runs again
+#   none  everything (no rematerialization: the most memory, no recomputation)
+REMAT_POLICIES = ("full", "dots", "none")
+
+
+def rematerialized(fn, policy: str):
+    """`fn` wrapped for the backward pass according to `policy` (REMAT_POLICIES)."""
+    if policy == "none":
+        return fn
+    if policy == "dots":
+        return jax.checkpoint(fn, policy=jax.checkpoint_policies.checkpoint_dots)
+    if policy == "full":
+        return jax.checkpoint(fn)
+    raise ValueError(f"remat_policy must be one of {REMAT_POLICIES}, got {policy!r}")
 
 
 class DepthwiseConv1d(nnx.Module):
@@ -231,10 +248,13 @@ class ChannelEncoder(nnx.Module):
         causal: bool,
         chunk_size: int = 64,
         remat_chunk: int | None = REMAT_CHUNK,
+        remat_policy: str = "full",
         rngs: nnx.Rngs,
     ):
+        if remat_policy not in REMAT_POLICIES:
+            raise ValueError(f"remat_policy must be one of {REMAT_POLICIES}, got {remat_policy!r}")
         self.patch_size, self.patch_stride = patch_size, patch_stride
-        self.causal, self.remat_chunk = causal, remat_chunk
+        self.causal, self.remat_chunk, self.remat_policy = causal, remat_chunk, remat_policy
         self.read_in = nnx.Linear(patch_size, d_model, rngs=rngs)
         self.blocks = nnx.List(
             [
@@ -254,9 +274,10 @@ class ChannelEncoder(nnx.Module):
         """Encodes whole windows.
 
         With `remat_chunk` set, the channel sequences run `remat_chunk` at a time in a
-        `jax.lax.map` whose body is rematerialized in the backward pass: memory holds one
-        chunk's activations instead of the whole batch's, and the small working set stays
-        in cache (faster on CPU despite the recomputed forward).
+        `jax.lax.map` whose body is rematerialized in the backward pass as `remat_policy`
+        says (REMAT_POLICIES; "full": memory holds one chunk's activations instead of the
+        whole batch's, and the small working set stays in cache, faster on CPU despite the
+        recomputed forward). The numbers are the same for every policy.
 
         Args:
             x: [..., T] EEG samples of single channels (µV, any leading dims).
@@ -275,7 +296,9 @@ class ChannelEncoder(nnx.Module):
             # Zero sequences fill the last chunk; they are independent and cut below.
             flat = jnp.pad(flat, ((0, n_chunks * chunk - n_seqs), (0, 0)))
             graphdef, state = nnx.split(self)
-            encode = jax.checkpoint(lambda state, xs: nnx.merge(graphdef, state)._encode(xs))
+            encode = rematerialized(
+                lambda state, xs: nnx.merge(graphdef, state)._encode(xs), self.remat_policy
+            )
             out = jax.lax.map(
                 lambda xs: encode(state, xs), flat.reshape((n_chunks, chunk, flat.shape[-1]))
             )
