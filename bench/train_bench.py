@@ -141,6 +141,10 @@ from mdjpt_jax.models import Encoder  # noqa: E402
 from mdjpt_jax.pretrain import aot, train_step  # noqa: E402
 
 
+# (case, dtype, pairs, windows) -> xla_gflops of it: computed once for all remat policies.
+_GFLOPS = {}
+
+
 def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "full") -> dict:
     """Compile once, then time `ARGS.reps` warm steps of one case in one compute dtype and
     rematerialization policy (skipped when its compiled step exceeds the memory budget)."""
@@ -177,9 +181,13 @@ def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "ful
     eeg = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     batch = distributed.host_batch_to_global({"eeg": eeg}, mesh)
     key = jax.random.key(0)
-    gflops = xla_gflops(case, n_times, mesh, opt, batch, key, eeg)
+    cost_key = (name, dtype, pairs, case["windows"])  # the same for every remat policy
+    if cost_key not in _GFLOPS:
+        _GFLOPS[cost_key] = xla_gflops(case, n_times, mesh, opt, batch, key, eeg)
+    gflops = _GFLOPS[cost_key]
     start = time.perf_counter()
-    memory = step.lower(state, batch, key).compile().memory_analysis()
+    step = step.lower(state, batch, key).compile()  # timed below: no second compile
+    memory = step.memory_analysis()
     peak_gib = (
         memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     ) / 2**30
@@ -195,7 +203,7 @@ def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "ful
     start = time.perf_counter()
     state, metrics = step(state, batch, key)
     jax.block_until_ready(metrics)
-    first_s = time.perf_counter() - start  # compile + one step
+    first_s = time.perf_counter() - start  # the first run of the compiled step
     times = []
     for _ in range(ARGS.reps):
         start = time.perf_counter()
@@ -206,7 +214,7 @@ def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "ful
     return dict(
         info,
         params=int(sum(x.size for x in jax.tree.leaves(state.params))),
-        compile_and_first_step_s=round(first_s, 2),
+        first_step_s=round(first_s, 2),
         step_s_median=round(median, 3),
         step_s_all=[round(t, 3) for t in times],
         windows_per_s=round(info["windows_per_step"] / median, 1),
