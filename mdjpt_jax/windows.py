@@ -12,8 +12,10 @@ exactly W windows (W = `windows_per_block`, or all of the subject's windows if f
 the last block is the subject's last W windows in that order (it overlaps the previous
 block; only its new windows are kept). So every block is a random sample of W windows of
 one subject (not one stimulus, whose emotion-specific mean a block of consecutive windows
-would normalize away), and shapes stay static. A call carries `blocks_per_call` blocks of
-the SAME subject (padded by repeating a block whose outputs are dropped).
+would normalize away), and shapes stay static. Blocks are independent, so a call packs
+`blocks_per_call` blocks of several subjects (`block_calls`; padding, a repeated block whose
+outputs are dropped, only in the last call) and splits them over this process's devices
+(`learned_features`): throughput, not results.
 """
 
 import functools
@@ -22,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from mdjpt_jax import features, losses, workdir
+from mdjpt_jax import distributed, features, losses, workdir
 from mdjpt_jax.models import Encoder
 
 WINDOW_FIELDS = workdir.WINDOW_FIELDS
@@ -160,9 +163,52 @@ def subject_blocks(n_windows: int, block_size: int, seed: int) -> list:
     return blocks
 
 
-@nnx.jit
-def _embed(encoder: Encoder, x: jax.Array) -> jax.Array:
-    return encoder.embed(x)
+def block_calls(table: dict, *, windows_per_block: int, blocks_per_call: int, seed: int) -> list:
+    """Every subject's blocks (`subject_blocks`, order seed + subject) packed into calls of
+    exactly `blocks_per_call` blocks, across subjects in subject order.
+
+    Blocks of one size share calls (a subject with fewer than W windows has smaller blocks,
+    so usually there is one size); each size's last call is filled with padding blocks
+    (the last block again, nothing kept).
+
+    Returns:
+        list of calls, each a list of S (rows [W] into the table, keep [W] bool); every row
+        is kept exactly once over all calls.
+    """
+    by_size = {}  # block size -> [(rows, keep)] in subject order
+    for subject in np.unique(table["subject"]):
+        rows = np.flatnonzero(table["subject"] == subject)
+        for pos, keep in subject_blocks(len(rows), windows_per_block, seed + int(subject)):
+            by_size.setdefault(len(pos), []).append((rows[pos], keep))
+    calls = []
+    for blocks in by_size.values():
+        padding = (blocks[-1][0], np.zeros_like(blocks[-1][1]))  # computed, never kept
+        blocks = blocks + [padding] * (-len(blocks) % blocks_per_call)
+        calls += [blocks[i : i + blocks_per_call] for i in range(0, len(blocks), blocks_per_call)]
+    return calls
+
+
+def local_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
+    """The "data" mesh over this process's first `num_devices` devices (None: all)."""
+    devices = jax.local_devices()
+    num_devices = len(devices) if num_devices is None else num_devices
+    if not 1 <= num_devices <= len(devices):
+        raise ValueError(f"num_devices={num_devices}: this process has {len(devices)} devices")
+    return distributed.make_mesh(devices[:num_devices])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _embed_sharded(graphdef: nnx.GraphDef, mesh, state: nnx.State, x: jax.Array) -> jax.Array:
+    """encoder.embed of x [S, W, C, T] -> [S, W, D], S split over the mesh's "data" axis:
+    each device embeds its own S / devices blocks with the replicated parameters."""
+
+    def local_embed(state, x):
+        return nnx.merge(graphdef, state).embed(x)
+
+    data = PartitionSpec(distributed.DATA_AXIS)
+    return jax.shard_map(local_embed, mesh=mesh, in_specs=(PartitionSpec(), data), out_specs=data)(
+        state, x
+    )
 
 
 def learned_features(
@@ -174,34 +220,49 @@ def learned_features(
     windows_per_block: int,
     blocks_per_call: int,
     seed: int,
+    num_devices: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """[N, D] encoder features; each call holds [S, W] windows of one subject only.
+    """[N, D] encoder features of every window, S blocks of W windows per call.
+
+    A block holds ONE subject's windows; a call packs blocks of several subjects
+    (`block_calls`) and splits them over the devices, so the features do not depend on
+    S or on the number of devices (up to float rounding of other shapes: with the same
+    blocks per device, bit-identical).
 
     Args:
         encoder: model with `.embed(x [S, W, C, T]) -> [S, W, D]`.
         trials, table: from `trials.load_trials` and `window_table`.
         window: T samples (must equal encoder.n_times).
-        windows_per_block, blocks_per_call: W and S of a call.
+        windows_per_block: W.
+        blocks_per_call: S, rounded up to a multiple of the device count (1: one block
+            per device).
         seed: the per-subject window order (seed + subject).
+        num_devices: this process's first devices to shard over (None: all local ones).
         progress: show a progress bar.
     """
-    n = len(table["start"])
-    out = np.full((n, encoder.feature_dim), np.nan, np.float32)
-    calls = []
-    for subject in np.unique(table["subject"]):
-        rows = np.flatnonzero(table["subject"] == subject)
-        blocks = subject_blocks(len(rows), windows_per_block, seed + int(subject))
-        for begin in range(0, len(blocks), blocks_per_call):
-            chunk = blocks[begin : begin + blocks_per_call]
-            padding = (chunk[0][0], np.zeros_like(chunk[0][1]))  # computed, never kept
-            chunk = chunk + [padding] * (blocks_per_call - len(chunk))
-            calls.append([(rows[pos], keep) for pos, keep in chunk])
+    mesh = local_mesh(num_devices)
+    per_call = -(-blocks_per_call // mesh.size) * mesh.size
+    calls = block_calls(
+        table, windows_per_block=windows_per_block, blocks_per_call=per_call, seed=seed
+    )
+    graphdef, state = nnx.split(encoder)
+    state = distributed.replicate(state, mesh)
+    x_sharding = NamedSharding(mesh, PartitionSpec(distributed.DATA_AXIS))
+    out = np.full((len(table["start"]), encoder.feature_dim), np.nan, np.float32)
+
+    def keep(call, feats):  # feats [S, W, D]
+        for (rows, kept), f in zip(call, np.asarray(feats)):
+            out[rows[kept]] = f[kept]
+
+    pending = None  # the previous call, read back while this one runs
     for call in tqdm(calls, desc="embed", unit="call", disable=not progress):
-        x = np.stack([gather_windows(trials, table, r, window) for r, _ in call])
-        feats = np.asarray(_embed(encoder, jnp.asarray(x)))  # [S, W, D]
-        for (r, keep), f in zip(call, feats):
-            out[r[keep]] = f[keep]
+        x = np.stack([gather_windows(trials, table, rows, window) for rows, _ in call])
+        feats = _embed_sharded(graphdef, mesh, state, jax.device_put(x, x_sharding))
+        if pending is not None:
+            keep(*pending)
+        pending = (call, feats)
+    keep(*pending)
     assert not np.isnan(out).any(), "some windows were not embedded"
     return out
 

@@ -1,5 +1,6 @@
 """extract.py: windows, per-subject blocks (never mixing subjects), DE wiring, npz cache."""
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -32,6 +33,12 @@ def make_trials(n_subjects=3, n_trials=2, n_times=400, seed=0):
 @pytest.fixture(scope="module")
 def encoder():
     return Encoder(N_CHANS, WINDOW, variant="tiny", rngs=nnx.Rngs(params=0))
+
+
+@nnx.jit
+def jitted_embed(encoder, x):
+    """encoder.embed(x [S, W, C, T]) on the default device, unsharded."""
+    return encoder.embed(x)
 
 
 def test_window_starts_and_table():
@@ -76,8 +83,77 @@ def test_one_block_per_subject_equals_direct_embed(encoder):
     for subject in (0, 1):
         rows = np.flatnonzero(table["subject"] == subject)
         x = windows.gather_windows(trials, table, rows, WINDOW)[None]
-        direct = windows._embed(encoder, x)  # jitted encoder.embed of the whole subject
+        direct = jitted_embed(encoder, x)  # the whole subject as one block
         np.testing.assert_allclose(got[rows], np.asarray(direct)[0], rtol=1e-4, atol=1e-5)
+
+
+def uneven_trials():
+    """Subjects 0, 2, 3 with 12 windows, subject 1 with 4 (its blocks are smaller)."""
+    trials = make_trials(n_subjects=4)
+    return [dict(t, eeg=t["eeg"][:, :175]) if t["subject"] == 1 else t for t in trials]
+
+
+def test_block_calls_pack_subjects_and_pad_only_at_the_end():
+    table = windows.window_table(uneven_trials(), WINDOW, STEP)
+    calls = windows.block_calls(table, windows_per_block=5, blocks_per_call=4, seed=0)
+    assert all(len(call) == 4 for call in calls)
+    kept = np.concatenate([rows[keep] for call in calls for rows, keep in call])
+    np.testing.assert_array_equal(np.sort(kept), np.arange(len(table["start"])))
+    for call in calls:
+        assert len({len(rows) for rows, _ in call}) == 1  # one shape per call
+        for rows, _ in call:
+            assert len(np.unique(table["subject"][rows])) == 1  # one subject per block
+    # 3 subjects x 3 blocks of 5 = 9 blocks -> 3 calls; subject 1: 1 block of 4 -> 1 call
+    assert [len(call[0][0]) for call in calls] == [5, 5, 5, 4]
+    padding = [[not keep.any() for _, keep in call] for call in calls]
+    assert padding == [[False] * 4, [False] * 4, [False, True, True, True], [False] + [True] * 3]
+    mixed = {tuple(np.unique(table["subject"][np.concatenate([r for r, _ in c])])) for c in calls}
+    assert (0, 2) in mixed  # the first call holds subject 0's 3 blocks and subject 2's first
+
+
+@pytest.fixture(scope="module")
+def uneven_reference(encoder):
+    """(trials, table, [N, D] features from `encoder.embed` of every block of 5 windows
+    alone, [1, 5, C, T])."""
+    trials = uneven_trials()
+    table = windows.window_table(trials, WINDOW, STEP)
+    out = np.full((len(table["start"]), encoder.feature_dim), np.nan, np.float32)
+    for subject in np.unique(table["subject"]):
+        rows = np.flatnonzero(table["subject"] == subject)
+        for pos, keep in windows.subject_blocks(len(rows), 5, seed=subject):
+            x = windows.gather_windows(trials, table, rows[pos], WINDOW)[None]
+            out[rows[pos[keep]]] = np.asarray(jitted_embed(encoder, x))[0][keep]
+    return trials, table, out
+
+
+@pytest.mark.parametrize("num_devices,blocks_per_call", [(1, 1), (1, 3), (2, 3), (8, 1)])
+def test_packed_sharded_features_equal_per_block_embedding(
+    encoder, uneven_reference, num_devices, blocks_per_call
+):
+    """Blocks of several subjects in one call, split over 1, 2 or 8 simulated devices: every
+    window's feature is its block's alone: bit-identical with the reference's shape (one
+    block on one device), else up to float rounding of other shapes."""
+    assert jax.device_count() == 8  # tests/conftest.py
+    trials, table, expected = uneven_reference
+    got = windows.learned_features(
+        encoder,
+        trials,
+        table,
+        window=WINDOW,
+        windows_per_block=5,
+        blocks_per_call=blocks_per_call,
+        seed=0,
+        num_devices=num_devices,
+        progress=False,
+    )
+    if (num_devices, blocks_per_call) == (1, 1):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-8)
+
+
+def test_learned_features_refuses_more_devices_than_local():
+    with pytest.raises(ValueError, match="num_devices=9"):
+        windows.local_mesh(9)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,18 @@ from mdjpt_jax.configs import common, pretrain
 
 PAPER_DATASETS = ("seed", "seed_iv", "seed_v", "seed_vii", "faced", "deap", "dreamer", "emoeeg_mc")
 
+# config.extract's windows and blocks, and the defaults of `mdjpt_jax.embed`
+# (inference/embedding.py reads them here), so an embedding matches extraction.
+EXTRACT_DEFAULTS = dict(
+    window_s=5.0,
+    step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "de_ea", "waveform")
+    windows_per_block=64,  # W windows of ONE subject per block (see mdjpt_jax/windows.py)
+    # S blocks per encoder call, packed across subjects and split over the local devices;
+    # rounded up to a multiple of the device count (1: one block per device).
+    blocks_per_call=1,
+    seed=0,  # per-subject window order of the blocks
+)
+
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     """Returns the locked downstream ConfigDict for the preset(s) in `arg`."""
@@ -85,11 +97,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
 
     config.extract = ml_collections.ConfigDict(
         dict(
-            window_s=5.0,
-            step_s=2.0,  # 5 s windows every 2 s (learned features, "de", "de_ea", "waveform")
-            windows_per_block=64,  # W windows of ONE subject per block (see mdjpt_jax/windows.py)
-            blocks_per_call=1,  # S blocks per encoder call (same subject)
-            seed=0,  # per-subject window order of the blocks
+            **EXTRACT_DEFAULTS,
             random_like="joint",  # the random-encoder baseline's architecture
             random_seed_offset=0,  # its init seed = pre-training seed + offset
             # Signal baselines (extract.SIGNAL_METHODS): "de", "de_ea" and "waveform" on the

@@ -10,7 +10,9 @@ channels through the contract (contract.map_channels), the builders' preprocessi
 (tfds_builders.preprocessing.preprocess_trial: band-pass, resampling to the encoder's
 rate), extraction's windowing (windows.window_table) and its stratified-normalization
 blocks (windows.learned_features) with ONE subject per block: everything passed in one
-call is treated as one subject's data, so embed each subject separately.
+call is treated as one subject's data, so embed each subject separately. A long
+recording's blocks go `blocks_per_call` at a time (at least one per local device) into
+one encoder call split over this process's devices.
 
 The module is named `embedding` (not `embed`) so that `mdjpt_jax.embed` stays the function.
 """
@@ -24,13 +26,16 @@ import os
 import numpy as np
 
 from mdjpt_jax import checkpointing, contract, windows, workdir
+from mdjpt_jax.configs.downstream import EXTRACT_DEFAULTS
 from tfds_builders import preprocessing
 
-# Extraction's defaults (configs/downstream.py `extract`): 5 s windows every 2 s, blocks of
-# 64 windows of one subject in a seeded order.
-STEP_S = 2.0
-WINDOWS_PER_BLOCK = 64
-SEED = 0
+# Extraction's defaults, read from the one table the downstream config's `extract` block is
+# built from: windows every step_s, blocks of windows_per_block windows of one subject in a
+# seeded order, blocks_per_call blocks per encoder call.
+STEP_S = EXTRACT_DEFAULTS["step_s"]
+WINDOWS_PER_BLOCK = EXTRACT_DEFAULTS["windows_per_block"]
+BLOCKS_PER_CALL = EXTRACT_DEFAULTS["blocks_per_call"]
+SEED = EXTRACT_DEFAULTS["seed"]
 
 
 @dataclasses.dataclass
@@ -156,6 +161,7 @@ def embed(
     step_s=None,
     max_missing: float = contract.MAX_MISSING_FRACTION,
     windows_per_block: int = WINDOWS_PER_BLOCK,
+    blocks_per_call: int = BLOCKS_PER_CALL,
     seed: int = SEED,
     verbose: bool = True,
 ) -> Embedding:
@@ -172,6 +178,9 @@ def embed(
         step_s: hop between windows in s (default STEP_S, as in extraction).
         max_missing: largest fraction of the encoder's channels that may be interpolated.
         windows_per_block, seed: stratified-normalization blocks, see windows.py.
+        blocks_per_call: blocks per encoder call, split over the local devices (rounded
+            up to a multiple of their count); throughput only, see
+            windows.learned_features.
         verbose: print the channel report and show a progress bar.
 
     Returns:
@@ -222,7 +231,7 @@ def embed(
         table,
         window=window,
         windows_per_block=windows_per_block,
-        blocks_per_call=1,
+        blocks_per_call=blocks_per_call,
         seed=seed,
         progress=verbose,
     )
