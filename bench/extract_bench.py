@@ -92,13 +92,10 @@ from mdjpt_jax.models import Encoder  # noqa: E402
 def synthetic_trials(case: dict, seed: int = 0) -> list:
     """One trial per subject, `windows_per_subject` back-to-back windows long, N(0, 10 µV)."""
     rng = np.random.default_rng(seed)
-    n_times = int(case["window_s"] * FS)
+    shape = (case["n_chans"], case["windows_per_subject"] * int(case["window_s"] * FS))
     return [
         dict(
-            eeg=10
-            * rng.standard_normal(
-                (case["n_chans"], case["windows_per_subject"] * n_times), np.float32
-            ),
+            eeg=10 * rng.standard_normal(shape, np.float32),
             subject=subject,
             session=0,
             trial=0,
@@ -122,7 +119,7 @@ def extract(encoder, trials: list, tables: list, settings: dict) -> tuple:
         [windows.learned_features(encoder, trials, table, **settings) for table in tables]
     )
     seconds = time.perf_counter() - start
-    per_call = -(-settings["blocks_per_call"] // settings["num_devices"]) * settings["num_devices"]
+    per_call = windows.call_size(settings["blocks_per_call"], settings["num_devices"])
     calls = [
         call
         for table in tables

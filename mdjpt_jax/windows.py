@@ -188,6 +188,11 @@ def block_calls(table: dict, *, windows_per_block: int, blocks_per_call: int, se
     return calls
 
 
+def call_size(blocks_per_call: int, num_devices: int) -> int:
+    """S, the blocks of every call: blocks_per_call rounded up to a multiple of num_devices."""
+    return -(-blocks_per_call // num_devices) * num_devices
+
+
 def local_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     """The "data" mesh over this process's first `num_devices` devices (None: all)."""
     devices = jax.local_devices()
@@ -235,34 +240,36 @@ def learned_features(
         trials, table: from `trials.load_trials` and `window_table`.
         window: T samples (must equal encoder.n_times).
         windows_per_block: W.
-        blocks_per_call: S, rounded up to a multiple of the device count (1: one block
-            per device).
+        blocks_per_call: rounded up to a multiple of the device count (`call_size`; 1:
+            one block per device).
         seed: the per-subject window order (seed + subject).
         num_devices: this process's first devices to shard over (None: all local ones).
         progress: show a progress bar.
     """
     mesh = local_mesh(num_devices)
-    per_call = -(-blocks_per_call // mesh.size) * mesh.size
     calls = block_calls(
-        table, windows_per_block=windows_per_block, blocks_per_call=per_call, seed=seed
+        table,
+        windows_per_block=windows_per_block,
+        blocks_per_call=call_size(blocks_per_call, mesh.size),
+        seed=seed,
     )
     graphdef, state = nnx.split(encoder)
     state = distributed.replicate(state, mesh)
     x_sharding = NamedSharding(mesh, PartitionSpec(distributed.DATA_AXIS))
     out = np.full((len(table["start"]), encoder.feature_dim), np.nan, np.float32)
 
-    def keep(call, feats):  # feats [S, W, D]
-        for (rows, kept), f in zip(call, np.asarray(feats)):
-            out[rows[kept]] = f[kept]
+    def store(call, feats):  # feats [S, W, D]
+        for (rows, keep), f in zip(call, np.asarray(feats)):
+            out[rows[keep]] = f[keep]
 
     pending = None  # the previous call, read back while this one runs
     for call in tqdm(calls, desc="embed", unit="call", disable=not progress):
         x = np.stack([gather_windows(trials, table, rows, window) for rows, _ in call])
         feats = _embed_sharded(graphdef, mesh, state, jax.device_put(x, x_sharding))
         if pending is not None:
-            keep(*pending)
+            store(*pending)
         pending = (call, feats)
-    keep(*pending)
+    store(*pending)
     assert not np.isnan(out).any(), "some windows were not embedded"
     return out
 
