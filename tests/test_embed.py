@@ -138,3 +138,21 @@ def test_encoder_card_states_the_contract(encoder_dir):
     export_tiny_encoder(os.path.join(workdir, "encoder2"), config={"train": {"steps": 123}})
     with open(os.path.join(workdir, "encoder2", "README.md"), encoding="utf-8") as f:
         assert '"steps": 123' in f.read()
+
+
+def test_embed_defaults_are_extractions():
+    """One table (configs/downstream.py EXTRACT_DEFAULTS) for extraction and embedding, with
+    the numbers they always had."""
+    from mdjpt_jax.configs import downstream
+    from mdjpt_jax.inference import embedding
+
+    ex = downstream.get_config().extract
+    embedded = (embedding.STEP_S, embedding.WINDOWS_PER_BLOCK, embedding.BLOCKS_PER_CALL)
+    assert embedded + (embedding.SEED,) == (2.0, 64, 1, 0)
+    assert embedded + (embedding.SEED,) == (
+        ex.step_s,
+        ex.windows_per_block,
+        ex.blocks_per_call,
+        ex.seed,
+    )
+    assert ex.window_s == 5.0
