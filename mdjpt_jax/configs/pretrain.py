@@ -143,12 +143,12 @@ def _data(arg) -> ml_collections.ConfigDict:
             ch_set="seed60" if arg.paper else "standard_1020",  # key of channels.UNIFIED_SETS
             pairs_per_step=16 if arg.paper else 2,  # P per dataset, global over all devices
             windows_per_pair=32 if arg.paper else 16,  # M (bench/learning_bench.py: M matters)
-            num_threads=4 if arg.paper else 1,  # grain threads building batches (per process)
-            prefetch=4 if arg.paper else 2,  # batches buffered ahead (per worker process)
+            num_threads=4 if arg.paper else 1,  # grain threads building batches (num_workers=0)
+            prefetch=16 if arg.paper else 2,  # batches buffered ahead (in all, >= 1 per worker)
             # grain worker processes building batches (0 = in the training process): they
             # take the batch building off the training process's GIL (README, "Input
             # pipeline against a pod host"; bench/input_bench.py).
-            num_workers=4 if arg.paper else 0,
+            num_workers=16 if arg.paper else 0,
             # Subjects of every dataset never drawn by the sampler: the learning curves and
             # the report's retrieval are measured on them (mdjpt_jax/heldout.py): the N
             # highest subject ids of each dataset, or per dataset the ids listed in

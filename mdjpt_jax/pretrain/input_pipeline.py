@@ -29,8 +29,9 @@ import weakref
 from typing import Sequence
 
 import grain
-from absl import flags
 import numpy as np
+from absl import flags
+from grain.python import SharedMemoryArray
 
 from mdjpt_jax import channels, heldout
 from mdjpt_jax.trials import (
@@ -45,6 +46,16 @@ from mdjpt_jax.trials import (
 
 
 SHM_DIR = "/dev/shm"  # Where worker processes' shared trial files go (RAM), when it exists.
+# True in grain worker processes (`_mark_worker`): batches are then built directly in shared
+# memory, which grain hands to the training process without a copy.
+_IN_WORKER = False
+
+
+def _mark_worker(worker_index: int, worker_count: int) -> None:
+    """grain `mp_prefetch` worker_init_fn: this process builds batches for the training one."""
+    del worker_index, worker_count
+    global _IN_WORKER
+    _IN_WORKER = True
 
 
 def sample_windows(
@@ -217,7 +228,8 @@ class PretrainBatcher:
         self.spec = batch_spec(len(samplers), pairs_per_host, windows_per_pair, n_chans, window)
 
     def __call__(self, step: int) -> dict:
-        batch = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.spec.items()}
+        allocate = SharedMemoryArray if _IN_WORKER else np.empty
+        batch = {key: allocate(shape, dtype) for key, (shape, dtype) in self.spec.items()}
         for k, sampler in enumerate(self.samplers):
             sampler.fill(
                 self.seed,
@@ -239,22 +251,26 @@ class PretrainLoader:
     `batcher.spec`: name -> (shape, numpy dtype) of every batch;
     `close()` stops the worker processes (if any; else also done when collected).
 
-    The batches are computed by `num_threads` grain threads in this process, or, with
-    `num_workers` > 0, in that many spawned processes (grain `mp_prefetch`: worker w
-    computes steps w, w + W, ...; each also uses `num_threads` threads), which take the
-    batches' Python work off this process's GIL. A batch is a pure function of
-    (seed, step), so the stream and its state are the same for every thread and worker count.
+    The batches are computed by `num_threads` grain threads in this process (`prefetch`
+    batches ahead), or, with `num_workers` > 0, in that many spawned processes (grain
+    `mp_prefetch`: worker w computes steps w, w + W, ... one at a time, into shared memory
+    handed over without a copy; `prefetch` batches ahead in all, at least one per worker),
+    which takes the batches' Python work off this process's GIL. A batch is a pure function
+    of (seed, step), so the stream and its state are the same for every thread and worker
+    count.
     """
 
     def __init__(
         self, batcher: PretrainBatcher, *, num_threads: int, prefetch: int, num_workers: int = 0
     ):
         self.batcher = batcher
+        threads = 0 if num_workers else num_threads  # A worker builds its batches in turn.
         self._read_options = grain.ReadOptions(
-            num_threads=num_threads, prefetch_buffer_size=prefetch if num_threads else 0
+            num_threads=threads, prefetch_buffer_size=prefetch if threads else 0
         )
+        per_worker = -(-prefetch // max(num_workers, 1))  # ceil: `prefetch` in all
         self._workers = grain.MultiprocessingOptions(
-            num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1)
+            num_workers=num_workers, per_worker_buffer_size=max(per_worker, 1)
         )
         self._step, self._iterator = 0, None
 
@@ -268,7 +284,7 @@ class PretrainLoader:
         if self._workers.num_workers:
             if not flags.FLAGS.is_parsed():  # grain's mp_prefetch reads its absl flags.
                 flags.FLAGS.mark_as_parsed()
-            dataset = dataset.mp_prefetch(self._workers)
+            dataset = dataset.mp_prefetch(self._workers, worker_init_fn=_mark_worker)
         return iter(dataset)
 
     def __iter__(self) -> "PretrainLoader":
@@ -333,7 +349,8 @@ def make_pretrain_loader(
         process_index, process_count: this host's slice of the P pairs.
         cache_trials: keep all trial EEG in memory (else re-read records per step).
         num_threads, prefetch: grain worker threads and buffered batches (0 = synchronous).
-        num_workers: grain worker processes computing the batches (0 = in this process);
+        num_workers: grain worker processes computing the batches (0 = in this process,
+            else `num_threads` is not used and `prefetch` is shared among the workers);
             with `cache_trials`, the trials are then written once to a memory-mapped file
             per dataset (`MappedTrials`, under /dev/shm when it exists) that every worker
             maps, removed when the loader is collected or the process exits.
