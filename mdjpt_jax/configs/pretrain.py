@@ -30,7 +30,8 @@ Presets and switches (parsed by configs/common.py::parse_arg):
                         batch of subject pairs); we count steps only, so
                         train.steps = 20 * 1024 = 20480. Our choices (not from the paper):
                         P=16 pairs x M=32 windows per dataset per step, 1024 warm-up steps
-                        (one epoch) then cosine decay.
+                        (one epoch) then cosine decay; batches built by 16 grain worker
+                        processes (README, "Input pipeline against a pod host").
     evoked              the synthetic preset on synthetic_emotion e0, e1, e2 (the evoked-response
                         benchmark: the shared signal is stimulus-locked evoked responses whose
                         shape carries the emotion); evoked_null: on n0, n1, n2, its null

@@ -14,7 +14,8 @@ session group before sampling: no batch ever holds one of their windows.
 
 Step i's sampling depends only on (seed, i, dataset, pair): the iterator state is the step
 counter, and host h of H computes exactly its slice of the P pairs. Trial EEG is read once
-from the TFDS data source and kept in memory (`cache_trials=False`: re-read per step).
+from the TFDS data source and kept in memory (`cache_trials=False`: re-read per step); with
+grain worker processes (`num_workers`) in one memory-mapped file per dataset they all share.
 Nothing is normalized or rescaled here (the model's stratified normalization is).
 """
 
