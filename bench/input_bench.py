@@ -159,9 +159,11 @@ def main():
     parser.add_argument("--pairs_per_chip", type=int, default=1)
     parser.add_argument("--host_cpus", type=int, default=112, help="vCPUs of one host")
     parser.add_argument("--num_workers", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--num_threads", type=int, default=0, help="grain threads per process")
+    parser.add_argument(
+        "--num_threads", type=int, default=0, help="grain threads (in-process path)"
+    )
     parser.add_argument("--prefetch", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--cores", type=int, default=1, help="CPU cores to pin to")
+    parser.add_argument("--cores", type=int, default=1, help="CPU cores to pin to (workers too)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
@@ -205,7 +207,7 @@ def main():
     demand_batches = demand["windows_per_host_s"] / in_process["windows_per_batch"]
     in_process["serial_user_ms_per_batch"] = serial["main_process_user_ms_per_batch"]
     paths = {"in_process": in_process, f"workers_{num_workers}": workers}
-    for name, row in paths.items():
+    for row in paths.values():
         gil_ms = row.get("serial_user_ms_per_batch", row["main_process_user_ms_per_batch"])
         row.update(
             host_cores_needed=round(demand["windows_per_host_s"] / row["windows_per_cpu_s"], 2),
