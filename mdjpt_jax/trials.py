@@ -28,13 +28,15 @@ class DatasetRecords:
     Attributes:
         metadata: dataset, ch_names (file order), fs (Hz), label_names, valence_names, ...
         fields: INT_FIELDS and "n_times" -> int64 arrays [R] (R records, source order).
-        eeg: per record float32 [C_src, T_r] µV, or None (then read from `source`).
-        source: the TFDS data source, random access by record index.
+        eeg: per record float32 [C_src, T_r] µV (a list, or `MappedTrials`), or None (then
+            read from `source`).
+        source: the TFDS data source, random access by record index (None once `eeg` holds
+            every record in a `MappedTrials`).
     """
 
     metadata: dict
     fields: dict
-    eeg: list | None
+    eeg: Sequence | None
     source: object
 
     def trial_eeg(self, record: int) -> np.ndarray:
@@ -42,6 +44,50 @@ class DatasetRecords:
         if self.eeg is not None:
             return self.eeg[record]
         return np.asarray(self.source[int(record)]["eeg"], np.float32)
+
+
+class MappedTrials:
+    """Every record's EEG in one float32 .npy file [C_src, sum_r T_r], memory-mapped
+    read-only; record r is the view [:, starts[r]:starts[r + 1]] ([C_src, T_r]).
+
+    Pickles as (path, starts), so worker processes map the same file: one copy of the
+    trials in the page cache however many processes read them.
+    """
+
+    def __init__(self, path: str, starts: np.ndarray):
+        self.path, self.starts = path, starts
+        self._data = np.load(path, mmap_mode="r")
+
+    @classmethod
+    def write(cls, eeg: Sequence[np.ndarray], path: str) -> "MappedTrials":
+        """Writes the records `eeg` (float32 [C_src, T_r] each) to `path` and maps it."""
+        starts = np.concatenate([[0], np.cumsum([x.shape[1] for x in eeg])]).astype(np.int64)
+        try:
+            out = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.float32, shape=(eeg[0].shape[0], int(starts[-1]))
+            )
+            for x, start in zip(eeg, starts):
+                out[:, start : start + x.shape[1]] = x
+            out.flush()
+        except OSError as error:
+            raise OSError(
+                f"cannot write {4 * eeg[0].shape[0] * int(starts[-1]) / 2**30:.2f} GiB of "
+                f"trials to {path}: {error}"
+            ) from error
+        del out
+        return cls(path, starts)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, record: int) -> np.ndarray:
+        return self._data[:, self.starts[record] : self.starts[record + 1]]
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "starts": self.starts}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["starts"])
 
 
 @dataclasses.dataclass(frozen=True)

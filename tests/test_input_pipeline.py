@@ -1,13 +1,16 @@
 """input_pipeline.py: pair alignment, static shapes, determinism, iterator state, hosts."""
 
+import gc
 import json
+import os
+import pickle
 
 import numpy as np
 import pytest
 
 from mdjpt_jax import channels
 from mdjpt_jax.pretrain import input_pipeline
-from mdjpt_jax.trials import INT_FIELDS, dataset_info, load_trials
+from mdjpt_jax.trials import INT_FIELDS, MappedTrials, dataset_info, load_trials
 from tests import naive_pipeline
 
 SYNTHETIC = ("synthetic_emotion/d0", "synthetic_emotion/d1", "synthetic_emotion/d2")
@@ -253,3 +256,39 @@ def test_heldout_subjects_leaving_no_pairs_are_refused(synthetic_dir):
         _loader(synthetic_dir, heldout_subjects=5)
     with pytest.raises(ValueError, match=r"held-out subjects \[99\] are not in the dataset"):
         _loader(synthetic_dir, heldout_subject_ids={SYNTHETIC[0]: [99]})
+
+
+def test_worker_processes_give_the_same_stream_and_resume(synthetic_dir):
+    """Batches from 2 or 3 grain worker processes (trials in a shared memory-mapped file,
+    or re-read per step) equal the in-process ones bit for bit, and get_state / set_state
+    resume the same stream; the shared trial files go with the loader."""
+    expected = _take(_loader(synthetic_dir, pairs_per_step=4), 6)
+    loader = _loader(synthetic_dir, pairs_per_step=4, num_workers=2)
+    (mapped_dir,) = {os.path.dirname(s.records.eeg.path) for s in loader.batcher.samplers}
+    _assert_batches_equal(expected[:4], _take(loader, 4))
+    assert loader.get_state() == {"step": 4, "seed": 0}
+    loader.set_state({"step": 1, "seed": 0})
+    _assert_batches_equal(expected[1:6], _take(loader, 5))
+    loader.close()
+    del loader
+    gc.collect()
+    assert not os.path.exists(mapped_dir)
+    lazy = _loader(synthetic_dir, pairs_per_step=4, num_workers=3, cache_trials=False)
+    _assert_batches_equal(expected, _take(lazy, 6))
+    lazy.close()
+    with pytest.raises(ValueError, match="num_workers"):
+        _loader(synthetic_dir, num_workers=-1)
+
+
+def test_mapped_trials_are_the_records_and_pickle_as_their_path(tmp_path):
+    rng = np.random.default_rng(0)
+    eeg = [rng.standard_normal((3, n)).astype(np.float32) for n in (5, 1, 7)]
+    mapped = MappedTrials.write(eeg, str(tmp_path / "trials.npy"))
+    assert len(mapped) == 3
+    restored = pickle.loads(pickle.dumps(mapped))
+    assert len(pickle.dumps(mapped)) < 1000  # the path and offsets, not the samples
+    for r, x in enumerate(eeg):
+        np.testing.assert_array_equal(mapped[r], x)
+        np.testing.assert_array_equal(restored[r], x)
+    with pytest.raises(OSError, match=r"cannot write .* GiB of trials to .*missing"):
+        MappedTrials.write(eeg, str(tmp_path / "missing" / "trials.npy"))

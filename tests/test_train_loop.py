@@ -268,6 +268,9 @@ class NanAt:
     def set_state(self, state):
         self.loader.set_state(state)
 
+    def close(self):
+        self.loader.close()
+
 
 def test_nan_stops_the_run_naming_step_and_term_without_checkpoint(
     synthetic_data_dir, tmp_path, monkeypatch

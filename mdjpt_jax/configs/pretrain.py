@@ -30,7 +30,8 @@ Presets and switches (parsed by configs/common.py::parse_arg):
                         batch of subject pairs); we count steps only, so
                         train.steps = 20 * 1024 = 20480. Our choices (not from the paper):
                         P=16 pairs x M=32 windows per dataset per step, 1024 warm-up steps
-                        (one epoch) then cosine decay.
+                        (one epoch) then cosine decay; batches built by 16 grain worker
+                        processes (README, "Input pipeline against a pod host").
     evoked              the synthetic preset on synthetic_emotion e0, e1, e2 (the evoked-response
                         benchmark: the shared signal is stimulus-locked evoked responses whose
                         shape carries the emotion); evoked_null: on n0, n1, n2, its null
@@ -143,8 +144,12 @@ def _data(arg) -> ml_collections.ConfigDict:
             ch_set="seed60" if arg.paper else "standard_1020",  # key of channels.UNIFIED_SETS
             pairs_per_step=16 if arg.paper else 2,  # P per dataset, global over all devices
             windows_per_pair=32 if arg.paper else 16,  # M (bench/learning_bench.py: M matters)
-            num_threads=4 if arg.paper else 1,  # grain threads building batches
-            prefetch=4 if arg.paper else 2,  # batches buffered ahead
+            num_threads=4 if arg.paper else 1,  # grain threads building batches (num_workers=0)
+            prefetch=16 if arg.paper else 2,  # batches buffered ahead (in all, >= 1 per worker)
+            # grain worker processes building batches (0 = in the training process): they
+            # take the batch building off the training process's GIL (README, "Input
+            # pipeline against a pod host"; bench/input_bench.py).
+            num_workers=16 if arg.paper else 0,
             # Subjects of every dataset never drawn by the sampler: the learning curves and
             # the report's retrieval are measured on them (mdjpt_jax/heldout.py): the N
             # highest subject ids of each dataset, or per dataset the ids listed in

@@ -14,28 +14,49 @@ session group before sampling: no batch ever holds one of their windows.
 
 Step i's sampling depends only on (seed, i, dataset, pair): the iterator state is the step
 counter, and host h of H computes exactly its slice of the P pairs. Trial EEG is read once
-from the TFDS data source and kept in memory (`cache_trials=False`: re-read per step).
+from the TFDS data source and kept in memory (`cache_trials=False`: re-read per step); with
+grain worker processes (`num_workers`) in one memory-mapped file per dataset they all share.
 Nothing is normalized or rescaled here (the model's stratified normalization is).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import sys
+import tempfile
+import weakref
 from typing import Sequence
 
 import grain
 import numpy as np
+from absl import flags
+from grain.python import SharedMemoryArray
 
 from mdjpt_jax import channels, heldout
 from mdjpt_jax.trials import (
     SPLIT,
     DatasetRecords,
+    MappedTrials,
     SessionGroup,
     check_fs,
     read_dataset,
     session_groups,
 )
+
+
+SHM_DIR = "/dev/shm"  # Where worker processes' shared trial files go (RAM), when it exists.
+# True in grain worker processes (`_mark_worker`): batches are then built directly in shared
+# memory, which grain hands to the training process without a copy.
+_IN_WORKER = False
+
+
+def _mark_worker(worker_index: int, worker_count: int) -> None:
+    """grain `mp_prefetch` worker_init_fn: this process builds batches for the training one."""
+    del worker_index, worker_count
+    global _IN_WORKER
+    _IN_WORKER = True
 
 
 def sample_windows(
@@ -208,7 +229,8 @@ class PretrainBatcher:
         self.spec = batch_spec(len(samplers), pairs_per_host, windows_per_pair, n_chans, window)
 
     def __call__(self, step: int) -> dict:
-        batch = {key: np.empty(shape, dtype) for key, (shape, dtype) in self.spec.items()}
+        allocate = SharedMemoryArray if _IN_WORKER else np.empty
+        batch = {key: allocate(shape, dtype) for key, (shape, dtype) in self.spec.items()}
         for k, sampler in enumerate(self.samplers):
             sampler.fill(
                 self.seed,
@@ -227,27 +249,57 @@ class PretrainLoader:
 
     `get_state()` -> {"step": next step, "seed": seed} (JSON-serializable);
     `set_state(state)` resumes the identical stream from that step;
-    `batcher.spec`: name -> (shape, numpy dtype) of every batch.
+    `batcher.spec`: name -> (shape, numpy dtype) of every batch;
+    `close()` stops the worker processes (if any; else also done when collected).
+
+    The batches are computed by `num_threads` grain threads in this process (`prefetch`
+    batches ahead), or, with `num_workers` > 0, in that many spawned processes (grain
+    `mp_prefetch`: worker w computes steps w, w + W, ... one at a time, into shared memory
+    handed over without a copy; `prefetch` batches ahead in all, at least one per worker),
+    which takes the batches' Python work off this process's GIL. A batch is a pure function
+    of (seed, step), so the stream and its state are the same for every thread and worker
+    count.
     """
 
-    def __init__(self, batcher: PretrainBatcher, *, num_threads: int, prefetch: int):
+    def __init__(
+        self, batcher: PretrainBatcher, *, num_threads: int, prefetch: int, num_workers: int = 0
+    ):
         self.batcher = batcher
-        read_options = grain.ReadOptions(
-            num_threads=num_threads, prefetch_buffer_size=prefetch if num_threads else 0
+        threads = 0 if num_workers else num_threads  # A worker builds its batches in turn.
+        self._read_options = grain.ReadOptions(
+            num_threads=threads, prefetch_buffer_size=prefetch if threads else 0
         )
-        self._dataset = (
-            grain.MapDataset.range(0, sys.maxsize).map(batcher).to_iter_dataset(read_options)
+        per_worker = -(-prefetch // max(num_workers, 1))  # ceil: `prefetch` in all
+        self._workers = grain.MultiprocessingOptions(
+            num_workers=num_workers, per_worker_buffer_size=max(per_worker, 1)
         )
-        self._iterator = iter(self._dataset)
+        self._step, self._iterator = 0, None
+
+    def _batches_from(self, step: int):
+        """A fresh grain iterator over the batches of steps step, step + 1, ..."""
+        dataset = (
+            grain.MapDataset.range(step, sys.maxsize)
+            .map(self.batcher)
+            .to_iter_dataset(self._read_options)
+        )
+        if self._workers.num_workers:
+            if not flags.FLAGS.is_parsed():  # grain's mp_prefetch reads its absl flags.
+                flags.FLAGS.mark_as_parsed()
+            dataset = dataset.mp_prefetch(self._workers, worker_init_fn=_mark_worker)
+        return iter(dataset)
 
     def __iter__(self) -> "PretrainLoader":
         return self
 
     def __next__(self) -> dict:
-        return next(self._iterator)
+        if self._iterator is None:
+            self._iterator = self._batches_from(self._step)
+        batch = next(self._iterator)
+        self._step += 1
+        return batch
 
     def get_state(self) -> dict:  # Same on every host: elastic across process counts.
-        return {"step": int(self._iterator.get_state()["next_index"]), "seed": self.batcher.seed}
+        return {"step": self._step, "seed": self.batcher.seed}
 
     def set_state(self, state: dict) -> None:
         if int(state["seed"]) != self.batcher.seed:
@@ -255,7 +307,14 @@ class PretrainLoader:
                 f"iterator state was saved with seed {state['seed']}, this loader "
                 f"has seed {self.batcher.seed}"
             )
-        self._iterator.set_state({"next_index": int(state["step"])})
+        self.close()
+        self._step = int(state["step"])
+
+    def close(self) -> None:
+        """Stops the current grain iterator (its threads or worker processes)."""
+        iterator, self._iterator = self._iterator, None
+        if hasattr(iterator, "close"):
+            iterator.close()
 
 
 def make_pretrain_loader(
@@ -274,6 +333,7 @@ def make_pretrain_loader(
     cache_trials: bool = True,
     num_threads: int = 1,
     prefetch: int = 2,
+    num_workers: int = 0,
     heldout_subjects: int = 0,
     heldout_subject_ids: dict | None = None,
 ) -> PretrainLoader:
@@ -290,6 +350,11 @@ def make_pretrain_loader(
         process_index, process_count: this host's slice of the P pairs.
         cache_trials: keep all trial EEG in memory (else re-read records per step).
         num_threads, prefetch: grain worker threads and buffered batches (0 = synchronous).
+        num_workers: grain worker processes computing the batches (0 = in this process,
+            else `num_threads` is not used and `prefetch` is shared among the workers);
+            with `cache_trials`, the trials are then written once to a memory-mapped file
+            per dataset (`MappedTrials`, under /dev/shm when it exists) that every worker
+            maps, removed when the loader is collected or the process exits.
         heldout_subjects, heldout_subject_ids: subjects never sampled
             (`heldout.heldout_subjects` per dataset: a count, or ids per dataset name).
     """
@@ -305,18 +370,35 @@ def make_pretrain_loader(
             f"pairs_per_step ({pairs_per_step}) must be divisible by process_count "
             f"({process_count}) and 0 <= process_index ({process_index}) < it"
         )
+    if num_workers < 0:
+        raise ValueError(f"num_workers ({num_workers}) must be >= 0")
     channels.projection_matrix(list(ch_names), list(ch_names))  # Validates names early.
+    mapped_dir = (
+        tempfile.mkdtemp(prefix="mdjpt_trials_", dir=SHM_DIR if os.path.isdir(SHM_DIR) else None)
+        if num_workers and cache_trials
+        else None
+    )
     samplers = []
-    for dataset in datasets:
-        records = read_dataset(dataset, data_dir, split=split, keep_eeg=cache_trials)
-        check_fs(records.metadata, fs)
-        excluded = heldout.heldout_subjects(
-            dataset,
-            records.fields["subject"],
-            count=heldout_subjects,
-            explicit=heldout_subject_ids,
-        )
-        samplers.append(_DatasetSampler(records, ch_names, window, excluded))
+    try:
+        for k, dataset in enumerate(datasets):
+            records = read_dataset(dataset, data_dir, split=split, keep_eeg=cache_trials)
+            check_fs(records.metadata, fs)
+            if mapped_dir:
+                path = os.path.join(mapped_dir, f"{k}.npy")
+                records = dataclasses.replace(
+                    records, eeg=MappedTrials.write(records.eeg, path), source=None
+                )
+            excluded = heldout.heldout_subjects(
+                dataset,
+                records.fields["subject"],
+                count=heldout_subjects,
+                explicit=heldout_subject_ids,
+            )
+            samplers.append(_DatasetSampler(records, ch_names, window, excluded))
+    except BaseException:
+        if mapped_dir:
+            shutil.rmtree(mapped_dir, ignore_errors=True)
+        raise
     batcher = PretrainBatcher(
         samplers,
         pairs_per_step=pairs_per_step,
@@ -327,4 +409,9 @@ def make_pretrain_loader(
         process_index=process_index,
         process_count=process_count,
     )
-    return PretrainLoader(batcher, num_threads=num_threads, prefetch=prefetch)
+    loader = PretrainLoader(
+        batcher, num_threads=num_threads, prefetch=prefetch, num_workers=num_workers
+    )
+    if mapped_dir:
+        weakref.finalize(loader, shutil.rmtree, mapped_dir, ignore_errors=True)
+    return loader

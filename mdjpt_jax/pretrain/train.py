@@ -83,6 +83,7 @@ def read_config(config) -> Settings:
         ch_names=list(ch_names),
         num_threads=data.num_threads,
         prefetch=data.prefetch,
+        num_workers=data.num_workers,
         heldout_subjects=data.heldout_subjects,
         heldout_subject_ids=dict(data.heldout_subject_ids),
     )
@@ -430,6 +431,7 @@ def train_loop(run_: Run) -> train_step.TrainState:
                 raise SystemExit(PREEMPTED_EXIT_CODE)
     finally:
         preemption.restore()
+        run_.loader.close()
         writer.close()
         run_.manager.wait_until_finished()
     _print_speed(run_, first_done_at, step, start_step)
