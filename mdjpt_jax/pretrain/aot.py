@@ -84,20 +84,24 @@ def compile_step(config, devices: list):
     """Lowers and compiles the real train step of `config` on `devices`.
 
     Returns:
-        (compiled, program, settings, mesh); `program` is train.StepProgram.
+        (compiled, program, settings, mesh); `program` is train.StepProgram; settings has
+        model.remat_policy resolved ("auto": the fastest policy within
+        train.memory_budget_gib, pretrain/remat_choice.py).
 
     Raises:
-        ValueError: the config is invalid for this many devices (train.validate).
+        ValueError: the config is invalid for this many devices (train.validate), or no
+            remat policy fits the memory budget.
     """
     from mdjpt_jax import distributed
-    from mdjpt_jax.pretrain import train
+    from mdjpt_jax.pretrain import remat_choice, train
 
     settings = train.read_config(config)
     mesh = distributed.make_mesh(devices)
     processes = len({device.process_index for device in devices})
     train.validate(settings, num_devices=len(devices), process_count=processes)
-    program = train.make_step_program(settings, mesh)
-    return program.lower().compile(), program, settings, mesh
+    choice = remat_choice.compile_within_budget(settings, mesh, train.make_step_program)
+    print(f"[compile] {remat_choice.describe(choice)}", flush=True)
+    return choice.compiled, choice.program, choice.settings, mesh
 
 
 def cost_analysis(program) -> dict:
@@ -131,18 +135,14 @@ def model_flops(settings, chips: int) -> float:
 
 def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = None) -> dict:
     """The report of one compiled step (see the module docstring)."""
+    from mdjpt_jax.pretrain import remat_choice
+
     loader = settings.loader
     chips = int(mesh.devices.size)
     pairs_per_chip = loader["pairs_per_step"] // chips
     k, m = len(loader["datasets"]), loader["windows_per_pair"]
     n_times = int(round(loader["window_s"] * loader["fs"]))
     memory = compiled.memory_analysis()
-    arguments = int(memory.argument_size_in_bytes)
-    outputs = int(memory.output_size_in_bytes)
-    aliased = int(memory.alias_size_in_bytes)
-    temporaries = int(memory.temp_size_in_bytes)
-    code = int(memory.generated_code_size_in_bytes)
-    total = arguments + outputs - aliased + temporaries + code
     cost = cost_analysis(compiled)
     report = dict(
         chips=chips,
@@ -154,18 +154,15 @@ def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = N
         pairs_per_chip=pairs_per_chip,
         windows_per_chip=k * pairs_per_chip * 2 * m,
         batch_per_chip=[k, pairs_per_chip, 2, m, len(loader["ch_names"]), n_times],
+        remat_policy=settings.model["remat_policy"],
         memory_bytes=dict(
-            arguments=arguments,
-            outputs=outputs,
-            aliased=aliased,
-            temporaries=temporaries,
-            code=code,
-            total=total,
+            remat_choice.step_memory_bytes(compiled),
             xla_peak=int(getattr(memory, "peak_memory_in_bytes", -1)),
         ),
         **cost,
         model_flops=cost["flops"] if flops is None else flops,
     )
+    total = report["memory_bytes"]["total"]
     if chip is not None:
         compute_s = report["model_flops"] / chip.peak_bf16_flops
         memory_s = cost["bytes_accessed"] / chip.hbm_bytes_per_s
@@ -194,7 +191,10 @@ def format_table(report: dict) -> str:
             "chips / processes",
             f"{report['chips']} / {report['processes']} ({report['device_kind']})",
         ),
-        ("model", f"{report['variant']}, compute dtype {report['dtype']}"),
+        (
+            "model",
+            f"{report['variant']}, compute dtype {report['dtype']}, remat {report['remat_policy']}",
+        ),
         ("pairs per step / per chip", f"{report['pairs_per_step']} / {report['pairs_per_chip']}"),
         (
             "per-chip batch [K,P,2,M,C,T]",
@@ -246,8 +246,14 @@ def run(config, topology: str) -> dict:
     jax.config.update("jax_platforms", "cpu")  # compile-only devices; never grab a real TPU
     devices = topology_devices(topology)
     chip = CHIPS.get(devices[0].device_kind)
+    from mdjpt_jax.pretrain import remat_choice
+
     try:
         compiled, _, settings, mesh = compile_step(config, devices)
+    except remat_choice.NoPolicyFits as error:
+        raise SystemExit(
+            f"error: the step does not fit in HBM of a {devices[0].device_kind} chip: {error}"
+        ) from error
     except ValueError as error:
         raise SystemExit(f"error: {topology} ({len(devices)} chips): {error}") from error
     except jax.errors.JaxRuntimeError as error:  # the TPU compiler's own out-of-memory
