@@ -18,7 +18,9 @@ undercount. `model_flops` is therefore also reported: XLA's cost analysis of one
 share of the step (its pairs, on one CPU device) lowered with remat_chunk=None (no loop, no
 recomputation; not compiled), i.e. the step's useful FLOPs per chip. The roofline step time is max(model_flops / peak bf16 FLOP/s,
 compiled bytes / HBM bandwidth): a lower bound (no recomputation, no communication, peak
-rate even for float32). Memory is XLA's buffer assignment of the compiled program: arguments +
+rate even for float32). FLOPs and bytes are of a step without the CDA diagnostics (taken one
+step in `train.diagnose_every`; `steady_step`), memory that of the real step, diagnostics
+included. Memory is XLA's buffer assignment of the compiled program: arguments +
 outputs - donated aliases + temporaries (+ code); the runtime reserves a little more.
 
 libtpu is optional (requirements-tpu.txt): `MDJPT_TPU=1 bash scripts/ensure_venv.sh`
@@ -117,8 +119,10 @@ def cost_analysis(program) -> dict:
 
 
 def model_flops(settings, chips: int) -> float:
-    """FLOPs of one chip's share of the step (its P / chips pairs) without the remat loop,
-    from the step lowered (not compiled) on one CPU device."""
+    """FLOPs of one chip's share of the step (its P / chips pairs) without the remat loop
+    and without the CDA diagnostics (a `lax.cond` taken every `train.diagnose_every` steps,
+    whose both branches XLA's cost analysis would add), from the step lowered (not
+    compiled) on one CPU device."""
     import jax
 
     from mdjpt_jax import distributed
@@ -126,6 +130,7 @@ def model_flops(settings, chips: int) -> float:
 
     per_chip = dataclasses.replace(
         settings,
+        diagnose_every=0,  # cost analysis counts both branches of the diagnostics' cond
         model=dict(settings.model, remat_chunk=None),
         loader=dict(settings.loader, pairs_per_step=settings.loader["pairs_per_step"] // chips),
     )
@@ -133,8 +138,16 @@ def model_flops(settings, chips: int) -> float:
     return cost_analysis(train.make_step_program(per_chip, mesh).lower())["flops"]
 
 
-def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = None) -> dict:
-    """The report of one compiled step (see the module docstring)."""
+def analyze(
+    compiled,
+    settings,
+    mesh,
+    chip: Chip | None,
+    flops: float | None = None,
+    cost_compiled=None,
+) -> dict:
+    """The report of one compiled step (see the module docstring); FLOPs and bytes per step
+    from `cost_compiled` when given (`steady_step`: the step without the diagnostics)."""
     from mdjpt_jax.pretrain import remat_choice
 
     loader = settings.loader
@@ -143,7 +156,7 @@ def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = N
     k, m = len(loader["datasets"]), loader["windows_per_pair"]
     n_times = int(round(loader["window_s"] * loader["fs"]))
     memory = compiled.memory_analysis()
-    cost = cost_analysis(compiled)
+    cost = cost_analysis(compiled if cost_compiled is None else cost_compiled)
     report = dict(
         chips=chips,
         processes=len({d.process_index for d in mesh.devices.flat}),
@@ -234,6 +247,19 @@ def format_table(report: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def steady_step(compiled, settings, mesh):
+    """The compiled step of the steps without CDA diagnostics (all but one in
+    `train.diagnose_every`): XLA's cost analysis adds both branches of the diagnostics'
+    `lax.cond`, which would about double the FLOPs and bytes of a step. `compiled` itself
+    when there are no diagnostics; memory is always the real step's."""
+    if not settings.diagnose_every:
+        return compiled
+    from mdjpt_jax.pretrain import train
+
+    steady = dataclasses.replace(settings, diagnose_every=0)
+    return train.make_step_program(steady, mesh).lower().compile()
+
+
 def run(config, topology: str) -> dict:
     """Compiles for `topology`, prints the table and JSON; exits non-zero if it cannot run.
 
@@ -266,7 +292,14 @@ def run(config, topology: str) -> dict:
         ) from error
     report = dict(
         topology=topology,
-        **analyze(compiled, settings, mesh, chip, model_flops(settings, len(devices))),
+        **analyze(
+            compiled,
+            settings,
+            mesh,
+            chip,
+            model_flops(settings, len(devices)),
+            steady_step(compiled, settings, mesh),
+        ),
     )
     print(format_table(report), flush=True)
     print(json.dumps(report), flush=True)
