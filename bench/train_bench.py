@@ -18,13 +18,20 @@ for each case. Cases:
 
 --remat_policies runs every case once per rematerialization policy of the channel encoder
 (model.remat_policy: full | dots | none, models/mlla.py), side by side: step time, the
-compiled step's peak memory (XLA memory analysis: arguments + outputs + temporaries) and the
+compiled step's peak memory (XLA memory analysis) and the
 executed GFLOP (the step without remat, plus the channel encoder's forward once more for
-`full`; `dots` recomputes only elementwise work). A policy whose compiled step needs more
+`full`; `dots` recomputes only elementwise work). Peak memory is
+`pretrain/remat_choice.step_memory_bytes`, the figure `model.remat_policy="auto"` compares
+with `train.memory_budget_gib`. A policy whose compiled step needs more
 than --memory_budget_gib is compiled and reported but not run; the JSON names the fastest
 policy that fits:
 
     python bench/train_bench.py --cases issue --remat_policies full dots none --reps 2
+
+--profile traces one more step per case and splits its wall time into matmul / other-only /
+idle, with the top operations (bench/step_profile.py):
+
+    python bench/train_bench.py --cases issue --remat_policies dots full --reps 2 --profile
 
 --dtypes runs every case once per compute dtype (model.dtype; bfloat16 = bf16 activations
 and matmuls, float32 parameters and optimizer), side by side in the one JSON.
@@ -101,6 +108,12 @@ def _parse():
         default=16.0,
         help="run only the policies whose compiled step fits (default: a 16 GiB TPU chip)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed steps, trace one more and split its time into matmul / "
+        "other-only / idle (bench/step_profile.py)",
+    )
     parser.add_argument("--platform", default="cpu", help="JAX_PLATFORMS unless already set")
     parser.add_argument(
         "--torch_original",
@@ -138,7 +151,7 @@ from flax import nnx  # noqa: E402
 
 from mdjpt_jax import distributed, optimizer  # noqa: E402
 from mdjpt_jax.models import Encoder  # noqa: E402
-from mdjpt_jax.pretrain import aot, train_step  # noqa: E402
+from mdjpt_jax.pretrain import aot, remat_choice, train_step  # noqa: E402
 
 
 # (case, dtype, pairs, windows) -> xla_gflops of it: computed once for all remat policies.
@@ -187,10 +200,7 @@ def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "ful
     gflops = _GFLOPS[cost_key]
     start = time.perf_counter()
     step = step.lower(state, batch, key).compile()  # timed below: no second compile
-    memory = step.memory_analysis()
-    peak_gib = (
-        memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-    ) / 2**30
+    peak_gib = remat_choice.step_memory_bytes(step)["total"] / 2**30
     recomputed = gflops["xla_gflop_channel_encoder_forward"] if remat_policy == "full" else 0.0
     info.update(
         gflops,
@@ -211,6 +221,11 @@ def bench_case(name: str, mesh, pairs: int, dtype: str, remat_policy: str = "ful
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
+    if ARGS.profile:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import step_profile  # noqa: PLC0415 (bench/ helper, only with --profile)
+
+        state, info["profile"] = step_profile.profile_step(step, state, batch, key)
     return dict(
         info,
         params=int(sum(x.size for x in jax.tree.leaves(state.params))),

@@ -125,3 +125,24 @@ def test_per_chip_memory_does_not_grow_with_the_chip_count():
     assert small["batch_per_chip"] == large["batch_per_chip"]
     temporaries = [r["memory_bytes"]["temporaries"] for r in (small, large)]
     assert temporaries[1] <= 1.1 * temporaries[0], temporaries
+
+
+def test_flops_and_bytes_per_step_leave_out_the_diagnostics_branch():
+    """The CDA diagnostics run one step in diagnose_every inside a lax.cond whose both
+    branches XLA's cost analysis adds: the report's per-step cost is of the step without
+    them (checked on CPU devices; the program is the same as for a TPU topology)."""
+    import dataclasses
+
+    config = pretrain.get_config("synthetic")
+    config.data.windows_per_pair = 4
+    compiled, _, settings, mesh = aot.compile_step(config, jax.devices()[:1])
+    assert settings.diagnose_every > 0
+    steady = aot.steady_step(compiled, settings, mesh)
+    real_cost, steady_cost = aot.cost_analysis(compiled), aot.cost_analysis(steady)
+    assert 0 < steady_cost["flops"] < 0.8 * real_cost["flops"]
+    without = dataclasses.replace(settings, diagnose_every=0)
+    assert aot.steady_step(compiled, without, mesh) is compiled
+    assert aot.model_flops(settings, 1) == aot.model_flops(without, 1)
+    report = aot.analyze(compiled, settings, mesh, None, cost_compiled=steady)
+    assert report["flops"] == steady_cost["flops"] and report["remat_policy"] == "full"
+    assert report["memory_bytes"]["total"] > 0

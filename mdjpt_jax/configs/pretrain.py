@@ -58,9 +58,12 @@ Presets and switches (parsed by configs/common.py::parse_arg):
     --config.model.dtype=bfloat16  mixed precision: activations and matmuls in bfloat16;
                         parameters, optimizer state, normalization statistics, losses and
                         the CDA covariances stay float32 (models/mdjpt.py).
-    --config.model.remat_policy=dots  keep the channel encoder's matmul outputs for the
-                        backward pass instead of recomputing its forward (more memory; the
-                        same numbers; README "Rematerialization").
+    --config.model.remat_policy=full|dots|none  what the backward pass keeps of the
+                        channel encoder's forward instead of recomputing it (same numbers;
+                        README "Rematerialization"). "auto" (the paper preset's default):
+                        the fastest policy (dots, then full) whose compiled step fits
+                        --config.train.memory_budget_gib per device (default 16, a v5e
+                        chip); the synthetic presets keep "full" (as fast at their shape).
 
 Expected runtime and numbers (synthetic, 2 CPU cores, 192 windows per step): on 1 CPU
 device about 0.5-1 s per step after a ~40 s compile, i.e. ~3 min for 200 steps; the summed
@@ -183,8 +186,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             dtype="float32",
             # What the backward pass keeps of the channel encoder's forward (models.mlla
             # REMAT_POLICIES): "full" (nothing; least memory), "dots", "none" (README,
-            # "Rematerialization"; bench/train_bench.py --remat_policies).
-            remat_policy="full",
+            # "Rematerialization"; bench/train_bench.py --remat_policies), or "auto": the
+            # fastest that fits train.memory_budget_gib (pretrain/remat_choice.py). The
+            # synthetic presets keep "full": at their shape full and dots tie (0.63 vs
+            # 0.62 s per step) and dots, the same math fused differently, would move the
+            # README's demo numbers by rounding amplified over training.
+            remat_policy="auto" if arg.paper else "full",
         )
     )  # compute dtype: "bfloat16" = bf16 activations/matmuls, f32 params
     config.loss = ml_collections.ConfigDict(
@@ -220,6 +227,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
             # pass every this many steps (0 = off); written where such a step is logged
             # (choose a multiple of log_every).
             diagnose_every=50 if arg.paper else 10,
+            # Per-device memory the compiled step may use; model.remat_policy="auto" picks
+            # the fastest policy within it. 16 GiB = the HBM of one TPU v5e chip.
+            memory_budget_gib=16.0,
             seed=0,
         )
     )  # split into the init, data and step keys

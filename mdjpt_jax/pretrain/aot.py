@@ -18,7 +18,9 @@ undercount. `model_flops` is therefore also reported: XLA's cost analysis of one
 share of the step (its pairs, on one CPU device) lowered with remat_chunk=None (no loop, no
 recomputation; not compiled), i.e. the step's useful FLOPs per chip. The roofline step time is max(model_flops / peak bf16 FLOP/s,
 compiled bytes / HBM bandwidth): a lower bound (no recomputation, no communication, peak
-rate even for float32). Memory is XLA's buffer assignment of the compiled program: arguments +
+rate even for float32). FLOPs and bytes are of a step without the CDA diagnostics (taken one
+step in `train.diagnose_every`; `steady_step`), memory that of the real step, diagnostics
+included. Memory is XLA's buffer assignment of the compiled program: arguments +
 outputs - donated aliases + temporaries (+ code); the runtime reserves a little more.
 
 libtpu is optional (requirements-tpu.txt): `MDJPT_TPU=1 bash scripts/ensure_venv.sh`
@@ -84,20 +86,24 @@ def compile_step(config, devices: list):
     """Lowers and compiles the real train step of `config` on `devices`.
 
     Returns:
-        (compiled, program, settings, mesh); `program` is train.StepProgram.
+        (compiled, program, settings, mesh); `program` is train.StepProgram; settings has
+        model.remat_policy resolved ("auto": the fastest policy within
+        train.memory_budget_gib, pretrain/remat_choice.py).
 
     Raises:
-        ValueError: the config is invalid for this many devices (train.validate).
+        ValueError: the config is invalid for this many devices (train.validate), or no
+            remat policy fits the memory budget.
     """
     from mdjpt_jax import distributed
-    from mdjpt_jax.pretrain import train
+    from mdjpt_jax.pretrain import remat_choice, train
 
     settings = train.read_config(config)
     mesh = distributed.make_mesh(devices)
     processes = len({device.process_index for device in devices})
     train.validate(settings, num_devices=len(devices), process_count=processes)
-    program = train.make_step_program(settings, mesh)
-    return program.lower().compile(), program, settings, mesh
+    choice = remat_choice.compile_within_budget(settings, mesh, train.make_step_program)
+    print(f"[compile] {remat_choice.describe(choice)}", flush=True)
+    return choice.compiled, choice.program, choice.settings, mesh
 
 
 def cost_analysis(program) -> dict:
@@ -113,8 +119,10 @@ def cost_analysis(program) -> dict:
 
 
 def model_flops(settings, chips: int) -> float:
-    """FLOPs of one chip's share of the step (its P / chips pairs) without the remat loop,
-    from the step lowered (not compiled) on one CPU device."""
+    """FLOPs of one chip's share of the step (its P / chips pairs) without the remat loop
+    and without the CDA diagnostics (a `lax.cond` taken every `train.diagnose_every` steps,
+    whose both branches XLA's cost analysis would add), from the step lowered (not
+    compiled) on one CPU device."""
     import jax
 
     from mdjpt_jax import distributed
@@ -122,6 +130,7 @@ def model_flops(settings, chips: int) -> float:
 
     per_chip = dataclasses.replace(
         settings,
+        diagnose_every=0,  # cost analysis counts both branches of the diagnostics' cond
         model=dict(settings.model, remat_chunk=None),
         loader=dict(settings.loader, pairs_per_step=settings.loader["pairs_per_step"] // chips),
     )
@@ -129,21 +138,25 @@ def model_flops(settings, chips: int) -> float:
     return cost_analysis(train.make_step_program(per_chip, mesh).lower())["flops"]
 
 
-def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = None) -> dict:
-    """The report of one compiled step (see the module docstring)."""
+def analyze(
+    compiled,
+    settings,
+    mesh,
+    chip: Chip | None,
+    flops: float | None = None,
+    cost_compiled=None,
+) -> dict:
+    """The report of one compiled step (see the module docstring); FLOPs and bytes per step
+    from `cost_compiled` when given (`steady_step`: the step without the diagnostics)."""
+    from mdjpt_jax.pretrain import remat_choice
+
     loader = settings.loader
     chips = int(mesh.devices.size)
     pairs_per_chip = loader["pairs_per_step"] // chips
     k, m = len(loader["datasets"]), loader["windows_per_pair"]
     n_times = int(round(loader["window_s"] * loader["fs"]))
     memory = compiled.memory_analysis()
-    arguments = int(memory.argument_size_in_bytes)
-    outputs = int(memory.output_size_in_bytes)
-    aliased = int(memory.alias_size_in_bytes)
-    temporaries = int(memory.temp_size_in_bytes)
-    code = int(memory.generated_code_size_in_bytes)
-    total = arguments + outputs - aliased + temporaries + code
-    cost = cost_analysis(compiled)
+    cost = cost_analysis(compiled if cost_compiled is None else cost_compiled)
     report = dict(
         chips=chips,
         processes=len({d.process_index for d in mesh.devices.flat}),
@@ -154,18 +167,15 @@ def analyze(compiled, settings, mesh, chip: Chip | None, flops: float | None = N
         pairs_per_chip=pairs_per_chip,
         windows_per_chip=k * pairs_per_chip * 2 * m,
         batch_per_chip=[k, pairs_per_chip, 2, m, len(loader["ch_names"]), n_times],
+        remat_policy=settings.model["remat_policy"],
         memory_bytes=dict(
-            arguments=arguments,
-            outputs=outputs,
-            aliased=aliased,
-            temporaries=temporaries,
-            code=code,
-            total=total,
+            remat_choice.step_memory_bytes(compiled),
             xla_peak=int(getattr(memory, "peak_memory_in_bytes", -1)),
         ),
         **cost,
         model_flops=cost["flops"] if flops is None else flops,
     )
+    total = report["memory_bytes"]["total"]
     if chip is not None:
         compute_s = report["model_flops"] / chip.peak_bf16_flops
         memory_s = cost["bytes_accessed"] / chip.hbm_bytes_per_s
@@ -194,7 +204,10 @@ def format_table(report: dict) -> str:
             "chips / processes",
             f"{report['chips']} / {report['processes']} ({report['device_kind']})",
         ),
-        ("model", f"{report['variant']}, compute dtype {report['dtype']}"),
+        (
+            "model",
+            f"{report['variant']}, compute dtype {report['dtype']}, remat {report['remat_policy']}",
+        ),
         ("pairs per step / per chip", f"{report['pairs_per_step']} / {report['pairs_per_chip']}"),
         (
             "per-chip batch [K,P,2,M,C,T]",
@@ -234,6 +247,19 @@ def format_table(report: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def steady_step(compiled, settings, mesh):
+    """The compiled step of the steps without CDA diagnostics (all but one in
+    `train.diagnose_every`): XLA's cost analysis adds both branches of the diagnostics'
+    `lax.cond`, which would about double the FLOPs and bytes of a step. `compiled` itself
+    when there are no diagnostics; memory is always the real step's."""
+    if not settings.diagnose_every:
+        return compiled
+    from mdjpt_jax.pretrain import train
+
+    steady = dataclasses.replace(settings, diagnose_every=0)
+    return train.make_step_program(steady, mesh).lower().compile()
+
+
 def run(config, topology: str) -> dict:
     """Compiles for `topology`, prints the table and JSON; exits non-zero if it cannot run.
 
@@ -246,8 +272,14 @@ def run(config, topology: str) -> dict:
     jax.config.update("jax_platforms", "cpu")  # compile-only devices; never grab a real TPU
     devices = topology_devices(topology)
     chip = CHIPS.get(devices[0].device_kind)
+    from mdjpt_jax.pretrain import remat_choice
+
     try:
         compiled, _, settings, mesh = compile_step(config, devices)
+    except remat_choice.NoPolicyFits as error:
+        raise SystemExit(
+            f"error: the step does not fit in HBM of a {devices[0].device_kind} chip: {error}"
+        ) from error
     except ValueError as error:
         raise SystemExit(f"error: {topology} ({len(devices)} chips): {error}") from error
     except jax.errors.JaxRuntimeError as error:  # the TPU compiler's own out-of-memory
@@ -260,7 +292,14 @@ def run(config, topology: str) -> dict:
         ) from error
     report = dict(
         topology=topology,
-        **analyze(compiled, settings, mesh, chip, model_flops(settings, len(devices))),
+        **analyze(
+            compiled,
+            settings,
+            mesh,
+            chip,
+            model_flops(settings, len(devices)),
+            steady_step(compiled, settings, mesh),
+        ),
     )
     print(format_table(report), flush=True)
     print(json.dumps(report), flush=True)

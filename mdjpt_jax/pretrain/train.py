@@ -29,7 +29,13 @@ from jax.experimental import multihost_utils
 
 from mdjpt_jax import channels, checkpointing, distributed, learning_curves, optimizer, workdir
 from mdjpt_jax.models import Encoder
-from mdjpt_jax.pretrain import input_pipeline, metrics_writer, pretrain_eval, train_step
+from mdjpt_jax.pretrain import (
+    input_pipeline,
+    metrics_writer,
+    pretrain_eval,
+    remat_choice,
+    train_step,
+)
 from mdjpt_jax.trials import ensure_datasets
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
@@ -62,6 +68,7 @@ class Settings:
     eval_every: int  # 0 = no learning-curve evaluation
     eval_windows_per_subject: int
     diagnose_every: int  # 0 = no CDA diagnostics (train_step.cda_diagnostics)
+    memory_budget_gib: float  # per device; steers model.remat_policy="auto" (remat_choice)
 
 
 def read_config(config) -> Settings:
@@ -102,6 +109,7 @@ def read_config(config) -> Settings:
         eval_every=train.eval_every,
         eval_windows_per_subject=train.eval_windows_per_subject,
         diagnose_every=train.diagnose_every,
+        memory_budget_gib=float(train.memory_budget_gib),
     )
 
 
@@ -137,6 +145,8 @@ def validate(settings: Settings, *, num_devices: int, process_count: int) -> Non
             f"train.eval_windows_per_subject ({settings.eval_windows_per_subject}) "
             f">= 2"
         )
+    if not settings.memory_budget_gib > 0:
+        problems.append(f"train.memory_budget_gib ({settings.memory_budget_gib}) must be > 0")
     if settings.diagnose_every < 0:
         problems.append(f"train.diagnose_every ({settings.diagnose_every}) must be >= 0")
     for name in ("steps", "log_every", "checkpoint_every", "max_to_keep"):
@@ -461,7 +471,10 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
         workdir.write_json(workdir.config_path(directory), config_json)
     keys = named_keys(settings.seed)
     loader = make_loader(settings, keys["data"])
-    program = make_step_program(settings, mesh)
+    choice = remat_choice.compile_within_budget(settings, mesh, make_step_program)
+    settings, program = choice.settings, choice.program
+    if jax.process_index() == 0:
+        print(f"[pretrain] {remat_choice.describe(choice)}", flush=True)
     graphdef = program.graphdef
     state = distributed.replicate(program.init(keys["init"]), mesh)
     manager = checkpointing.make_manager(
@@ -481,7 +494,7 @@ def setup(config, directory: str) -> tuple[Run, nnx.GraphDef]:
         mesh,
         loader,
         manager,
-        program.step_fn,
+        choice.compiled,
         state,
         step_key,
         config_json,
