@@ -78,21 +78,23 @@ def summarize(trace_dir: str, top: int = 12) -> dict:
     with gzip.open(max(paths, key=os.path.getmtime)) as f:
         trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    thunks = [e for e in events if e.get("ph") == "X" and not e["name"].startswith(_NOT_THUNKS)]
+    # (kind, operation without its numeric suffix, start µs, end µs) of every thunk.
+    thunks = [
+        (kind_of(e["name"]), re.sub(r"\.\d+$", "", e["name"]), e["ts"], e["ts"] + e["dur"])
+        for e in events
+        if e.get("ph") == "X" and not e["name"].startswith(_NOT_THUNKS)
+    ]
     if not thunks:
         raise ValueError(f"{trace_dir}: the trace has no XLA thunk events")
-    begin = min(e["ts"] for e in thunks)
-    end = max(e["ts"] + e["dur"] for e in thunks)
+    wall = (max(end for *_, end in thunks) - min(start for _, _, start, _ in thunks)) / 1e6
     # A loop's thunk spans its body's thunks, which are events of their own.
-    spans = [(e["ts"], e["ts"] + e["dur"]) for e in thunks if kind_of(e["name"]) != "control"]
-    matmul = [(e["ts"], e["ts"] + e["dur"]) for e in thunks if kind_of(e["name"]) == "matmul"]
-    wall = (end - begin) / 1e6
-    busy, matmul_s = _union_s(spans), _union_s(matmul)
+    busy = _union_s([(start, end) for kind, _, start, end in thunks if kind != "control"])
+    matmul_s = _union_s([(start, end) for kind, _, start, end in thunks if kind == "matmul"])
     thread_s, count, by_op = (collections.Counter() for _ in range(3))
-    for e in thunks:
-        thread_s[kind_of(e["name"])] += e["dur"] / 1e6
-        count[kind_of(e["name"])] += 1
-        by_op[re.sub(r"\.\d+$", "", e["name"])] += e["dur"] / 1e6
+    for kind, operation, start, end in thunks:
+        thread_s[kind] += (end - start) / 1e6
+        count[kind] += 1
+        by_op[operation] += (end - start) / 1e6
     return dict(
         traced_wall_s=round(wall, 3),
         matmul_s=round(matmul_s, 3),

@@ -269,11 +269,11 @@ def run(config, topology: str) -> dict:
     """
     import jax
 
+    from mdjpt_jax.pretrain import remat_choice
+
     jax.config.update("jax_platforms", "cpu")  # compile-only devices; never grab a real TPU
     devices = topology_devices(topology)
     chip = CHIPS.get(devices[0].device_kind)
-    from mdjpt_jax.pretrain import remat_choice
-
     try:
         compiled, _, settings, mesh = compile_step(config, devices)
     except remat_choice.NoPolicyFits as error:
@@ -283,7 +283,7 @@ def run(config, topology: str) -> dict:
     except ValueError as error:
         raise SystemExit(f"error: {topology} ({len(devices)} chips): {error}") from error
     except jax.errors.JaxRuntimeError as error:  # the TPU compiler's own out-of-memory
-        if "RESOURCE_EXHAUSTED" not in str(error) and "memory" not in str(error).lower():
+        if not remat_choice.compiler_out_of_memory(error):
             raise
         raise SystemExit(
             f"error: the step does not fit in HBM of a {devices[0].device_kind} "

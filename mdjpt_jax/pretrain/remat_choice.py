@@ -44,7 +44,7 @@ def step_memory_bytes(compiled) -> dict:
     return dict(parts, total=total)
 
 
-def _out_of_memory(error: Exception) -> bool:
+def compiler_out_of_memory(error: Exception) -> bool:
     """True for a compiler that refuses the program for lack of memory (the TPU compiler
     raises RESOURCE_EXHAUSTED instead of returning an oversized program)."""
     text = str(error)
@@ -105,7 +105,7 @@ def compile_within_budget(settings, mesh, make_step_program) -> Choice:
         try:
             compiled = program.lower().compile()
         except jax.errors.JaxRuntimeError as error:
-            if requested != AUTO or not _out_of_memory(error):
+            if requested != AUTO or not compiler_out_of_memory(error):
                 raise
             tried.append(dict(policy=policy, bytes=None, fits=False))
             continue
